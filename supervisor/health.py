@@ -1,0 +1,108 @@
+"""/livez, /readyz and /metrics, in the Kubernetes style (`?verbose` lists each check).
+
+Liveness has no dependency checks (a MinIO outage must not restart the pod). Readiness is:
+started, credentials obtained, Litestream running; lag only with --max-lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from supervisor import httpd, metrics
+from supervisor.logs import get_logger
+from supervisor.state import State
+
+log = get_logger("health")
+Check = tuple[str, Callable[[State], str | None]]  # (name, returns a failure reason or None)
+
+
+def _started(s: State) -> str | None:
+    return None if s.started else "supervisor still starting"
+
+
+def _not_stopping(s: State) -> str | None:
+    return "shutting down" if s.shutting_down else None
+
+
+def _credentials(s: State) -> str | None:
+    if s.credentials_expiration is None:
+        return "no credentials yet" + (f" ({s.last_sts_error})" if s.last_sts_error else "")
+    if not s.credentials_valid():
+        return "credentials expired; STS refresh failing"
+    return None
+
+
+def _litestream(s: State) -> str | None:
+    return None if s.child_running else "litestream is not running"
+
+
+def lag_check(max_lag: float) -> Check:
+    def check(s: State) -> str | None:
+        worst = max((d.lag_seconds for d in s.databases.values()), default=0.0)
+        return f"replication lag {worst:.0f}s > {max_lag:g}s" if worst > max_lag else None
+
+    return ("lag", check)
+
+
+LIVENESS: list[Check] = [("ping", lambda s: None), ("event-loop", lambda s: None)]
+
+
+def readiness(max_lag: float | None) -> list[Check]:
+    checks: list[Check] = [("started", _started), ("shutdown", _not_stopping),
+                           ("credentials", _credentials), ("litestream", _litestream)]
+    if max_lag is not None:
+        checks.append(lag_check(max_lag))
+    return checks
+
+
+def report(checks: list[Check], state: State, verbose: bool) -> httpd.Response:
+    lines, failed = [], False
+    for name, check in checks:
+        reason = check(state)
+        failed = failed or reason is not None
+        lines.append(f"[+]{name} ok" if reason is None else f"[-]{name} failed: {reason}")
+    status = 503 if failed else 200
+    if verbose:
+        body = "\n".join(lines) + ("\ncheck failed\n" if failed else "\nok\n")
+    else:
+        body = "failed\n" if failed else "ok\n"
+    return httpd.Response(status, body.encode())
+
+
+@dataclass
+class HealthServer:
+    state: State
+    max_lag: float | None
+    server: asyncio.Server | None = None
+
+    def __post_init__(self) -> None:
+        self.registry = metrics.registry_for(self.state)
+        self.readiness = readiness(self.max_lag)
+        self.last_request_at = time.time()
+
+    async def handle(self, request: httpd.Request) -> httpd.Response:
+        verbose = "verbose" in request.query
+        if request.path == "/livez":
+            return report(LIVENESS, self.state, verbose)
+        if request.path == "/readyz":
+            return report(self.readiness, self.state, verbose)
+        if request.path == "/metrics":
+            body = await asyncio.to_thread(metrics.render, self.registry)
+            return httpd.Response(200, body, CONTENT_TYPE_LATEST)
+        return httpd.Response(404, b"not found: try /livez, /readyz, /metrics\n")
+
+    async def start(self, host: str, port: int) -> int:
+        self.server = await httpd.start(self.handle, host, port)
+        bound = httpd.bound_port(self.server)
+        log.info("health_listening", addr=f"{host}:{bound}")
+        return bound
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()

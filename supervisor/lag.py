@@ -1,0 +1,102 @@
+"""Real replication lag: the local LTX position against what is really in the replica.
+
+Litestream's own metrics show nothing during an S3 outage (its txid is local only), so the
+probe lists the replica's level-0 LTX files (only keys newer than the last seen) and compares
+them with the LTX files Litestream has written locally. Lag is the age of the oldest local LTX
+file that the replica does not hold yet: 0 when caught up, growing while uploads stall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from supervisor import replica as replicas
+from supervisor.config import Database, LitestreamConfig
+from supervisor.errors import SupervisorError
+from supervisor.logs import get_logger
+from supervisor.service import CredentialService
+from supervisor.state import DatabaseState, State
+
+log = get_logger("lag")
+
+
+@dataclass(frozen=True)
+class FinalPosition:
+    db: str
+    local_txid: int
+    remote_txid: int | None  # None: the replica could not be read
+
+    @property
+    def confirmed(self) -> bool:
+        return self.remote_txid is not None and self.remote_txid >= self.local_txid
+
+
+class LagProbe:
+    def __init__(self, service: CredentialService, config: LitestreamConfig, state: State,
+                 interval_seconds: float) -> None:
+        self.service = service
+        self.config = config
+        self.state = state
+        self.interval = interval_seconds
+        self._last_key: dict[str, str | None] = {}
+        self._raw = {str(db.path): raw for db, raw in zip(config.databases, config.raw.get("dbs", []), strict=False)}
+        for db in config.databases:
+            state.databases.setdefault(str(db.path), DatabaseState(str(db.path)))
+
+    def _remote(self, db: Database) -> tuple[int, float | None]:
+        """Blocking: newest remote txid and its upload time (from the last known, listing only newer keys)."""
+        name = str(db.path)
+        current = self.state.databases[name]
+        position = replicas.remote_position(self.service.s3(db), db.replica, self._last_key.get(name))
+        if position is None:
+            return current.remote_txid, current.last_upload_at
+        self._last_key[name] = position.key
+        return max(position.txid, current.remote_txid), position.last_modified
+
+    async def probe(self, db: Database) -> None:
+        name = str(db.path)
+        current = self.state.databases[name]
+        try:
+            remote_txid, last_upload = await asyncio.wait_for(asyncio.to_thread(self._remote, db), 30)
+            error = None
+        except (TimeoutError, SupervisorError) as e:
+            remote_txid, last_upload = current.remote_txid, current.last_upload_at
+            error = str(e) or "replica listing timed out"
+        local = replicas.local_position(db, remote_txid, self._raw.get(name))
+        now = time.time()
+        self.state.databases[name] = DatabaseState(
+            path=name, local_txid=local.txid, remote_txid=remote_txid,
+            lag_seconds=replicas.lag_seconds(local, now), last_upload_at=last_upload,
+            probe_ok_at=now if error is None else current.probe_ok_at, probe_error=error,
+        )
+        if error and not current.probe_error:
+            log.warning("replica_probe_failed", db=name, error=error)
+        elif current.probe_error and not error:
+            log.info("replica_probe_recovered", db=name)
+
+    async def run(self) -> None:
+        while True:
+            for db in self.config.databases:
+                if self.service.keeper.current is not None:
+                    await self.probe(db)
+            await asyncio.sleep(self.interval)
+
+    async def final_positions(self, timeout_seconds: float) -> list[FinalPosition]:
+        """After Litestream exited: does the replica hold the newest local position? Retries briefly."""
+        deadline = time.monotonic() + timeout_seconds
+        results = []
+        for db in self.config.databases:
+            name = str(db.path)
+            while True:
+                await self.probe(db)
+                state = self.state.databases[name]
+                if state.probe_error is None:
+                    results.append(FinalPosition(name, state.local_txid, state.remote_txid))
+                    break
+                if time.monotonic() >= deadline:
+                    results.append(FinalPosition(name, state.local_txid, None))
+                    break
+                await asyncio.sleep(0.5)
+        return results

@@ -1,0 +1,70 @@
+"""Prometheus metrics, read from State at scrape time (metrics never write anything)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from supervisor import __version__
+from supervisor.state import State
+
+P = "litestream_supervisor_"
+
+
+class StateCollector(Collector):
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        s = self.state
+        info = GaugeMetricFamily(P + "info", "Supervisor version.", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        yield GaugeMetricFamily(P + "ready", "1 when /readyz would answer 200.", value=1 if s.started else 0)
+        yield GaugeMetricFamily(P + "credentials_expiration_timestamp_seconds",
+                                "Expiry of the credentials being served (unix seconds; 0 before the first).",
+                                value=s.credentials_expiration or 0)
+        yield GaugeMetricFamily(P + "credentials_valid", "1 while unexpired credentials are served.",
+                                value=1 if s.credentials_valid() else 0)
+        sts = CounterMetricFamily(P + "sts_requests", "AssumeRoleWithWebIdentity calls by result.", labels=["result"])
+        for result in ("ok", "refused", "unavailable"):
+            sts.add_metric([result], s.sts_requests.get(result, 0))
+        yield sts
+        yield CounterMetricFamily(P + "credential_refreshes", "Credentials replaced after the first.",
+                                  value=s.credential_refreshes)
+        yield CounterMetricFamily(P + "token_rotations", "Token rotations seen in the token directory.",
+                                  value=s.token_rotations)
+        yield GaugeMetricFamily(P + "litestream_up", "1 while the Litestream child runs.",
+                                value=1 if s.child_running else 0)
+        yield CounterMetricFamily(P + "litestream_restarts", "Litestream child restarts after unexpected exits.",
+                                  value=s.child_restarts)
+        lag = GaugeMetricFamily(P + "replication_lag_seconds",
+                                "Age of the oldest local LTX file not yet in the replica (0 when caught up).",
+                                labels=["db"])
+        upload = GaugeMetricFamily(P + "last_upload_timestamp_seconds",
+                                   "Time of the newest LTX file seen in the replica (unix seconds).", labels=["db"])
+        local = GaugeMetricFamily(P + "local_txid", "Newest local transaction ID.", labels=["db"])
+        remote = GaugeMetricFamily(P + "replica_txid", "Newest transaction ID in the replica.", labels=["db"])
+        probe = GaugeMetricFamily(P + "replica_probe_ok", "1 when the last replica listing succeeded.", labels=["db"])
+        for name, db in sorted(s.databases.items()):
+            lag.add_metric([name], db.lag_seconds)
+            upload.add_metric([name], db.last_upload_at or 0)
+            local.add_metric([name], db.local_txid)
+            remote.add_metric([name], db.remote_txid)
+            probe.add_metric([name], 0 if db.probe_error else 1)
+        yield from (lag, upload, local, remote, probe)
+        yield GaugeMetricFamily(P + "uptime_seconds", "Seconds since start.", value=time.time() - s.started_at)
+
+
+def registry_for(state: State) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StateCollector(state))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

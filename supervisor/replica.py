@@ -1,0 +1,195 @@
+"""What is really in the replica: its layout, its newest position, and S3 errors explained.
+
+Litestream 0.5 writes LTX files `<path>/<level:04x>/<min:016x>-<max:016x>.ltx`; 0.3 wrote
+`<path>/generations/<id>/{snapshots,wal}/...`. Anything else under the prefix means the prefix
+is wrong or shared, and must never be mistaken for "no replica yet".
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from supervisor.config import Database, Replica
+from supervisor.credentials import Credentials
+from supervisor.errors import ExitCode, SupervisorError, Unreachable
+from supervisor.logs import secrets
+
+LTX_NAME = re.compile(r"^(?P<min>[0-9a-f]{16})-(?P<max>[0-9a-f]{16})\.ltx$")
+LTX_KEY = re.compile(r"^(?P<level>[0-9a-f]{4})/(?P<min>[0-9a-f]{16})-(?P<max>[0-9a-f]{16})\.ltx$")
+V3_KEY = re.compile(r"^generations/[0-9a-f]{16}/(snapshots|wal)/")
+# Temporary credentials that lapsed or were replaced: refresh, not misconfiguration.
+STALE_CODES = frozenset({"InvalidAccessKeyId", "InvalidTokenId", "ExpiredToken", "TokenRefreshRequired"})
+MAX_LISTED = 100_000
+
+
+class StaleCredentials(SupervisorError):
+    exit_code = ExitCode.CREDENTIALS_REFUSED
+
+
+@dataclass(frozen=True)
+class Layout:
+    kind: str  # empty | ltx | v3 | unknown
+    objects: int
+    max_txid: int = 0
+    unexpected: str | None = None  # an example key that is neither layout
+
+    def describe(self) -> str:
+        return {"empty": "empty (no replica yet)", "ltx": "Litestream 0.5 (LTX files)",
+                "v3": "Litestream 0.3 (generations/)", "unknown": "not a Litestream replica"}[self.kind]
+
+
+def s3_client(creds: Credentials, replica: Replica, *, fallback_endpoint: str | None, region: str,
+              ca_bundle: Path | None, timeout_seconds: float = 10.0) -> Any:
+    endpoint = replica.endpoint or fallback_endpoint
+    path_style = replica.force_path_style if replica.force_path_style is not None else bool(endpoint)
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=replica.region or region,
+        aws_access_key_id=creds.access_key_id,
+        aws_secret_access_key=creds.secret_access_key,
+        aws_session_token=creds.session_token,
+        verify=str(ca_bundle) if ca_bundle else True,
+        config=Config(
+            retries={"total_max_attempts": 1},
+            connect_timeout=timeout_seconds,
+            read_timeout=timeout_seconds,
+            s3={"addressing_style": "path" if path_style else "auto"},
+        ),
+    )
+
+
+def explain(error: Exception, replica: Replica) -> SupervisorError:
+    where = f"s3://{replica.bucket}/{replica.path}/"
+    if isinstance(error, ClientError):
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        code = (error.response.get("Error") or {}).get("Code") or f"HTTP {status}"
+        if code in STALE_CODES:
+            return StaleCredentials(f"{where}: S3 says {code}: the temporary credentials are no longer valid")
+        if code in ("NoSuchBucket",) or (status == 404 and code in ("404", "HTTP 404", "NotFound")):
+            return SupervisorError(f"{where}: bucket {replica.bucket!r} does not exist (create it, or fix "
+                                   "'bucket' in litestream.yml)", exit_code=ExitCode.NO_SUCH_BUCKET)
+        if status == 403 or code == "AccessDenied":
+            return SupervisorError(f"{where}: access denied ({code}): the role's policy must allow "
+                                   "s3:ListBucket, s3:GetObject and s3:PutObject on this bucket and prefix",
+                                   exit_code=ExitCode.ACCESS_DENIED)
+        if status >= 500 or status == 429 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
+            return Unreachable(f"{where}: S3 is not available ({code})")
+        return SupervisorError(f"{where}: S3 refused the listing ({code})", exit_code=ExitCode.ACCESS_DENIED)
+    if isinstance(error, BotoCoreError):
+        return Unreachable(f"{where}: S3 unreachable: {secrets.redact(str(error))}")
+    return SupervisorError(f"{where}: {type(error).__name__}: {secrets.redact(str(error))}")
+
+
+def classify_keys(keys: list[str], prefix: str) -> Layout:
+    ltx = v3 = 0
+    max_txid = 0
+    unexpected = None
+    for key in keys:
+        rel = key[len(prefix):]
+        m = LTX_KEY.match(rel)
+        if m:
+            ltx += 1
+            max_txid = max(max_txid, int(m["max"], 16))
+        elif V3_KEY.match(rel):
+            v3 += 1
+        elif unexpected is None:
+            unexpected = key
+    if not keys:
+        return Layout("empty", 0)
+    # 0.5 replicating over a 0.3 replica starts a new LTX history: the LTX files are newest.
+    if ltx:
+        return Layout("ltx", len(keys), max_txid, unexpected)
+    if v3:
+        return Layout("v3", len(keys), 0, unexpected)
+    return Layout("unknown", len(keys), 0, unexpected)
+
+
+def layout(client: Any, replica: Replica) -> Layout:
+    """List the prefix (blocking) and name what is there."""
+    prefix = replica.path + "/"
+    keys: list[str] = []
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=replica.bucket, Prefix=prefix):
+            keys.extend(o["Key"] for o in page.get("Contents", []))
+            if len(keys) >= MAX_LISTED:
+                break
+    except Exception as e:  # noqa: BLE001 (explained and re-raised)
+        raise explain(e, replica) from None
+    return classify_keys(keys, prefix)
+
+
+@dataclass(frozen=True)
+class RemotePosition:
+    txid: int
+    last_modified: float | None
+    key: str | None
+
+
+def remote_position(client: Any, replica: Replica, after_key: str | None = None) -> RemotePosition | None:
+    """The newest level-0 LTX in the replica, listing only keys after `after_key` (blocking)."""
+    prefix = f"{replica.path}/0000/"
+    kwargs: dict[str, Any] = {"Bucket": replica.bucket, "Prefix": prefix}
+    if after_key:
+        kwargs["StartAfter"] = after_key
+    best: RemotePosition | None = None
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
+            for obj in page.get("Contents", []):
+                m = LTX_NAME.match(obj["Key"][len(prefix):])
+                if m and (best is None or int(m["max"], 16) >= best.txid):
+                    best = RemotePosition(int(m["max"], 16), obj["LastModified"].timestamp(), obj["Key"])
+    except Exception as e:  # noqa: BLE001
+        raise explain(e, replica) from None
+    return best
+
+
+def meta_dir(db: Database, raw_db: dict[str, Any] | None = None) -> Path:
+    """Litestream 0.5's local state for a database: `<dir>/.<name>-litestream` unless meta-path is set."""
+    if raw_db and raw_db.get("meta-path"):
+        return Path(str(raw_db["meta-path"]))
+    return db.path.parent / f".{db.path.name}-litestream"
+
+
+@dataclass(frozen=True)
+class LocalPosition:
+    txid: int
+    unsent_since: float | None  # mtime of the oldest local LTX newer than the remote position
+
+
+def local_position(db: Database, remote_txid: int, raw_db: dict[str, Any] | None = None) -> LocalPosition:
+    """The newest local LTX, and since when local LTX files have waited for upload."""
+    directory = meta_dir(db, raw_db) / "ltx" / "0"
+    txid = 0
+    oldest_unsent: float | None = None
+    try:
+        entries = list(directory.iterdir())
+    except FileNotFoundError:
+        return LocalPosition(0, None)
+    for entry in entries:
+        m = LTX_NAME.match(entry.name)
+        if not m:
+            continue
+        max_txid = int(m["max"], 16)
+        txid = max(txid, max_txid)
+        if max_txid > remote_txid:
+            try:
+                mtime = entry.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            oldest_unsent = mtime if oldest_unsent is None else min(oldest_unsent, mtime)
+    return LocalPosition(txid, oldest_unsent)
+
+
+def lag_seconds(local: LocalPosition, now: float | None = None) -> float:
+    if local.unsent_since is None:
+        return 0.0
+    return max(0.0, (time.time() if now is None else now) - local.unsent_since)

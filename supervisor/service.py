@@ -1,0 +1,115 @@
+"""CredentialService: the keeper, the token watcher and the broker, started and stopped together.
+
+Every command that needs credentials (restore, replicate, check, credentials) goes through one
+of these, so there is one exchange shared by the supervisor's own S3 calls and the child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from supervisor import config as lsconfig
+from supervisor import replica as replicas
+from supervisor import token as tokens
+from supervisor.broker import BrokerAddress, CredentialsBroker
+from supervisor.config import Database, LitestreamConfig
+from supervisor.credentials import Credentials
+from supervisor.keeper import CredentialKeeper
+from supervisor.litestream import child_env
+from supervisor.logs import get_logger
+from supervisor.settings import Settings, require_web_identity
+from supervisor.state import State
+
+log = get_logger("service")
+
+
+def sts_endpoint(settings: Settings, config: LitestreamConfig | None) -> str:
+    """--sts-endpoint / AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL, else the replica's endpoint."""
+    if settings.aws.sts_endpoint:
+        return settings.aws.sts_endpoint
+    if config is not None:
+        for db in config.databases:
+            if db.replica.endpoint:
+                return db.replica.endpoint
+    if settings.aws.s3_endpoint:
+        return settings.aws.s3_endpoint
+    return f"https://sts.{settings.aws.region}.amazonaws.com"
+
+
+class CredentialService:
+    def __init__(self, settings: Settings, state: State, config: LitestreamConfig | None) -> None:
+        role_arn, token_file = require_web_identity(settings.aws)
+        self.settings = settings
+        self.state = state
+        self.config = config
+        self.endpoint = sts_endpoint(settings, config)
+        self.keeper = CredentialKeeper(settings.aws, settings.keeper, state, self.endpoint,
+                                       role_arn, token_file)
+        self.broker = CredentialsBroker(lambda: self.keeper.current)
+        self.address: BrokerAddress | None = None
+        self._stop_watch = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._workdir = Path(tempfile.mkdtemp(prefix="litestream-supervisor-"))
+        self._clients: dict[tuple[str, str], Any] = {}
+
+    async def start(self, timeout_seconds: float) -> Credentials:
+        """Obtain the first credentials (bounded), then keep them fresh in the background."""
+        self.address = await self.broker.start()
+        creds = await self.keeper.obtain(timeout_seconds)
+        self.start_background()
+        return creds
+
+    def start_background(self) -> None:
+        token_file = self.keeper.token_file
+        self._tasks = [
+            asyncio.create_task(self.keeper.run(), name="keeper"),
+            asyncio.create_task(tokens.watch(token_file, self.keeper.on_token_change, self._stop_watch),
+                                name="token-watch"),
+        ]
+
+    @property
+    def tasks(self) -> list[asyncio.Task[Any]]:
+        return self._tasks
+
+    async def close(self) -> None:
+        self._stop_watch.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.broker.close()
+        for path in sorted(self._workdir.glob("*"), reverse=True):
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self._workdir.rmdir()
+
+    def child_environment(self, parent: Mapping[str, str] | None = None) -> dict[str, str]:
+        assert self.address is not None, "start() first"
+        return child_env(os.environ if parent is None else parent, self.address.url,
+                         self.address.authorization, self.settings.aws.ca_bundle)
+
+    def child_config(self) -> Path:
+        assert self.config is not None
+        doc = lsconfig.child_document(self.config, self.settings.aws.s3_endpoint, self.settings.aws.region)
+        return lsconfig.write_child_config(doc, self._workdir)
+
+    def s3(self, db: Database) -> Any:
+        """An S3 client for the replica, with the current credentials (rebuilt when they change)."""
+        creds = self.keeper.current
+        assert creds is not None
+        key = (creds.access_key_id, str(db.replica))
+        client = self._clients.get(key)
+        if client is None:
+            if any(k[0] != creds.access_key_id for k in self._clients):
+                self._clients.clear()
+            client = replicas.s3_client(creds, db.replica, fallback_endpoint=self.settings.aws.s3_endpoint,
+                                        region=self.settings.aws.region, ca_bundle=self.settings.aws.ca_bundle)
+            self._clients[key] = client
+        return client

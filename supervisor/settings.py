@@ -1,0 +1,172 @@
+"""All inputs, validated once: flags and LITESTREAM_SUPERVISOR_* (parsed by click) plus the
+standard AWS variables, read here the way an AWS SDK reads them.
+
+This is the only module that reads the process environment. Everything downstream gets a
+frozen `Settings` and never looks at os.environ again.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from supervisor.errors import ConfigError
+
+ENV_PREFIX = "LITESTREAM_SUPERVISOR_"
+DEFAULT_CONFIG = "/etc/litestream.yml"
+DEFAULT_HEALTH_ADDR = "0.0.0.0:9091"
+DEFAULT_AUDIENCE = "sts.amazonaws.com"
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """Where and how to trade the projected token for credentials."""
+
+    role_arn: str | None
+    token_file: Path | None
+    session_name: str
+    # STS endpoint: --sts-endpoint > AWS_ENDPOINT_URL_STS > AWS_ENDPOINT_URL > replica endpoint.
+    sts_endpoint: str | None
+    # S3 endpoint when the replica has none: AWS_ENDPOINT_URL_S3 > AWS_ENDPOINT_URL.
+    s3_endpoint: str | None
+    region: str
+    ca_bundle: Path | None
+    # None: let the server choose (MinIO: the JWT's own expiry; AWS/Ceph: 1 h).
+    duration_seconds: int | None
+    # The audience the token must carry (diagnostics only; STS enforces its own).
+    audience: str = DEFAULT_AUDIENCE
+    sts_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class KeeperSettings:
+    # Refresh when this much validity is left (or at half-life for short lifetimes), so
+    # Litestream's SDK, which renews 5 min before expiry, always finds >= 10 min on offer.
+    refresh_margin_seconds: float = 900.0
+    # Retry backoff after a failed exchange: starts here, doubles, capped, with jitter.
+    retry_initial_seconds: float = 1.0
+    retry_max_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class ReplicateSettings:
+    health_addr: tuple[str, int] = ("0.0.0.0", 9091)
+    # Readiness fails when lag exceeds this; None keeps lag out of readiness (a MinIO blip
+    # must not pull the app out of its Service).
+    max_lag_seconds: float | None = None
+    shutdown_timeout_seconds: float = 30.0
+    lag_interval_seconds: float = 5.0
+    exec_command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_path: Path
+    litestream: str
+    aws: AwsSettings
+    keeper: KeeperSettings = field(default_factory=KeeperSettings)
+    replicate: ReplicateSettings = field(default_factory=ReplicateSettings)
+    log_level: str = "info"
+    log_format: str = "auto"
+    # restore / check
+    timeout_seconds: float = 600.0
+    db: Path | None = None
+    require_replica: bool = False
+
+
+def _first(env: Mapping[str, str], *names: str) -> str | None:
+    for name in names:
+        value = env.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def parse_addr(value: str, option: str = "--health-addr") -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{option}: expected HOST:PORT (e.g. 0.0.0.0:9091), got {value!r}")
+    return host or "0.0.0.0", int(port)
+
+
+def _endpoint(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}: expected a URL starting with http:// or https://, got {value!r}")
+    return value.rstrip("/")
+
+
+def default_session_name(env: Mapping[str, str]) -> str:
+    # AWS and Ceph require a RoleSessionName of 2-64 characters [\w+=,.@-]; MinIO ignores it.
+    name = _first(env, "POD_NAME", "HOSTNAME") or socket.gethostname() or "litestream-supervisor"
+    cleaned = "".join(c if c.isalnum() or c in "+=,.@-_" else "-" for c in name)[:64]
+    return cleaned if len(cleaned) >= 2 else "litestream-supervisor"
+
+
+def build(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from click's parsed options (flags and LITESTREAM_SUPERVISOR_*) and the AWS env."""
+    env = os.environ if env is None else env
+    token_file = options.get("token_file") or _first(env, "AWS_WEB_IDENTITY_TOKEN_FILE")
+    duration = options.get("duration_seconds")
+    if duration is not None and duration < 1:
+        raise ConfigError(f"--duration-seconds: expected a positive number of seconds, got {duration}")
+    region = options.get("region") or _first(env, "AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1"
+    ca = options.get("ca_bundle") or _first(env, "AWS_CA_BUNDLE")
+    if ca and not Path(ca).is_file():
+        raise ConfigError(f"--ca-bundle / AWS_CA_BUNDLE: file {ca} does not exist")
+    aws = AwsSettings(
+        role_arn=options.get("role_arn") or _first(env, "AWS_ROLE_ARN"),
+        token_file=Path(token_file) if token_file else None,
+        session_name=options.get("session_name") or _first(env, "AWS_ROLE_SESSION_NAME")
+        or default_session_name(env),
+        sts_endpoint=_endpoint(
+            options.get("sts_endpoint") or _first(env, "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"),
+            "--sts-endpoint / AWS_ENDPOINT_URL_STS",
+        ),
+        s3_endpoint=_endpoint(_first(env, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"), "AWS_ENDPOINT_URL_S3"),
+        region=region,
+        ca_bundle=Path(ca) if ca else None,
+        duration_seconds=duration,
+        audience=options.get("audience") or DEFAULT_AUDIENCE,
+    )
+    keeper = KeeperSettings(
+        refresh_margin_seconds=float(options.get("refresh_margin") or KeeperSettings.refresh_margin_seconds),
+    )
+    max_lag = options.get("max_lag")
+    replicate = ReplicateSettings(
+        health_addr=parse_addr(options.get("health_addr") or DEFAULT_HEALTH_ADDR),
+        max_lag_seconds=float(max_lag) if max_lag else None,
+        shutdown_timeout_seconds=float(options.get("shutdown_timeout") or 30.0),
+        lag_interval_seconds=float(options.get("lag_interval") or 5.0),
+        exec_command=tuple(options.get("exec_command") or ()),
+    )
+    config = options.get("config") or _first(env, "LITESTREAM_CONFIG") or DEFAULT_CONFIG
+    db = options.get("db")
+    return Settings(
+        config_path=Path(config),
+        litestream=options.get("litestream") or "litestream",
+        aws=aws,
+        keeper=keeper,
+        replicate=replicate,
+        log_level=options.get("log_level") or "info",
+        log_format=options.get("log_format") or "auto",
+        timeout_seconds=float(options.get("timeout") or 600.0),
+        db=Path(db) if db else None,
+        require_replica=bool(options.get("require_replica")),
+    )
+
+
+def require_web_identity(aws: AwsSettings) -> tuple[str, Path]:
+    """The two inputs without which no credentials can be had."""
+    if not aws.role_arn:
+        raise ConfigError("--role-arn / AWS_ROLE_ARN: not set (the role to assume, e.g. "
+                          "arn:minio:iam:::role/<id> printed by MinIO at start-up)")
+    if not aws.token_file:
+        raise ConfigError("--token-file / AWS_WEB_IDENTITY_TOKEN_FILE: not set (the projected "
+                          "service-account token, e.g. /var/run/secrets/tokens/token)")
+    return aws.role_arn, aws.token_file

@@ -1,0 +1,46 @@
+"""The one State object: each field has one writer; health and metrics only read it."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DatabaseState:
+    """Written by the lag probe."""
+
+    path: str
+    local_txid: int = 0
+    remote_txid: int = 0
+    lag_seconds: float = 0.0
+    last_upload_at: float | None = None  # newest LTX seen in the replica
+    probe_ok_at: float | None = None
+    probe_error: str | None = None
+
+
+@dataclass
+class State:
+    started_at: float = field(default_factory=time.time)
+    # written by the keeper
+    credentials_expiration: float | None = None
+    credentials_obtained_at: float | None = None
+    sts_requests: Counter[str] = field(default_factory=Counter)
+    last_sts_error: str | None = None
+    credential_refreshes: int = 0
+    token_rotations: int = 0
+    # written by the child supervisor
+    child_running: bool = False
+    child_pid: int | None = None
+    child_restarts: int = 0
+    child_started_at: float | None = None
+    # written by the lag probe
+    databases: dict[str, DatabaseState] = field(default_factory=dict)
+    # written by the lifecycle (replicate.py)
+    started: bool = False
+    shutting_down: bool = False
+
+    def credentials_valid(self, now: float | None = None) -> bool:
+        exp = self.credentials_expiration
+        return exp is not None and exp > (time.time() if now is None else now)
