@@ -1,6 +1,6 @@
 """CredentialKeeper: holds the current credentials and refreshes them before they expire.
 
-Refresh happens at the earlier of (expiry - refresh margin) and half-life, and right after the
+Refresh happens when the refresh margin is left (at half-life for short lifetimes), and right after the
 kubelet rotates the token. When STS fails, the old credentials keep being served while they
 last; retries back off exponentially with jitter; once they run out it says so on every retry.
 """
@@ -26,7 +26,8 @@ log = get_logger("keeper")
 def refresh_delay(creds: Credentials, margin_seconds: float, now: float | None = None) -> float:
     """Seconds from now until the next scheduled refresh."""
     lifetime = creds.lifetime_seconds
-    after_obtained = min(lifetime - margin_seconds, lifetime / 2)
+    # Refresh with `margin` left; lifetimes shorter than twice the margin refresh at half-life.
+    after_obtained = max(lifetime - margin_seconds, lifetime / 2)
     now = time.time() if now is None else now
     return max(1.0, creds.obtained_at + after_obtained - now)
 

@@ -1,0 +1,49 @@
+# Two commands on a fresh machine (root, Debian): `make demo` and `make test`.
+# Each installs what it needs first (apt + a venv in .venv); re-runs skip what is present.
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+APT_PKGS := radosgw ceph-mon ceph-osd uuid-runtime openssl util-linux sqlite3 npm
+LS03_DIR := .work/litestream-0.3
+
+.PHONY: deps venv test test-fast lint demo image bench clean
+
+deps: venv
+	@missing=""; for b in radosgw ceph-mon ceph-osd uuidgen npm; do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages (missing:$$missing)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PKGS) >/dev/null; \
+	fi
+	@# Litestream 0.3.13 (for the 0.3-replica restore test), shipped by Fly's npm package.
+	@[ -x $(LS03_DIR)/node_modules/@flydotio/litestream-linux-x64/litestream ] || \
+	  (mkdir -p $(LS03_DIR) && cd $(LS03_DIR) && npm install --silent --no-audit --no-fund @flydotio/litestream-linux-x64@1.0.1 >/dev/null)
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+test: deps
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -q tests/unit
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+demo: deps
+	$(PY) -m demo
+
+image: deps
+	bash images/build-and-test.sh
+
+bench: deps
+	$(PY) -m bench
+
+clean:
+	rm -rf .work bench/.work

@@ -1,0 +1,90 @@
+"""Broker and health server over real loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+
+from supervisor import health
+from supervisor.broker import CredentialsBroker
+from supervisor.credentials import Credentials
+from supervisor.keeper import refresh_delay
+from supervisor.state import DatabaseState, State
+
+
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def creds(lifetime: float = 3600) -> Credentials:
+    now = time.time()
+    return Credentials("AKIDEXAMPLE", "secret-key-value-123", "session-token-value-456", now + lifetime, now)
+
+
+def test_broker_requires_its_bearer_token() -> None:
+    current: list[Credentials | None] = [None]
+
+    async def scenario() -> None:
+        broker = CredentialsBroker(lambda: current[0])
+        address = await broker.start()
+        assert address.url.startswith("http://127.0.0.1:") and address.authorization not in repr(address)
+        get = lambda h=None: asyncio.to_thread(fetch, address.url, h)  # noqa: E731
+        assert (await get())[0] == 401
+        status, body = await get({"Authorization": "wrong"})
+        assert status == 403 and "secret" not in body
+        assert (await get({"Authorization": address.authorization}))[0] == 503
+        current[0] = creds()
+        status, body = await get({"Authorization": address.authorization})
+        answer = json.loads(body)
+        assert status == 200 and answer["SecretAccessKey"] == "secret-key-value-123"
+        assert answer["Token"] == "session-token-value-456" and answer["Expiration"].endswith("Z")
+        other = address.url.replace("/credentials", "/other")
+        assert (await asyncio.to_thread(fetch, other, {"Authorization": address.authorization}))[0] == 404
+        await broker.close()
+
+    asyncio.run(scenario())
+
+
+def test_health_endpoints_list_each_check() -> None:
+    state = State()
+
+    async def scenario() -> None:
+        server = health.HealthServer(state, max_lag=5)
+        port = await server.start("127.0.0.1", 0)
+        base = f"http://127.0.0.1:{port}"
+        get = lambda p: asyncio.to_thread(fetch, base + p)  # noqa: E731
+        assert await get("/livez") == (200, "ok\n")
+        status, body = await get("/readyz?verbose")
+        assert status == 503 and "[-]started failed" in body and "[-]credentials failed: no credentials yet" in body
+        state.started = True
+        state.credentials_expiration = time.time() + 100
+        state.child_running = True
+        state.databases["/d/a.db"] = DatabaseState("/d/a.db", lag_seconds=1)
+        status, body = await get("/readyz?verbose")
+        assert status == 200 and "[+]litestream ok" in body and "[+]lag ok" in body
+        state.databases["/d/a.db"] = DatabaseState("/d/a.db", lag_seconds=9)
+        status, body = await get("/readyz?verbose")
+        assert status == 503 and "[-]lag failed: replication lag 9s > 5s" in body
+        assert (await get("/livez"))[0] == 200
+        status, body = await get("/metrics")
+        assert status == 200 and 'litestream_supervisor_replication_lag_seconds{db="/d/a.db"} 9.0' in body
+        assert "litestream_supervisor_credentials_expiration_timestamp_seconds" in body
+        await server.close()
+
+    asyncio.run(scenario())
+
+
+def test_refresh_schedule_keeps_validity_on_offer() -> None:
+    hour = creds(3600)
+    assert abs(refresh_delay(hour, 900, hour.obtained_at) - 2700) < 1  # 15 min left
+    four_hours = Credentials("a", "b" * 20, "c" * 20, hour.obtained_at + 14400, hour.obtained_at)
+    assert abs(refresh_delay(four_hours, 900, hour.obtained_at) - 13500) < 1
+    short = Credentials("a", "b" * 20, "c" * 20, hour.obtained_at + 20, hour.obtained_at)
+    assert abs(refresh_delay(short, 900, hour.obtained_at) - 10) < 1  # half-life, not a storm

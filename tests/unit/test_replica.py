@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from supervisor import replica
+from supervisor.config import Database, Replica
+
+
+def test_layouts() -> None:
+    p = "app/"
+    assert replica.classify_keys([], p).kind == "empty"
+    ltx = replica.classify_keys(["app/0000/0000000000000001-0000000000000003.ltx",
+                                 "app/0001/0000000000000001-0000000000000002.ltx"], p)
+    assert (ltx.kind, ltx.max_txid, ltx.unexpected) == ("ltx", 3, None)
+    assert replica.classify_keys(["app/generations/0123456789abcdef/snapshots/00000000.snapshot.lz4"], p).kind == "v3"
+    other = replica.classify_keys(["app/backup.tar.gz", "app/notes.txt"], p)
+    assert (other.kind, other.unexpected) == ("unknown", "app/backup.tar.gz")
+    both = replica.classify_keys(["app/generations/0123456789abcdef/wal/x", "app/0000/0000000000000001-0000000000000001.ltx"], p)
+    assert both.kind == "ltx"
+
+
+def test_local_position_and_lag(tmp_path: Path) -> None:
+    db = Database(tmp_path / "app.db", Replica("b", "app", None, None, None))
+    ltx = tmp_path / ".app.db-litestream" / "ltx" / "0"
+    ltx.mkdir(parents=True)
+    now = time.time()
+    for txid, age in ((1, 30), (2, 20), (3, 10)):
+        f = ltx / f"{txid:016x}-{txid:016x}.ltx"
+        f.write_bytes(b"x")
+        os.utime(f, (now - age, now - age))
+    assert replica.local_position(db, 3) == replica.LocalPosition(3, None)
+    behind = replica.local_position(db, 1)
+    assert behind.txid == 3 and 19 <= replica.lag_seconds(behind, now) <= 21
+    assert replica.lag_seconds(replica.local_position(db, 3), now) == 0
+    missing = Database(tmp_path / "none.db", db.replica)
+    assert replica.local_position(missing, 0) == replica.LocalPosition(0, None)

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supervisor import settings
+from supervisor.errors import ConfigError
+
+
+def test_aws_variables_are_read_like_an_sdk() -> None:
+    env = {"AWS_ROLE_ARN": "arn:r", "AWS_WEB_IDENTITY_TOKEN_FILE": "/t", "AWS_ENDPOINT_URL": "http://all:1",
+           "AWS_ENDPOINT_URL_STS": "http://sts:2/", "AWS_ENDPOINT_URL_S3": "http://s3:3",
+           "AWS_DEFAULT_REGION": "eu-1", "HOSTNAME": "app-0"}
+    s = settings.build({}, env)
+    assert s.aws.role_arn == "arn:r" and s.aws.token_file == Path("/t")
+    assert s.aws.sts_endpoint == "http://sts:2" and s.aws.s3_endpoint == "http://s3:3"
+    assert s.aws.region == "eu-1" and s.aws.session_name == "app-0"
+    assert s.config_path == Path("/etc/litestream.yml")
+
+
+def test_flags_beat_environment() -> None:
+    env = {"AWS_ROLE_ARN": "arn:env", "AWS_ENDPOINT_URL": "http://all:1", "AWS_REGION": "r1"}
+    s = settings.build({"role_arn": "arn:flag", "sts_endpoint": "http://flag:9", "region": "r2"}, env)
+    assert (s.aws.role_arn, s.aws.sts_endpoint, s.aws.region) == ("arn:flag", "http://flag:9", "r2")
+    assert settings.build({}, {"AWS_ENDPOINT_URL": "http://all:1"}).aws.sts_endpoint == "http://all:1"
+
+
+@pytest.mark.parametrize(("options", "env", "expected"), [
+    ({"sts_endpoint": "minio:9000"}, {}, "--sts-endpoint"),
+    ({"ca_bundle": "/nope/ca.pem"}, {}, "--ca-bundle"),
+    ({"health_addr": "9091"}, {}, "--health-addr"),
+])
+def test_bad_values_name_the_option(options: dict, env: dict, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        settings.build(options, env)
+
+
+def test_web_identity_inputs_required() -> None:
+    with pytest.raises(ConfigError, match="AWS_ROLE_ARN"):
+        settings.require_web_identity(settings.build({}, {}).aws)
+    with pytest.raises(ConfigError, match="AWS_WEB_IDENTITY_TOKEN_FILE"):
+        settings.require_web_identity(settings.build({}, {"AWS_ROLE_ARN": "a"}).aws)
+
+
+def test_session_name_is_sanitised() -> None:
+    assert settings.default_session_name({"POD_NAME": "my pod/0"}) == "my-pod-0"
+    assert len(settings.default_session_name({"POD_NAME": "x" * 100})) == 64

@@ -1,0 +1,134 @@
+"""MinIO's recorded STS answers (shared/fixtures/minio-sts), served over real HTTP on loopback,
+through the same botocore client the product uses: parsing and failure classification."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from supervisor import sts
+from supervisor.errors import CredentialsRefused, Unreachable
+from supervisor.settings import AwsSettings
+from supervisor.token import Token
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "minio-sts"
+TOKEN = Token("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", {"sub": "x", "aud": ["sts.amazonaws.com"],
+                                                           "exp": time.time() + 3600})
+
+
+def fixture(name: str) -> tuple[int, bytes]:
+    text = (FIXTURES / name).read_text()
+    first, _, body = text.partition("\n")
+    status = int(first.split()[2])
+    return status, b'<?xml version="1.0" encoding="UTF-8"?>\n' + body.encode()
+
+
+class Recorded:
+    def __init__(self) -> None:
+        self.answer: tuple[int, bytes] = (500, b"")
+        self.requests: list[tuple[dict[str, str], dict[str, list[str]]]] = []
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Recorded]]:
+    recorded = Recorded()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+            recorded.requests.append((dict(self.headers), urllib.parse.parse_qs(body)))
+            status, payload = recorded.answer
+            self.send_response(status)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", recorded
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def aws(endpoint: str, duration: int | None = None) -> AwsSettings:
+    return AwsSettings(role_arn="arn:minio:iam:::role/x", token_file=None, session_name="pod-0",
+                       sts_endpoint=endpoint, s3_endpoint=None, region="us-east-1", ca_bundle=None,
+                       duration_seconds=duration, sts_timeout_seconds=3)
+
+
+def call(endpoint: str, duration: int | None = None):
+    settings = aws(endpoint, duration)
+    return sts.exchange(sts.new_client(settings, endpoint), settings, endpoint, "arn:minio:iam:::role/x", TOKEN)
+
+
+def test_success_answer_is_parsed_and_request_is_unsigned(server) -> None:
+    url, rec = server
+    rec.answer = fixture("assume-role-with-web-identity.ok.xml")
+    creds = call(url)
+    assert creds.access_key_id == "EXAMPLEACCESSKEY0001"
+    assert creds.expiration == 1767229200.0  # 2026-01-01T01:00:00Z: trusted from the answer
+    headers, form = rec.requests[0]
+    assert "Authorization" not in headers  # MinIO routes a signed POST to AssumeRole
+    assert form["Action"] == ["AssumeRoleWithWebIdentity"] and form["Version"] == ["2011-06-15"]
+    assert form["RoleSessionName"] == ["pod-0"] and "DurationSeconds" not in form
+    assert "EXAMPLESECRETACCESSKEY" not in repr(creds)
+
+
+def test_duration_is_sent_only_when_asked(server) -> None:
+    url, rec = server
+    rec.answer = fixture("assume-role-with-web-identity.ok.xml")
+    call(url, duration=900)
+    assert rec.requests[0][1]["DurationSeconds"] == ["900"]
+
+
+@pytest.mark.parametrize(("name", "kind", "words"), [
+    ("sts-error.AccessDenied.xml", CredentialsRefused, "AccessDenied"),
+    ("sts-error.InvalidParameterValue.xml", CredentialsRefused, "azp"),
+    ("sts-error.ExpiredToken.xml", CredentialsRefused, "ExpiredToken"),
+    ("sts-error.MissingParameter.xml", CredentialsRefused, "MissingParameter"),
+    ("variants/sts-error.InvalidParameterValue.jwt-expired.xml", CredentialsRefused, "expired"),
+    ("variants/sts-error.InvalidParameterValue.signed-request.xml", CredentialsRefused, "InvalidParameterValue"),
+    ("variants/sts-error.InvalidParameterValue.aud-missing.xml", CredentialsRefused, "InvalidParameterValue"),
+    ("sts-error.InternalError.xml", Unreachable, "InternalError"),
+    ("sts-error.STSNotInitialized.xml", Unreachable, "STSNotInitialized"),
+    ("sts-error.STSIAMNotInitialized.xml", Unreachable, "STSIAMNotInitialized"),
+])
+def test_minio_errors_are_classified(server, name: str, kind: type, words: str) -> None:
+    url, rec = server
+    rec.answer = fixture(name)
+    with pytest.raises(kind) as e:
+        call(url)
+    message = str(e.value)
+    assert words.lower() in message.lower() and "\n" not in message and TOKEN.value not in message
+
+
+def test_rgw_style_error_without_code_uses_http_status(server) -> None:
+    url, rec = server
+    rec.answer = (403, b'<?xml version="1.0"?><Error><Code>AccessDenied</Code><RequestId>x</RequestId></Error>')
+    with pytest.raises(CredentialsRefused, match="HTTP 403"):
+        call(url)
+    rec.answer = (503, b"<Error><Code>ServiceUnavailable</Code></Error>")
+    with pytest.raises(Unreachable, match="503"):
+        call(url)
+
+
+def test_connection_refused_is_transient() -> None:
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(Unreachable, match="unreachable"):
+        call(f"http://127.0.0.1:{port}")
