@@ -49,8 +49,8 @@ def test_good_config_parses(tmp_path: Path) -> None:
     ("dbs:\n  - path: /d/a.db\n    replica: {type: file, path: /x}\n", "only s3"),
     ("dbs: [\n", "not valid YAML"),
     ("dbs: []\n", "at least one database"),
-    ("dbs:\n  - path: /d/a.db\n    replica: {bucket: b, path: p}\n  - path: /d/b.db\n    replica: {bucket: b, path: /p/}\n",
-     "two databases replicate to s3://b/p"),
+    ("dbs:\n  - path: /d/a.db\n    replica: {bucket: b, path: p}\n"
+     "  - path: /d/b.db\n    replica: {bucket: b, path: /p/}\n", "two databases replicate to s3://b/p"),
 ])
 def test_bad_configs_name_the_problem(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as e:

@@ -17,7 +17,8 @@ def test_layouts() -> None:
     assert replica.classify_keys(["app/generations/0123456789abcdef/snapshots/00000000.snapshot.lz4"], p).kind == "v3"
     other = replica.classify_keys(["app/backup.tar.gz", "app/notes.txt"], p)
     assert (other.kind, other.unexpected) == ("unknown", "app/backup.tar.gz")
-    both = replica.classify_keys(["app/generations/0123456789abcdef/wal/x", "app/0000/0000000000000001-0000000000000001.ltx"], p)
+    both = replica.classify_keys(["app/generations/0123456789abcdef/wal/x",
+                                  "app/0000/0000000000000001-0000000000000001.ltx"], p)
     assert both.kind == "ltx"
 
 

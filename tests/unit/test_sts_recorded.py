@@ -40,7 +40,7 @@ def server() -> Iterator[tuple[str, Recorded]]:
     recorded = Recorded()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
             recorded.requests.append((dict(self.headers), urllib.parse.parse_qs(body)))
             status, payload = recorded.answer
