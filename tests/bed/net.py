@@ -31,9 +31,12 @@ class Forwarder:
     the same port.
     """
 
-    def __init__(self, target_port: int, port: int | None = None) -> None:
+    def __init__(self, target_port: int, port: int | None = None,
+                 throttle_bytes_per_second: float | None = None) -> None:
         self.target_port = target_port
         self.port = port or free_port()
+        # Slows the server-to-client direction, to make a restore take longer than a credential lifetime.
+        self.throttle = throttle_bytes_per_second
         self._listener: socket.socket | None = None
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -76,13 +79,19 @@ class Forwarder:
                 continue
             with self._lock:
                 self._conns.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, throttle in ((client, upstream, None), (upstream, client, self.throttle)):
+                threading.Thread(target=self._pipe, args=(a, b, throttle), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, throttle: float | None) -> None:
         try:
-            while data := src.recv(65536):
+            while data := src.recv(16384):
                 dst.sendall(data)
+                if throttle:
+                    time.sleep(len(data) / throttle)
         except OSError:
             pass
         finally:
