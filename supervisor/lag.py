@@ -28,8 +28,12 @@ class FinalPosition:
     local_txid: int
     remote_txid: int | None  # None: the replica could not be read
 
+    db_has_data: bool = True
+
     @property
     def confirmed(self) -> bool:
+        if self.local_txid == 0 and self.db_has_data:
+            return False  # a database Litestream never saw: nothing proves it reached the replica
         return self.remote_txid is not None and self.remote_txid >= self.local_txid
 
 
@@ -92,11 +96,12 @@ class LagProbe:
             while True:
                 await self.probe(db)
                 state = self.state.databases[name]
+                has_data = db.path.exists() and db.path.stat().st_size > 0
                 if state.probe_error is None:
-                    results.append(FinalPosition(name, state.local_txid, state.remote_txid))
+                    results.append(FinalPosition(name, state.local_txid, state.remote_txid, has_data))
                     break
                 if time.monotonic() >= deadline:
-                    results.append(FinalPosition(name, state.local_txid, None))
+                    results.append(FinalPosition(name, state.local_txid, None, has_data))
                     break
                 await asyncio.sleep(0.5)
         return results

@@ -137,6 +137,29 @@ class Replicator:
         log.info("app_exited", exit_code=code)
         return code
 
+    async def final_sync(self, timeout_seconds: float) -> None:
+        """`litestream replicate -once` after the daemon exited: it uploads whatever the daemon had
+        not yet seen (an app that wrote and exited within one sync interval, a database created
+        after start-up), so the verification below compares against the true final state."""
+        assert self.child is not None
+        if not any(db.path.exists() for db in self.config.databases):
+            return
+        proc = await asyncio.create_subprocess_exec(
+            *self.child.cmd, "-once", env=self.child.env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        assert proc.stdout is not None
+        relay = asyncio.create_task(litestream.relay_output(proc.stdout, log))
+        try:
+            rc = await asyncio.wait_for(proc.wait(), timeout_seconds)
+            log.info("final_sync_done", returncode=rc)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            log.error("final_sync_timeout", timeout_seconds=timeout_seconds)
+        finally:
+            await asyncio.wait({relay}, timeout=2)
+            relay.cancel()
+
     async def shutdown(self, reason: str) -> int:
         """not ready -> app -> one SIGTERM to Litestream -> wait -> verify -> (endpoints in close())."""
         self.state.shutting_down = True
@@ -150,6 +173,7 @@ class Replicator:
         rc = await self.child.stop(timeout, self.signals.force) if self.child else None
         code = int(ExitCode.OK)
         if self.child is not None and not self.signals.force.is_set():
+            await self.final_sync(timeout)
             finals = await self.probe.final_positions(min(10.0, timeout))
             for final in finals:
                 if final.confirmed:

@@ -1,0 +1,177 @@
+"""`replicate` on the real bed, with 10-second credentials and a rotating token."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from supervisor.errors import ExitCode
+from tests.bed.net import Forwarder
+from tests.bed.pod import Pod, Supervisor, Writer, row_ids
+from tests.bed.replicas import forget_local
+
+pytestmark = pytest.mark.bed
+LIFETIME = "10"  # seconds: RGW's lowered minimum; refreshes every ~5 s
+
+
+def restore_and_compare(pod: Pod, committed: list[int]) -> None:
+    forget_local(pod.db())
+    run = pod.run("restore")
+    assert run.returncode == 0, run.output
+    restored = row_ids(pod.db())
+    missing = sorted(set(committed) - set(restored))
+    assert not missing, f"{len(missing)} committed rows lost, first {missing[:5]}"
+
+
+def health_pages(sup: Supervisor) -> list[str]:
+    return [sup.get(p)[1] for p in ("/livez?verbose", "/readyz?verbose", "/metrics")]
+
+
+def scan_for_secrets(pod: Pod, sup: Supervisor, secrets: list[str], pages: list[str]) -> None:
+    text = "\n".join([*pod.outputs, sup.output(), *pages])
+    for secret in secrets:
+        assert len(secret) >= 8 and secret not in text
+
+
+def slow_s3(pod: Pod) -> Forwarder:
+    """A cuttable forwarder in front of RGW for S3; STS stays direct."""
+    fwd = Forwarder(int(pod.bed.endpoint.rsplit(":", 1)[1]))
+    fwd.start()
+    pod.endpoint = fwd.url
+    pod.write_config()
+    return fwd
+
+
+def test_refreshes_and_rotations_without_restart_or_loss(pod: Pod) -> None:
+    sup = pod.start_replicate("--duration-seconds", LIFETIME)
+    sup.wait_ready()
+    writer = Writer(pod.db(), 0.05).start()
+    pod.projector.start(interval_seconds=7)
+    secrets: set[str] = set()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        creds = sup.served_credentials()
+        secrets.update((creds["SecretAccessKey"], creds["Token"], creds["BrokerAuthorization"], pod.projector.current))
+        if sup.metric("litestream_supervisor_credential_refreshes_total") >= 3 and \
+                sup.metric("litestream_supervisor_token_rotations_total") >= 2:
+            break
+        time.sleep(1)
+    pod.projector.stop()
+    assert sup.metric("litestream_supervisor_credential_refreshes_total") >= 3
+    assert sup.metric("litestream_supervisor_token_rotations_total") >= 2
+    assert sup.metric("litestream_supervisor_litestream_restarts_total") == 0
+    assert sup.count("litestream_started") == 1
+    assert sup.count("credentials_obtained", reason="token_rotated") >= 1
+    status, body = sup.get("/readyz?verbose")
+    assert status == 200 and "[+]credentials ok" in body and "[+]litestream ok" in body
+    status, body = sup.get("/livez?verbose")
+    assert status == 200 and "[+]ping ok" in body
+    assert sup.metric("litestream_supervisor_credentials_valid") == 1
+    assert sup.metric("litestream_supervisor_sts_requests_total", '{result="ok"}') >= 4
+    # a burst, then SIGTERM straight away
+    committed = writer.stop()
+    burst_start = max(committed) + 1
+    from tests.bed.pod import connect
+    con = connect(pod.db())
+    con.executemany("INSERT INTO rows(id, payload) VALUES (?, 'burst')", ((i,) for i in range(burst_start, burst_start + 500)))
+    con.commit()
+    con.close()
+    committed += list(range(burst_start, burst_start + 500))
+    pages = health_pages(sup)
+    assert sup.terminate() == 0, sup.output()[-3000:]
+    assert sup.count("final_position_confirmed") == 1
+    scan_for_secrets(pod, sup, sorted(secrets), pages)
+    restore_and_compare(pod, committed)
+
+
+def test_s3_outage_grows_lag_keeps_liveness_and_catches_up(pod: Pod) -> None:
+    fwd = slow_s3(pod)
+    try:
+        sup = pod.start_replicate("--duration-seconds", LIFETIME, "--max-lag", "3")
+        sup.wait_ready()
+        writer = Writer(pod.db(), 0.05).start()
+        time.sleep(2)
+        fwd.cut()
+        sup.wait_for(lambda: sup.metric("litestream_supervisor_replication_lag_seconds",
+                                        f'{{db="{pod.db()}"}}') > 4, 30, "lag > 4s during the outage")
+        assert sup.get("/livez")[0] == 200
+        status, body = sup.get("/readyz?verbose")
+        assert status == 503 and "[-]lag failed" in body
+        assert sup.metric("litestream_supervisor_replica_probe_ok", f'{{db="{pod.db()}"}}') == 0
+        fwd.restore()
+        sup.wait_for(lambda: sup.metric("litestream_supervisor_replication_lag_seconds",
+                                        f'{{db="{pod.db()}"}}') == 0, 60, "lag back to 0")
+        sup.wait_ready(30)
+        committed = writer.stop()
+        time.sleep(0.5)
+        assert sup.terminate() == 0, sup.output()[-3000:]
+        assert sup.metric_or_state("child_pid") and sup.count("litestream_started") == 1
+    finally:
+        fwd.stop()
+    pod.endpoint = pod.bed.endpoint
+    pod.write_config()
+    restore_and_compare(pod, committed)
+
+
+def test_sigterm_while_s3_unreachable_exits_nonzero_naming_the_position(pod: Pod) -> None:
+    fwd = slow_s3(pod)
+    try:
+        sup = pod.start_replicate("--shutdown-timeout", "3")
+        sup.wait_ready()
+        Writer(pod.db(), 0.01).start()
+        time.sleep(1.5)
+        fwd.cut()
+        time.sleep(2)
+        rc = sup.terminate(timeout=60)
+    finally:
+        fwd.stop()
+    assert rc == ExitCode.FINAL_SYNC_UNCONFIRMED, sup.output()[-3000:]
+    events = [e for e in sup.events() if e.get("event") == "final_position_unconfirmed"]
+    assert events and events[0]["level"] == "error" and len(str(events[0]["local_txid"])) == 16
+
+
+def test_killed_litestream_is_restarted_and_counted(pod: Pod) -> None:
+    sup = pod.start_replicate("--duration-seconds", LIFETIME)
+    sup.wait_ready()
+    writer = Writer(pod.db(), 0.05).start()
+    time.sleep(1.5)
+    first = sup.litestream_pid()
+    os.kill(first, signal.SIGKILL)
+    sup.wait_for(lambda: sup.metric("litestream_supervisor_litestream_restarts_total") == 1, 30, "restart counted")
+    sup.wait_for(lambda: sup.count("litestream_started") == 2, 30, "second litestream")
+    assert sup.litestream_pid() != first
+    sup.wait_ready(30)
+    time.sleep(2)
+    committed = writer.stop()
+    assert sup.terminate() == 0, sup.output()[-3000:]
+    restore_and_compare(pod, committed)
+
+
+def test_exec_mode_restores_runs_the_app_and_keeps_its_exit_code(pod: Pod) -> None:
+    app = pod.root / "app.py"
+    app.write_text(
+        "import sqlite3, sys\n"
+        f"con = sqlite3.connect({str(pod.db())!r})\n"
+        "con.execute('PRAGMA journal_mode=WAL')\n"
+        "con.execute('CREATE TABLE IF NOT EXISTS rows(id INTEGER PRIMARY KEY, payload TEXT)')\n"
+        "start = con.execute('SELECT coalesce(max(id), 0) FROM rows').fetchone()[0]\n"
+        "con.executemany('INSERT INTO rows VALUES (?, ?)', [(start + i, 'x') for i in range(1, 301)])\n"
+        "con.commit()\n"
+        "print(start + 300, flush=True)\n"
+        "sys.exit(3)\n")
+    import sys
+    for expected_max in (300, 600):
+        sup = pod.start_replicate("--exec", f"{sys.executable} {app}")
+        rc = sup.proc.wait(timeout=90)
+        pod.outputs.append(sup.output())
+        assert rc == 3, sup.output()[-3000:]
+        assert sup.count("final_position_confirmed") == 1
+        forget_local(pod.db())  # next "pod" starts empty and must restore the app's rows first
+        assert str(expected_max) in sup.output()
+    run = pod.run("restore")
+    assert run.returncode == 0, run.output
+    assert pod.db().exists(), run.output + "\n".join(pod.outputs)
+    assert row_ids(pod.db()) == list(range(1, 601)), run.output
