@@ -152,7 +152,7 @@ class Replicator:
         try:
             rc = await asyncio.wait_for(proc.wait(), timeout_seconds)
             log.info("final_sync_done", returncode=rc)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
             log.error("final_sync_timeout", timeout_seconds=timeout_seconds)

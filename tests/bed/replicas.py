@@ -13,7 +13,8 @@ from tests.bed.ceph import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
 from tests.bed.pod import Pod, connect
 from tests.bed.testbed import litestream_binary
 
-LITESTREAM_03 = Path(__file__).resolve().parents[2] / ".work/litestream-0.3/node_modules/@flydotio/litestream-linux-x64/litestream"
+LITESTREAM_03 = (Path(__file__).resolve().parents[2]
+                 / ".work/litestream-0.3/node_modules/@flydotio/litestream-linux-x64/litestream")
 
 
 def make_db(db: Path, rows: int, payload_bytes: int = 64) -> None:
@@ -72,7 +73,7 @@ def row_count(db: Path) -> int:
         con.close()
 
 
-def role_s3(pod: Pod):  # noqa: ANN201
+def role_s3(pod: Pod):
     """S3 as the pod's role (objects Litestream wrote belong to it, not to the admin)."""
     import boto3
     from botocore import UNSIGNED

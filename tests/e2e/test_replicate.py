@@ -76,7 +76,8 @@ def test_refreshes_and_rotations_without_restart_or_loss(pod: Pod) -> None:
     burst_start = max(committed) + 1
     from tests.bed.pod import connect
     con = connect(pod.db())
-    con.executemany("INSERT INTO rows(id, payload) VALUES (?, 'burst')", ((i,) for i in range(burst_start, burst_start + 500)))
+    con.executemany("INSERT INTO rows(id, payload) VALUES (?, 'burst')",
+                    ((i,) for i in range(burst_start, burst_start + 500)))
     con.commit()
     con.close()
     committed += list(range(burst_start, burst_start + 500))

@@ -181,7 +181,8 @@ def test_check_passes_and_names_the_failing_step(pod: Pod) -> None:
     for obj in s3.list_objects_v2(Bucket=pod.bed.role.bucket, Prefix=f"{pod.prefix}/app.db/0")["Contents"]:
         s3.delete_object(Bucket=pod.bed.role.bucket, Key=obj["Key"])
     junk = pod.run("check")
-    assert junk.returncode == ExitCode.CHECK_FAILED and "[FAIL] replica" in junk.output and "wrong prefix" in junk.output
+    assert junk.returncode == ExitCode.CHECK_FAILED
+    assert "[FAIL] replica" in junk.output and "wrong prefix" in junk.output
     assert_no_secrets(pod)
 
 
