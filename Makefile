@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 APT_PKGS := radosgw ceph-mon ceph-osd uuid-runtime openssl util-linux sqlite3 npm
 LS03_DIR := .work/litestream-0.3
 
-.PHONY: deps venv test test-fast lint demo image bench clean
+.PHONY: deps venv test test-fast lint demo image bench manifests clean
 
 deps: venv
 	@missing=""; for b in radosgw ceph-mon ceph-osd uuidgen npm; do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
@@ -44,6 +44,9 @@ image: deps
 
 bench: deps
 	$(PY) -m bench
+
+manifests: venv
+	$(PY) manifests/generate.py
 
 clean:
 	rm -rf .work bench/.work

@@ -74,6 +74,31 @@ def build_settings(options: dict[str, Any]) -> settings_mod.Settings:
     return settings
 
 
+DRY_RUN = _option("--dry-run", envvar=env("DRY_RUN"), is_flag=True,
+                  help="Validate flags, environment and litestream.yml, print the resolved setup, exit.")
+
+
+def dry_run(settings: settings_mod.Settings) -> int:
+    """Everything a real run would validate before touching the network."""
+    from supervisor import config as lsconfig
+
+    config = lsconfig.load(settings.config_path)
+    role_arn, token_file = settings_mod.require_web_identity(settings.aws)
+    from supervisor.service import sts_endpoint
+
+    click.echo(json.dumps({
+        "config": str(settings.config_path),
+        "litestream": ls.resolve(settings.litestream),
+        "role_arn": role_arn,
+        "token_file": str(token_file),
+        "sts_endpoint": sts_endpoint(settings, config),
+        "region": settings.aws.region,
+        "databases": [{"path": str(db.path), "bucket": db.replica.bucket, "path_in_bucket": db.replica.path,
+                       "endpoint": db.replica.endpoint or settings.aws.s3_endpoint} for db in config.databases],
+    }, indent=2))
+    return 0
+
+
 def run_async(command: Callable[[settings_mod.Settings, Signals], Coroutine[Any, Any, int]],
               settings: settings_mod.Settings) -> int:
     async def runner() -> int:
@@ -114,6 +139,7 @@ RESTORE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, Exit
          help="Seconds for the whole restore, credentials included.")
 @_option("--require-replica", envvar=env("REQUIRE_REPLICA"), is_flag=True,
          help="Fail when a replica is empty instead of starting fresh.")
+@DRY_RUN
 def restore(**options: Any) -> int:
     """Restore each database from its replica (initContainer); fail closed.
 
@@ -122,7 +148,10 @@ def restore(**options: Any) -> int:
     """
     from supervisor import restore as command
 
-    return run_async(command.main, build_settings(options))
+    settings = build_settings(options)
+    if options.get("dry_run"):
+        return dry_run(settings)
+    return run_async(command.main, settings)
 
 
 REPLICATE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, ExitCode.UNREACHABLE,
@@ -144,6 +173,7 @@ REPLICATE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, Ex
          show_default=True, help="Seconds between replica position probes.")
 @_option("--exec", "exec_command", envvar=env("EXEC"),
          help="Single-container mode: restore, replicate, run this command; exit with its code.")
+@DRY_RUN
 def replicate(**options: Any) -> int:
     """Run `litestream replicate` with fresh credentials (sidecar).
 
@@ -161,7 +191,10 @@ def replicate(**options: Any) -> int:
         settings_mod.parse_addr(options["health_addr"])
     except SupervisorError as e:
         raise click.BadParameter(str(e).split(": ", 1)[-1], param_hint="'--health-addr'") from None
-    return run_async(command.main, build_settings(options))
+    settings = build_settings(options)
+    if options.get("dry_run"):
+        return dry_run(settings)
+    return run_async(command.main, settings)
 
 
 @cli.command(epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.CHECK_FAILED]))
