@@ -140,6 +140,7 @@ class Issuer:
         self.signing = _signing_key("signing")
         self.unknown = _signing_key("unknown")
         self._httpd: http.server.ThreadingHTTPServer | None = None
+        self.minted: list[str] = []  # every token handed out, for the suite-wide secret scan
 
     @property
     def url(self) -> str:
@@ -185,7 +186,9 @@ class Issuer:
             },
         }
         key = self.unknown if unknown_key else self.signing
-        return jwt.encode(claims, key.key, algorithm="RS256", headers={"kid": key.kid})
+        token = jwt.encode(claims, key.key, algorithm="RS256", headers={"kid": key.kid})
+        self.minted.append(token)
+        return token
 
     def start(self) -> None:
         documents = {

@@ -24,6 +24,11 @@ from tests.bed.net import free_port
 from tests.bed.projector import TokenProjector
 from tests.bed.testbed import Bed
 
+# Everything the supervisor printed in this test session, and every secret it served: the
+# suite-wide scan (tests/zz_final) checks that no secret ever reached an output.
+CAPTURED: list[str] = []
+SERVED_SECRETS: set[str] = set()
+
 
 def supervisor_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "supervisor", *args]
@@ -101,6 +106,8 @@ class Pod:
                              text=True, timeout=timeout, check=False)
         text = out.stdout + out.stderr
         self.outputs.append(text)
+        # `credentials` prints secrets to stdout by design: only its stderr (logs) is scanned.
+        CAPTURED.append(out.stderr if args[:1] == ("credentials",) else text)
         return Run(out.returncode, text, time.monotonic() - started)
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> Supervisor:
@@ -124,6 +131,8 @@ class Pod:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
+        for log in self.root.glob("supervisor-*.log"):
+            CAPTURED.append(log.read_text(errors="replace"))
 
     def secret_values(self) -> list[str]:
         """Every token this pod's projector wrote (the test knows them; logs must not)."""
@@ -213,7 +222,14 @@ class Supervisor:
         with urllib.request.urlopen(req, timeout=5) as r:
             body = json.loads(r.read())
         body["BrokerAuthorization"] = env["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+        SERVED_SECRETS.update((body["SecretAccessKey"], body["Token"], body["BrokerAuthorization"]))
         return body
+
+    def scrape(self) -> None:
+        """Keep the health pages for the suite-wide secret scan."""
+        for path in ("/livez?verbose", "/readyz?verbose", "/metrics"):
+            with contextlib.suppress(OSError, urllib.error.URLError):
+                CAPTURED.append(self.get(path)[1])
 
 
 class Writer:

@@ -88,3 +88,28 @@ def test_refresh_schedule_keeps_validity_on_offer() -> None:
     assert abs(refresh_delay(four_hours, 900, hour.obtained_at) - 13500) < 1
     short = Credentials("a", "b" * 20, "c" * 20, hour.obtained_at + 20, hour.obtained_at)
     assert abs(refresh_delay(short, 900, hour.obtained_at) - 10) < 1  # half-life, not a storm
+
+
+def test_broker_compares_in_constant_time(monkeypatch) -> None:
+    import hmac
+
+    from supervisor import broker as broker_mod
+
+    calls: list[tuple[bytes, bytes]] = []
+    original = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return original(a, b)
+
+    monkeypatch.setattr(broker_mod.hmac, "compare_digest", spy)
+
+    async def scenario() -> None:
+        b = CredentialsBroker(lambda: creds())
+        address = await b.start()
+        status, _ = await asyncio.to_thread(fetch, address.url, {"Authorization": "nope"})
+        assert status == 403
+        await b.close()
+
+    asyncio.run(scenario())
+    assert calls and calls[0][0] == b"nope"
