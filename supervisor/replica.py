@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from supervisor.clients import session
 from supervisor.config import Database, Replica
 from supervisor.credentials import Credentials
 from supervisor.errors import ExitCode, SupervisorError, Unreachable
@@ -50,7 +50,7 @@ def s3_client(creds: Credentials, replica: Replica, *, fallback_endpoint: str | 
               ca_bundle: Path | None, timeout_seconds: float = 10.0) -> Any:
     endpoint = replica.endpoint or fallback_endpoint
     path_style = replica.force_path_style if replica.force_path_style is not None else bool(endpoint)
-    return boto3.session.Session().client(
+    return session().create_client(
         "s3",
         endpoint_url=endpoint,
         region_name=replica.region or region,

@@ -104,7 +104,8 @@ class CredentialService:
         """An S3 client for the replica, with the current credentials (rebuilt when they change)."""
         creds = self.keeper.current
         assert creds is not None
-        key = (creds.access_key_id, str(db.replica))
+        # A client per endpoint and addressing style, not per database: clients are not small.
+        key = (creds.access_key_id, f"{db.replica.endpoint}|{db.replica.region}|{db.replica.force_path_style}")
         client = self._clients.get(key)
         if client is None:
             if any(k[0] != creds.access_key_id for k in self._clients):

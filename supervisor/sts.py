@@ -14,11 +14,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import botocore.session
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, SSLError
 
+from supervisor.clients import session
 from supervisor.credentials import Credentials
 from supervisor.errors import CredentialsRefused, Unreachable
 from supervisor.logs import secrets
@@ -35,8 +35,7 @@ TOKEN_CODES = frozenset({"ExpiredToken", "InvalidIdentityToken", "InvalidParamet
 
 
 def new_client(aws: AwsSettings, endpoint: str) -> Any:
-    session = botocore.session.get_session()
-    return session.create_client(
+    return session().create_client(
         "sts",
         endpoint_url=endpoint,
         region_name=aws.region,

@@ -1,0 +1,1 @@
+"""Benchmarks against the local bed (see `make bench`)."""

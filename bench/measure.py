@@ -1,0 +1,76 @@
+"""Measuring helpers: process RSS and CPU from /proc, and an external replication-lag sampler
+that treats the supervisor and bare Litestream alike (local LTX files vs the replica listing)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from supervisor import replica as replicas
+from supervisor.config import Database
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):  # noqa: SIM115
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise TimeoutError(f"{what} not reached in {timeout}s")
+
+
+class LagSampler:
+    """Every 0.5 s: age of the oldest local LTX file the replica does not hold yet."""
+
+    def __init__(self, s3: Any, db: Database, interval: float = 0.5) -> None:
+        self.s3 = s3
+        self.db = db
+        self.interval = interval
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        last_key, remote = None, 0
+        while not self._stop.wait(self.interval):
+            try:
+                pos = replicas.remote_position(self.s3, self.db.replica, last_key)
+            except Exception:
+                pos = None
+            if pos is not None:
+                last_key, remote = pos.key, max(remote, pos.txid)
+            self.samples.append(replicas.lag_seconds(replicas.local_position(self.db, remote)))
+
+    def start(self) -> LagSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def percentile(self, p: float) -> float:
+        if not self.samples:
+            return float("nan")
+        ordered = sorted(self.samples)
+        return round(ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))], 3)
