@@ -3,6 +3,7 @@ that treats the supervisor and bare Litestream alike (local LTX files vs the rep
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 import time
@@ -70,7 +71,25 @@ class LagSampler:
         self._thread.join(timeout=10)
 
     def percentile(self, p: float) -> float:
-        if not self.samples:
-            return float("nan")
-        ordered = sorted(self.samples)
-        return round(ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))], 3)
+        return percentile(self.samples, p)
+
+
+def commit_latencies(s3: Any, db: Database, commit_times: list[float]) -> list[float]:
+    """Seconds from each commit to the first level-0 LTX upload after it (S3 LastModified)."""
+    prefix = f"{db.replica.path}/0000/"
+    uploads = sorted(o["LastModified"].timestamp()
+                     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=db.replica.bucket, Prefix=prefix)
+                     for o in page.get("Contents", []))
+    out = []
+    for t in commit_times:
+        i = bisect.bisect_left(uploads, t)
+        if i < len(uploads):
+            out.append(uploads[i] - t)
+    return out
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))], 3)

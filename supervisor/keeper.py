@@ -90,8 +90,9 @@ class CredentialKeeper:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise Unreachable(f"{e} (gave up after {timeout_seconds:g}s)") from None
-                log.warning("sts_unavailable", error=str(e), retry_in=round(delay, 1))
-                await asyncio.sleep(min(delay, left))
+                wait = delay * random.uniform(0.8, 1.2)  # noqa: S311 (jitter: pods must not retry in step)
+                log.warning("sts_unavailable", error=str(e), retry_in=round(wait, 1))
+                await asyncio.sleep(min(wait, left))
                 delay = min(delay * 2, self.settings.retry_max_seconds)
 
     async def on_token_change(self) -> None:

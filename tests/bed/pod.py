@@ -239,6 +239,7 @@ class Writer:
         self.db = db
         self.interval = interval_seconds
         self.committed: list[int] = []
+        self.commit_times: list[float] = []  # wall clock of each commit, for latency benchmarks
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.errors: list[str] = []
@@ -253,6 +254,7 @@ class Writer:
                     con.execute("INSERT INTO rows(id, payload) VALUES (?, ?)", (i, os.urandom(64).hex()))
                     con.commit()
                     self.committed.append(i)
+                    self.commit_times.append(time.time())
                 except sqlite3.OperationalError as e:  # busy during a checkpoint: retry next tick
                     self.errors.append(str(e))
                     i -= 1

@@ -176,3 +176,24 @@ def test_exec_mode_restores_runs_the_app_and_keeps_its_exit_code(pod: Pod) -> No
     assert run.returncode == 0, run.output
     assert pod.db().exists(), run.output + "\n".join(pod.outputs)
     assert row_ids(pod.db()) == list(range(1, 601)), run.output
+
+
+def test_second_signal_stops_at_once(pod: Pod) -> None:
+    fwd = slow_s3(pod)
+    try:
+        sup = pod.start_replicate("--shutdown-timeout", "120")
+        sup.wait_ready()
+        Writer(pod.db(), 0.01).start()
+        time.sleep(1.5)
+        fwd.cut()
+        time.sleep(1)
+        sup.proc.send_signal(signal.SIGTERM)
+        sup.wait_for(lambda: sup.count("shutdown_started") == 1, 10, "graceful shutdown begun")
+        time.sleep(1)
+        started = time.monotonic()
+        rc = sup.terminate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        fwd.stop()
+    assert rc == ExitCode.FINAL_SYNC_UNCONFIRMED, sup.output()[-3000:]
+    assert took < 10 and sup.count("forced_stop") == 1 and sup.count("litestream_kill") == 1
