@@ -31,7 +31,7 @@ MAX_SKEW_SECONDS = 60.0
 
 async def obtain_once(settings: Settings) -> Credentials:
     """One exchange for `credentials`: bounded by --timeout; no config needed."""
-    config = lsconfig.load(settings.config_path) if settings.config_path.exists() else None
+    config = lsconfig.load(settings.config_path, settings.environment) if settings.config_path.exists() else None
     service = CredentialService(settings, State(), config)
     try:
         return await service.keeper.obtain(settings.timeout_seconds)
@@ -98,7 +98,7 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
     report = Report(echo)
     config = None
     try:
-        config = lsconfig.load(settings.config_path)
+        config = lsconfig.load(settings.config_path, settings.environment)
         report.ok("config", f"{settings.config_path}: {len(config.databases)} database(s)")
     except SupervisorError as e:
         report.fail("config", str(e))

@@ -82,7 +82,7 @@ def dry_run(settings: settings_mod.Settings) -> int:
     """Everything a real run would validate before touching the network."""
     from supervisor import config as lsconfig
 
-    config = lsconfig.load(settings.config_path)
+    config = lsconfig.load(settings.config_path, settings.environment)
     role_arn, token_file = settings_mod.require_web_identity(settings.aws)
     from supervisor.service import sts_endpoint
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ class LitestreamConfig:
         raise ConfigError(f"--db: {path} is not in {self.source} (it lists: {known})")
 
 
-def expand_env(text: str, env: dict[str, str] | os._Environ[str]) -> str:
+def expand_env(text: str, env: Mapping[str, str]) -> str:
     """Expand $VAR and ${VAR} as Litestream does (unset variables become empty)."""
     return _ENV_REF.sub(lambda m: env.get(m.group(1) or m.group(2), ""), text)
 
@@ -138,9 +139,11 @@ def _replica(db: dict[str, Any], where: str, source: Path) -> Replica:
                    str(region) if region else None, force_path_style)
 
 
-def load(source: Path, env: dict[str, str] | os._Environ[str] | None = None) -> LitestreamConfig:
-    """Read and validate; every problem is a ConfigError naming the file and the key."""
-    env = os.environ if env is None else env
+def load(source: Path, env: Mapping[str, str]) -> LitestreamConfig:
+    """Read and validate; every problem is a ConfigError naming the file and the key.
+
+    `env` expands $VAR references as Litestream will (Settings.environment).
+    """
     try:
         text = source.read_text()
     except FileNotFoundError:

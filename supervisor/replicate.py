@@ -66,7 +66,7 @@ class Replicator:
     def __init__(self, settings: Settings, signals: Signals) -> None:
         self.settings = settings
         self.signals = signals
-        self.config = lsconfig.load(settings.config_path)
+        self.config = lsconfig.load(settings.config_path, settings.environment)
         self.binary = litestream.resolve(settings.litestream)
         self.state = State()
         self.health = HealthServer(self.state, settings.replicate.max_lag_seconds)

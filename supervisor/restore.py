@@ -213,7 +213,7 @@ async def restore(service: CredentialService, binary: str, databases: list[Datab
 
 async def main(settings: Settings, signals: Signals) -> int:
     """parse (done) -> validate -> run -> close, interruptible by SIGTERM/SIGINT."""
-    config = lsconfig.load(settings.config_path)
+    config = lsconfig.load(settings.config_path, settings.environment)
     databases = [config.database(settings.db)] if settings.db else list(config.databases)
     binary = litestream.resolve(settings.litestream)
     deadline = Deadline(settings.timeout_seconds)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +88,10 @@ class CredentialService:
         with contextlib.suppress(OSError):
             self._workdir.rmdir()
 
-    def child_environment(self, parent: Mapping[str, str] | None = None) -> dict[str, str]:
+    def child_environment(self) -> dict[str, str]:
         assert self.address is not None, "start() first"
-        return child_env(os.environ if parent is None else parent, self.address.url,
-                         self.address.authorization, self.settings.aws.ca_bundle)
+        return child_env(self.settings.environment, self.address.url, self.address.authorization,
+                         self.settings.aws.ca_bundle)
 
     def child_config(self) -> Path:
         assert self.config is not None

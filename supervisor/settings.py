@@ -12,6 +12,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from supervisor.errors import ConfigError
@@ -76,6 +77,9 @@ class Settings:
     timeout_seconds: float = 600.0
     db: Path | None = None
     require_replica: bool = False
+    # The process environment as read once at start-up: litestream.yml's $VARs expand from it
+    # and Litestream's environment is derived from it. Never printed (it may hold secrets).
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
 def _first(env: Mapping[str, str], *names: str) -> str | None:
@@ -158,6 +162,7 @@ def build(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> S
         timeout_seconds=float(options.get("timeout") or 600.0),
         db=Path(db) if db else None,
         require_replica=bool(options.get("require_replica")),
+        environment=MappingProxyType(dict(env)),
     )
 
 

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from tests.bed.ceph import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
-from tests.bed.pod import Pod, connect
+from tests.bed.pod import Pod, connect, row_ids
 from tests.bed.testbed import litestream_binary
 
 LITESTREAM_03 = (Path(__file__).resolve().parents[2]
@@ -86,3 +86,12 @@ def role_s3(pod: Pod):
     return boto3.client("s3", endpoint_url=pod.bed.endpoint, region_name=pod.bed.region,
                         aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
                         aws_session_token=c["SessionToken"], config=Config(s3={"addressing_style": "path"}))
+
+
+def restore_and_compare(pod: Pod, committed: list[int]) -> None:
+    """A new pod (empty data dir) restores; every committed row must be there."""
+    forget_local(pod.db())
+    run = pod.run("restore")
+    assert run.returncode == 0, run.output
+    missing = sorted(set(committed) - set(row_ids(pod.db())))
+    assert not missing, f"{len(missing)} committed rows lost, first {missing[:5]}"

@@ -15,18 +15,10 @@ import pytest
 
 from supervisor.errors import ExitCode
 from tests.bed.net import Forwarder
-from tests.bed.pod import Pod, Supervisor, Writer, row_ids
-from tests.bed.replicas import forget_local, make_db, push_with_litestream
+from tests.bed.pod import Pod, Supervisor, Writer
+from tests.bed.replicas import make_db, push_with_litestream, restore_and_compare
 
 pytestmark = pytest.mark.bed
-
-
-def restore_and_compare(pod: Pod, committed: list[int]) -> None:
-    forget_local(pod.db())
-    run = pod.run("restore")
-    assert run.returncode == 0, run.output
-    missing = sorted(set(committed) - set(row_ids(pod.db())))
-    assert not missing, f"{len(missing)} committed rows lost"
 
 
 def sts_forwarder(pod: Pod, start: bool = True) -> Forwarder:

@@ -11,19 +11,10 @@ import pytest
 from supervisor.errors import ExitCode
 from tests.bed.net import Forwarder
 from tests.bed.pod import Pod, Supervisor, Writer, row_ids
-from tests.bed.replicas import forget_local
+from tests.bed.replicas import forget_local, restore_and_compare
 
 pytestmark = pytest.mark.bed
 LIFETIME = "10"  # seconds: RGW's lowered minimum; refreshes every ~5 s
-
-
-def restore_and_compare(pod: Pod, committed: list[int]) -> None:
-    forget_local(pod.db())
-    run = pod.run("restore")
-    assert run.returncode == 0, run.output
-    restored = row_ids(pod.db())
-    missing = sorted(set(committed) - set(restored))
-    assert not missing, f"{len(missing)} committed rows lost, first {missing[:5]}"
 
 
 def health_pages(sup: Supervisor) -> list[str]:

@@ -61,7 +61,7 @@ def test_bad_configs_name_the_problem(tmp_path: Path, text: str, expected: str) 
 
 def test_missing_file_names_option(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--config"):
-        config.load(tmp_path / "nope.yml")
+        config.load(tmp_path / "nope.yml", {})
 
 
 def test_url_form_and_env_expansion(tmp_path: Path) -> None:
