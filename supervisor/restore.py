@@ -37,6 +37,7 @@ from supervisor.signals import Signals
 from supervisor.state import State
 
 log = get_logger("restore")
+PROGRESS_INTERVAL_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,17 @@ async def run_litestream_restore(service: CredentialService, binary: str, config
                 level, message, fields = litestream.parse_line(line)
                 getattr(log, level)("litestream", msg=message, db=str(db.path), **fields)
 
+    async def progress() -> None:
+        # Litestream prints nothing while it downloads: say how far it got, every few seconds.
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
+            written = sum(p.stat().st_size for p in tmp.parent.glob(tmp.name + "*") if p.is_file())
+            log.info("restore_progress", db=str(db.path), bytes_written=written,
+                     seconds=round(time.monotonic() - started), timeout_left=round(deadline.left()))
+
     relay_task = asyncio.create_task(relay())
+    progress_task = asyncio.create_task(progress())
     try:
         left = deadline.check(f"restore of {db.path}")
         try:
@@ -155,6 +166,7 @@ async def run_litestream_restore(service: CredentialService, binary: str, config
                 proc.kill()
             await proc.wait()
         relay_task.cancel()
+        progress_task.cancel()
     if rc != 0:
         last = tail[-1] if tail else "no output"
         raise RestoreFailed(f"litestream restore of {db.path} exited {rc}: {last}")

@@ -12,7 +12,14 @@ import pytest
 from supervisor.errors import ExitCode
 from tests.bed.net import Forwarder, free_port
 from tests.bed.pod import Pod, supervisor_cmd
-from tests.bed.replicas import make_db, push_with_litestream, push_with_litestream_03, role_s3, row_count
+from tests.bed.replicas import (
+    forget_local,
+    make_db,
+    push_with_litestream,
+    push_with_litestream_03,
+    role_s3,
+    row_count,
+)
 
 pytestmark = pytest.mark.bed
 
@@ -132,6 +139,7 @@ def test_credentials_expiring_mid_restore_do_not_break_it(pod: Pod) -> None:
         slow.stop()
     assert run.returncode == 0, run.output[-3000:]
     assert run.seconds > 12, f"restore took {run.seconds:.1f}s: not longer than the 10 s credentials"
+    assert '"restore_progress"' in run.output  # long work reports progress
     assert run.output.count('"reason": "schedule"') >= 1
     assert row_count(pod.db()) == 3000
 
@@ -195,3 +203,16 @@ def test_credentials_command_prints_credential_process_json(pod: Pod) -> None:
     assert answer["Version"] == 1 and answer["AccessKeyId"] and answer["SessionToken"]
     # the secret appears only in that one JSON line (stdout), never in a log line
     assert sum(answer["SecretAccessKey"] in line for line in run.output.splitlines()) == 1
+
+
+def test_aws_ca_bundle_in_the_environment_is_handled(pod: Pod) -> None:
+    """Litestream 0.5.17 refuses to start with AWS_CA_BUNDLE set; the supervisor passes it as SSL_CERT_FILE."""
+    make_db(pod.db(), 50)
+    push_with_litestream(pod, pod.db())
+    run = pod.run("restore", env=pod.env(AWS_CA_BUNDLE=str(pod.bed.issuer.ca_file)))
+    assert run.returncode == 0, run.output
+    assert row_count(pod.db()) == 50
+    forget_local(pod.db())
+    run = pod.run("restore", env=pod.env(AWS_CA_BUNDLE=None, SSL_CERT_FILE=None, SSL_CERT_DIR=None,
+                                         REQUESTS_CA_BUNDLE=None))
+    assert run.returncode == 0 and row_count(pod.db()) == 50, run.output
