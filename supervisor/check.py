@@ -106,7 +106,7 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
         report.ok("litestream", litestream.version(settings.litestream))
     except SupervisorError as e:
         report.fail("litestream", str(e))
-    token_ok = _token_step(settings, report)
+    _token_step(settings, report)  # STS is asked even after a token problem: its answer is the verdict
     service: CredentialService | None = None
     creds = None
     try:
@@ -115,8 +115,6 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
         report.fail("sts", str(e))
     if service is not None:
         try:
-            if not token_ok:
-                report.skip("sts", "token step failed; trying anyway")
             creds = await service.keeper.obtain(settings.timeout_seconds)
             report.ok("sts", f"{service.endpoint}: credentials valid for {int(creds.seconds_left())}s "
                       f"(role {settings.aws.role_arn})")

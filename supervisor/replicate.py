@@ -190,6 +190,8 @@ class Replicator:
         elif self.signals.force.is_set():
             log.error("forced_stop", detail="second signal: final upload not awaited")
             code = int(ExitCode.FINAL_SYNC_UNCONFIRMED)
+        if reason.startswith("task") and code == ExitCode.OK:
+            code = int(ExitCode.INTERNAL)  # a root task died: say so, even if the data is safe
         log.info("shutdown_done", litestream_returncode=rc, exit_code=app_code if app_code is not None else code)
         if app_code is not None:
             return app_code if app_code != 0 or code == 0 else code
