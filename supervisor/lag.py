@@ -20,6 +20,8 @@ from supervisor.service import CredentialService
 from supervisor.state import DatabaseState, State
 
 log = get_logger("lag")
+# With nothing new locally the replica cannot fall behind: list it only this often then.
+IDLE_RELIST_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,18 @@ class LagProbe:
         self._last_key[name] = position.key
         return max(position.txid, current.remote_txid), position.last_modified
 
-    async def probe(self, db: Database) -> None:
+    async def probe(self, db: Database, force: bool = False) -> None:
         name = str(db.path)
         current = self.state.databases[name]
+        now = time.time()
+        if not force and current.probe_error is None and current.probe_ok_at is not None \
+                and now - current.probe_ok_at < IDLE_RELIST_SECONDS:
+            local = replicas.local_position(db, current.remote_txid, self._raw.get(name))
+            if local.txid <= current.remote_txid:
+                self.state.databases[name] = DatabaseState(
+                    path=name, local_txid=local.txid, remote_txid=current.remote_txid, lag_seconds=0.0,
+                    last_upload_at=current.last_upload_at, probe_ok_at=current.probe_ok_at)
+                return
         try:
             remote_txid, last_upload = await asyncio.wait_for(asyncio.to_thread(self._remote, db), 30)
             error = None
@@ -94,7 +105,7 @@ class LagProbe:
         for db in self.config.databases:
             name = str(db.path)
             while True:
-                await self.probe(db)
+                await self.probe(db, force=True)
                 state = self.state.databases[name]
                 has_data = db.path.exists() and db.path.stat().st_size > 0
                 if state.probe_error is None:
