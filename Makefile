@@ -3,16 +3,19 @@
 
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-APT_PKGS := radosgw ceph-mon ceph-osd uuid-runtime openssl util-linux sqlite3 npm
+# binary:package pairs; only the packages whose binary is missing are installed (npm is
+# normally there with Node.js; Debian's npm would conflict with a NodeSource nodejs).
+APT_NEEDS := radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd ceph:ceph-common openssl:openssl \
+             unshare:util-linux curl:curl npm:npm
 LS03_DIR := .work/litestream-0.3
 
 .PHONY: deps venv test test-fast lint demo image bench manifests clean
 
 deps: venv
-	@missing=""; for b in radosgw ceph-mon ceph-osd uuidgen npm; do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	@missing=""; for need in $(APT_NEEDS); do command -v $${need%%:*} >/dev/null || missing="$$missing $${need#*:}"; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages (missing:$$missing)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PKGS) >/dev/null; \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@# Litestream 0.3.13 (for the 0.3-replica restore test), shipped by Fly's npm package.
 	@[ -x $(LS03_DIR)/node_modules/@flydotio/litestream-linux-x64/litestream ] || \
