@@ -3,11 +3,8 @@ or replaced temporary credentials mean "refresh", a policy denial means "access 
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,39 +12,13 @@ from supervisor import replica
 from supervisor.config import Replica
 from supervisor.credentials import Credentials
 from supervisor.errors import ExitCode, Unreachable
-
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "minio-sts"
+from tests.unit import recorded
 
 
 @pytest.fixture
-def s3() -> Iterator[tuple[Replica, list[tuple[int, bytes]]]]:
-    answers: list[tuple[int, bytes]] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status, body = answers[0]
-            self.send_response(status)
-            self.send_header("Content-Type", "application/xml")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        endpoint = f"http://127.0.0.1:{httpd.server_address[1]}"
-        yield Replica("example-bucket", "app.db", endpoint, "us-east-1", True), answers
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def recorded(name: str) -> tuple[int, bytes]:
-    first, _, body = (FIXTURES / name).read_text().partition("\n")
-    return int(first.split()[2]), b'<?xml version="1.0" encoding="UTF-8"?>\n' + body.encode()
+def s3() -> Iterator[tuple[Replica, recorded.Recorder]]:
+    with recorded.serve() as recorder:
+        yield Replica("example-bucket", "app.db", recorder.url, "us-east-1", True), recorder
 
 
 def client(r: Replica):
@@ -64,8 +35,8 @@ def client(r: Replica):
     ("s3-error.SignatureDoesNotMatch.xml", False),
 ])
 def test_minio_s3_errors(s3, name: str, stale: bool) -> None:
-    r, answers = s3
-    answers.append(recorded(name))
+    r, recorder = s3
+    recorder.answer = recorded.load(name)
     with pytest.raises(Exception) as e:
         replica.layout(client(r), r)
     if stale:
@@ -76,11 +47,11 @@ def test_minio_s3_errors(s3, name: str, stale: bool) -> None:
 
 
 def test_no_such_bucket_and_server_errors(s3) -> None:
-    r, answers = s3
-    answers.append((404, b"<Error><Code>NoSuchBucket</Code><Message>No such bucket</Message></Error>"))
+    r, recorder = s3
+    recorder.answer = (404, b"<Error><Code>NoSuchBucket</Code><Message>No such bucket</Message></Error>")
     with pytest.raises(Exception) as e:
         replica.layout(client(r), r)
     assert e.value.exit_code == ExitCode.NO_SUCH_BUCKET and "example-bucket" in str(e.value)
-    answers[0] = (503, b"<Error><Code>SlowDown</Code></Error>")
+    recorder.answer = (503, b"<Error><Code>SlowDown</Code></Error>")
     with pytest.raises(Unreachable):
         replica.layout(client(r), r)

@@ -3,12 +3,8 @@ through the same botocore client the product uses: parsing and failure classific
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,50 +12,16 @@ from supervisor import sts
 from supervisor.errors import CredentialsRefused, Unreachable
 from supervisor.settings import AwsSettings
 from supervisor.token import Token
+from tests.unit import recorded
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "minio-sts"
 TOKEN = Token("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", {"sub": "x", "aud": ["sts.amazonaws.com"],
                                                            "exp": time.time() + 3600})
 
 
-def fixture(name: str) -> tuple[int, bytes]:
-    text = (FIXTURES / name).read_text()
-    first, _, body = text.partition("\n")
-    status = int(first.split()[2])
-    return status, b'<?xml version="1.0" encoding="UTF-8"?>\n' + body.encode()
-
-
-class Recorded:
-    def __init__(self) -> None:
-        self.answer: tuple[int, bytes] = (500, b"")
-        self.requests: list[tuple[dict[str, str], dict[str, list[str]]]] = []
-
-
 @pytest.fixture
-def server() -> Iterator[tuple[str, Recorded]]:
-    recorded = Recorded()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-            recorded.requests.append((dict(self.headers), urllib.parse.parse_qs(body)))
-            status, payload = recorded.answer
-            self.send_response(status)
-            self.send_header("Content-Type", "application/xml")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", recorded
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+def server() -> Iterator[tuple[str, recorded.Recorder]]:
+    with recorded.serve() as recorder:
+        yield recorder.url, recorder
 
 
 def aws(endpoint: str, duration: int | None = None) -> AwsSettings:
@@ -75,7 +37,7 @@ def call(endpoint: str, duration: int | None = None):
 
 def test_success_answer_is_parsed_and_request_is_unsigned(server) -> None:
     url, rec = server
-    rec.answer = fixture("assume-role-with-web-identity.ok.xml")
+    rec.answer = recorded.load("assume-role-with-web-identity.ok.xml")
     creds = call(url)
     assert creds.access_key_id == "EXAMPLEACCESSKEY0001"
     assert creds.expiration == 1767229200.0  # 2026-01-01T01:00:00Z: trusted from the answer
@@ -88,7 +50,7 @@ def test_success_answer_is_parsed_and_request_is_unsigned(server) -> None:
 
 def test_duration_is_sent_only_when_asked(server) -> None:
     url, rec = server
-    rec.answer = fixture("assume-role-with-web-identity.ok.xml")
+    rec.answer = recorded.load("assume-role-with-web-identity.ok.xml")
     call(url, duration=900)
     assert rec.requests[0][1]["DurationSeconds"] == ["900"]
 
@@ -107,7 +69,7 @@ def test_duration_is_sent_only_when_asked(server) -> None:
 ])
 def test_minio_errors_are_classified(server, name: str, kind: type, words: str) -> None:
     url, rec = server
-    rec.answer = fixture(name)
+    rec.answer = recorded.load(name)
     with pytest.raises(kind) as e:
         call(url)
     message = str(e.value)

@@ -1,0 +1,58 @@
+"""MinIO's recorded answers (tests/fixtures/minio-sts, copied from shared/fixtures) served over
+real HTTP on loopback, so the product's own botocore clients parse them."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "minio-sts"
+
+
+def load(name: str) -> tuple[int, bytes]:
+    """(status, body) as MinIO sends it: line 1 of the file is `<!-- HTTP NNN -->`."""
+    first, _, body = (FIXTURES / name).read_text().partition("\n")
+    return int(first.split()[2]), b'<?xml version="1.0" encoding="UTF-8"?>\n' + body.encode()
+
+
+class Recorder:
+    """Answers every request with `answer`; keeps (headers, form) of each request."""
+
+    def __init__(self) -> None:
+        self.answer: tuple[int, bytes] = (500, b"")
+        self.requests: list[tuple[dict[str, str], dict[str, list[str]]]] = []
+        self.url = ""
+
+
+@contextmanager
+def serve() -> Iterator[Recorder]:
+    recorder = Recorder()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0)).decode()
+            recorder.requests.append((dict(self.headers), urllib.parse.parse_qs(body)))
+            status, payload = recorder.answer
+            self.send_response(status)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = _answer  # noqa: N815 (http.server's naming)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    recorder.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        yield recorder
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
