@@ -213,7 +213,18 @@ class Replicator:
 async def main(settings: Settings, signals: Signals) -> int:
     replicator = Replicator(settings, signals)
     try:
-        if not await replicator.startup():
+        startup = asyncio.create_task(replicator.startup(), name="startup")
+        stopper = asyncio.create_task(signals.stop.wait(), name="signals")
+        await asyncio.wait({startup, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not startup.done() and replicator.child is None:
+            # A signal during --exec's restore: stop it (its temp file is removed) and leave.
+            startup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await startup
+            log.info("stopped_before_start", signal=signals.first)
+            return int(ExitCode.INTERRUPTED)
+        if not await startup:
             log.info("stopped_before_start", signal=signals.first)
             return int(ExitCode.OK)
         reason = await replicator.main_loop()

@@ -188,3 +188,22 @@ def test_second_signal_stops_at_once(pod: Pod) -> None:
         fwd.stop()
     assert rc == ExitCode.FINAL_SYNC_UNCONFIRMED, sup.output()[-3000:]
     assert took < 10 and sup.count("forced_stop") == 1 and sup.count("litestream_kill") == 1
+
+
+def test_exec_mode_sigterm_during_restore_leaves_nothing(pod: Pod) -> None:
+    from tests.bed.replicas import make_db, push_with_litestream
+    make_db(pod.db(), 2000, payload_bytes=4096)
+    push_with_litestream(pod, pod.db())
+    fwd = Forwarder(int(pod.bed.endpoint.rsplit(":", 1)[1]), throttle_bytes_per_second=300_000)
+    fwd.start()
+    try:
+        pod.endpoint = fwd.url
+        pod.write_config()
+        sup = pod.start_replicate("--exec", "true", env=pod.env(AWS_ENDPOINT_URL_STS=pod.bed.endpoint))
+        sup.wait_for(lambda: any("restoring" in p.name for p in pod.data.iterdir()), 30, "restore writing")
+        rc = sup.terminate(timeout=30)
+    finally:
+        fwd.stop()
+    assert rc == 143, sup.output()[-3000:]
+    assert list(pod.data.iterdir()) == []  # no db, no temp file
+    assert sup.count("stopped_before_start") == 1 and sup.count("app_started") == 0
