@@ -159,7 +159,8 @@ REPLICATE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, Ex
 
 
 @cli.command(epilog=exit_codes_epilog(REPLICATE_CODES)
-             + "\n\n  With --exec: the app's own exit code (10 when the final upload is unconfirmed).")
+             + "\n\n  With --exec: the app's own exit code (10 when the final upload is unconfirmed,"
+             " 143 when stopped during the initial restore).")
 @common_options
 @_option("--health-addr", envvar=env("HEALTH_ADDR"), default=settings_mod.DEFAULT_HEALTH_ADDR, show_default=True,
          help="Where /livez, /readyz and /metrics listen.")
