@@ -17,10 +17,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bed.net import free_port
+from tests.bed.net import Forwarder, free_port
 from tests.bed.projector import TokenProjector
 from tests.bed.testbed import Bed
 
@@ -87,6 +88,21 @@ class Pod:
             ]
         self.config.write_text("\n".join(line for line in lines if line) + "\n")
         return self.config
+
+    @contextlib.contextmanager
+    def through_forwarder(self, throttle_bytes_per_second: float | None = None) -> Iterator[Forwarder]:
+        """Point the pod at a forwarder in front of RGW (S3 in litestream.yml, and STS in env()
+        unless a test overrides AWS_ENDPOINT_URL_STS); cut it, throttle it; undone on exit."""
+        fwd = Forwarder(self.bed.cluster.rgw_port, throttle_bytes_per_second=throttle_bytes_per_second)
+        fwd.start()
+        self.endpoint = fwd.url
+        self.write_config()
+        try:
+            yield fwd
+        finally:
+            fwd.stop()
+            self.endpoint = self.bed.endpoint
+            self.write_config()
 
     def env(self, **overrides: str | None) -> dict[str, str]:
         env = dict(os.environ)

@@ -95,3 +95,8 @@ def restore_and_compare(pod: Pod, committed: list[int]) -> None:
     assert run.returncode == 0, run.output
     missing = sorted(set(committed) - set(row_ids(pod.db())))
     assert not missing, f"{len(missing)} committed rows lost, first {missing[:5]}"
+
+
+def restoring(pod: Pod) -> bool:
+    """A restore is under way: its temp file sits beside the target."""
+    return any("restoring" in p.name for p in pod.data.iterdir())

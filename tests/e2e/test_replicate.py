@@ -11,7 +11,7 @@ import pytest
 from supervisor.errors import ExitCode
 from tests.bed.net import Forwarder
 from tests.bed.pod import Pod, Supervisor, Writer, row_ids
-from tests.bed.replicas import forget_local, restore_and_compare
+from tests.bed.replicas import forget_local, make_db, push_with_litestream, restore_and_compare, restoring
 
 pytestmark = pytest.mark.bed
 LIFETIME = "10"  # seconds: RGW's lowered minimum; refreshes every ~5 s
@@ -27,13 +27,14 @@ def scan_for_secrets(pod: Pod, sup: Supervisor, secrets: list[str], pages: list[
         assert len(secret) >= 8 and secret not in text
 
 
-def slow_s3(pod: Pod) -> Forwarder:
-    """A cuttable forwarder in front of RGW for S3; STS stays direct."""
-    fwd = Forwarder(int(pod.bed.endpoint.rsplit(":", 1)[1]))
-    fwd.start()
-    pod.endpoint = fwd.url
-    pod.write_config()
-    return fwd
+def writing_then_s3_cut(pod: Pod, fwd: Forwarder, *args: str) -> Supervisor:
+    """Replicate under a fast writer, then cut S3 (and STS) so the tail cannot be uploaded."""
+    sup = pod.start_replicate(*args)
+    sup.wait_ready()
+    Writer(pod.db(), 0.01).start()
+    time.sleep(1.5)
+    fwd.cut()
+    return sup
 
 
 def test_refreshes_and_rotations_without_restart_or_loss(pod: Pod) -> None:
@@ -80,8 +81,7 @@ def test_refreshes_and_rotations_without_restart_or_loss(pod: Pod) -> None:
 
 
 def test_s3_outage_grows_lag_keeps_liveness_and_catches_up(pod: Pod) -> None:
-    fwd = slow_s3(pod)
-    try:
+    with pod.through_forwarder() as fwd:
         sup = pod.start_replicate("--duration-seconds", LIFETIME, "--max-lag", "3")
         sup.wait_ready()
         writer = Writer(pod.db(), 0.05).start()
@@ -101,25 +101,14 @@ def test_s3_outage_grows_lag_keeps_liveness_and_catches_up(pod: Pod) -> None:
         time.sleep(0.5)
         assert sup.terminate() == 0, sup.output()[-3000:]
         assert sup.metric_or_state("child_pid") and sup.count("litestream_started") == 1
-    finally:
-        fwd.stop()
-    pod.endpoint = pod.bed.endpoint
-    pod.write_config()
     restore_and_compare(pod, committed)
 
 
 def test_sigterm_while_s3_unreachable_exits_nonzero_naming_the_position(pod: Pod) -> None:
-    fwd = slow_s3(pod)
-    try:
-        sup = pod.start_replicate("--shutdown-timeout", "3")
-        sup.wait_ready()
-        Writer(pod.db(), 0.01).start()
-        time.sleep(1.5)
-        fwd.cut()
+    with pod.through_forwarder() as fwd:
+        sup = writing_then_s3_cut(pod, fwd, "--shutdown-timeout", "3")
         time.sleep(2)
         rc = sup.terminate(timeout=60)
-    finally:
-        fwd.stop()
     assert rc == ExitCode.FINAL_SYNC_UNCONFIRMED, sup.output()[-3000:]
     events = [e for e in sup.events() if e.get("event") == "final_position_unconfirmed"]
     assert events and events[0]["level"] == "error" and len(str(events[0]["local_txid"])) == 16
@@ -170,13 +159,8 @@ def test_exec_mode_restores_runs_the_app_and_keeps_its_exit_code(pod: Pod) -> No
 
 
 def test_second_signal_stops_at_once(pod: Pod) -> None:
-    fwd = slow_s3(pod)
-    try:
-        sup = pod.start_replicate("--shutdown-timeout", "120")
-        sup.wait_ready()
-        Writer(pod.db(), 0.01).start()
-        time.sleep(1.5)
-        fwd.cut()
+    with pod.through_forwarder() as fwd:
+        sup = writing_then_s3_cut(pod, fwd, "--shutdown-timeout", "120")
         time.sleep(1)
         sup.proc.send_signal(signal.SIGTERM)
         sup.wait_for(lambda: sup.count("shutdown_started") == 1, 10, "graceful shutdown begun")
@@ -184,26 +168,17 @@ def test_second_signal_stops_at_once(pod: Pod) -> None:
         started = time.monotonic()
         rc = sup.terminate(timeout=30)
         took = time.monotonic() - started
-    finally:
-        fwd.stop()
     assert rc == ExitCode.FINAL_SYNC_UNCONFIRMED, sup.output()[-3000:]
     assert took < 10 and sup.count("forced_stop") == 1 and sup.count("litestream_kill") == 1
 
 
 def test_exec_mode_sigterm_during_restore_leaves_nothing(pod: Pod) -> None:
-    from tests.bed.replicas import make_db, push_with_litestream
     make_db(pod.db(), 2000, payload_bytes=4096)
     push_with_litestream(pod, pod.db())
-    fwd = Forwarder(int(pod.bed.endpoint.rsplit(":", 1)[1]), throttle_bytes_per_second=300_000)
-    fwd.start()
-    try:
-        pod.endpoint = fwd.url
-        pod.write_config()
+    with pod.through_forwarder(throttle_bytes_per_second=300_000):
         sup = pod.start_replicate("--exec", "true", env=pod.env(AWS_ENDPOINT_URL_STS=pod.bed.endpoint))
-        sup.wait_for(lambda: any("restoring" in p.name for p in pod.data.iterdir()), 30, "restore writing")
+        sup.wait_for(lambda: restoring(pod), 30, "restore writing")
         rc = sup.terminate(timeout=30)
-    finally:
-        fwd.stop()
     assert rc == 143, sup.output()[-3000:]
     assert list(pod.data.iterdir()) == []  # no db, no temp file
     assert sup.count("stopped_before_start") == 1 and sup.count("app_started") == 0

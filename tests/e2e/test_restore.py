@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import signal
-import subprocess
-import time
 
 import pytest
 
 from supervisor.errors import ExitCode
-from tests.bed.net import Forwarder, free_port
-from tests.bed.pod import Pod, supervisor_cmd
+from tests.bed.net import free_port
+from tests.bed.pod import Pod
 from tests.bed.replicas import (
     forget_local,
     make_db,
     push_with_litestream,
     push_with_litestream_03,
+    restoring,
     role_s3,
     row_count,
 )
@@ -128,15 +126,9 @@ def test_corrupt_replica_fails_integrity_and_leaves_nothing(pod: Pod) -> None:
 def test_credentials_expiring_mid_restore_do_not_break_it(pod: Pod) -> None:
     make_db(pod.db(), 3000, payload_bytes=4096)  # ~25 MB
     push_with_litestream(pod, pod.db())
-    slow = Forwarder(int(pod.bed.endpoint.rsplit(":", 1)[1]), throttle_bytes_per_second=1_000_000)
-    slow.start()
-    try:
-        pod.endpoint = slow.url  # S3 only: STS stays direct (AWS_ENDPOINT_URL_STS)
-        pod.write_config()
+    with pod.through_forwarder(throttle_bytes_per_second=1_000_000):  # S3 only: STS stays direct
         run = pod.run("restore", "--duration-seconds", "10", "--timeout", "240",
                       env=pod.env(AWS_ENDPOINT_URL_STS=pod.bed.endpoint))
-    finally:
-        slow.stop()
     assert run.returncode == 0, run.output[-3000:]
     assert run.seconds > 12, f"restore took {run.seconds:.1f}s: not longer than the 10 s credentials"
     assert '"restore_progress"' in run.output  # long work reports progress
@@ -147,24 +139,13 @@ def test_credentials_expiring_mid_restore_do_not_break_it(pod: Pod) -> None:
 def test_sigterm_during_restore_leaves_nothing(pod: Pod) -> None:
     make_db(pod.db(), 2000, payload_bytes=4096)
     push_with_litestream(pod, pod.db())
-    slow = Forwarder(int(pod.bed.endpoint.rsplit(":", 1)[1]), throttle_bytes_per_second=300_000)
-    slow.start()
-    try:
-        pod.endpoint = slow.url
-        pod.write_config()
-        proc = subprocess.Popen(supervisor_cmd("restore"), env=pod.env(AWS_ENDPOINT_URL_STS=pod.bed.endpoint),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while not any("restoring" in p.name for p in pod.data.iterdir()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert any("restoring" in p.name for p in pod.data.iterdir()), "restore never started writing"
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        slow.stop()
-    assert proc.returncode == ExitCode.INTERRUPTED, out.decode()[-2000:]
+    with pod.through_forwarder(throttle_bytes_per_second=300_000):
+        sup = pod.start("restore", env=pod.env(AWS_ENDPOINT_URL_STS=pod.bed.endpoint))
+        sup.wait_for(lambda: restoring(pod), 30, "restore writing")
+        rc = sup.terminate(timeout=30)
+    assert rc == ExitCode.INTERRUPTED, sup.output()[-2000:]
     assert not pod.db().exists() and leftovers(pod) == []
-    assert b"interrupted" in out
+    assert "interrupted" in sup.output()
 
 
 def test_check_passes_and_names_the_failing_step(pod: Pod) -> None:
