@@ -36,7 +36,7 @@ class CredentialsBroker:
     def __init__(self, current: Callable[[], Credentials | None]) -> None:
         self._current = current
         self.authorization = random_secrets.token_urlsafe(32)
-        secrets.add(self.authorization)
+        secrets.add(self.authorization, slot="broker")
         self._server: asyncio.Server | None = None
         self.requests = 0
 

@@ -8,7 +8,6 @@ failed one are skipped. Exit 0 only when every step passed.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,22 +18,24 @@ from supervisor import config as lsconfig
 from supervisor import litestream
 from supervisor import replica as replicas
 from supervisor import token as tokens
+from supervisor.budget import Budget
 from supervisor.credentials import Credentials
 from supervisor.errors import ExitCode, SupervisorError
 from supervisor.service import CredentialService
 from supervisor.settings import Settings
 from supervisor.signals import Signals
 from supervisor.state import State
+from supervisor.sts import server_time
 
 MAX_SKEW_SECONDS = 60.0
 
 
 async def obtain_once(settings: Settings) -> Credentials:
     """One exchange for `credentials`: bounded by --timeout; no config needed."""
-    config = lsconfig.load(settings.config_path, settings.environment) if settings.config_path.exists() else None
+    config = lsconfig.load_for(settings) if settings.config_path.exists() else None
     service = CredentialService(settings, State(), config)
     try:
-        return await service.keeper.obtain(settings.timeout_seconds)
+        return await service.keeper.obtain(Budget(settings.timeout_seconds))
     finally:
         await service.close()
 
@@ -81,11 +82,10 @@ def _token_step(settings: Settings, report: Report) -> bool:
 
 
 def _clock_step(response_headers: dict[str, Any], report: Report) -> None:
-    date = response_headers.get("date")
-    if not date:
-        report.skip("clock", "server sent no Date header")
+    server = server_time(response_headers)
+    if server is None:
+        report.skip("clock", "server sent no readable Date header")
         return
-    server = email.utils.parsedate_to_datetime(date).timestamp()
     skew = time.time() - server
     if abs(skew) > MAX_SKEW_SECONDS:
         report.fail("clock", f"local clock is {skew:+.0f}s off the server's (tokens and signatures "
@@ -98,7 +98,7 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
     report = Report(echo)
     config = None
     try:
-        config = lsconfig.load(settings.config_path, settings.environment)
+        config = lsconfig.load_for(settings)
         report.ok("config", f"{settings.config_path}: {len(config.databases)} database(s)")
     except SupervisorError as e:
         report.fail("config", str(e))
@@ -115,7 +115,7 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
         report.fail("sts", str(e))
     if service is not None:
         try:
-            creds = await service.keeper.obtain(settings.timeout_seconds)
+            creds = await service.keeper.obtain(Budget(settings.timeout_seconds))
             report.ok("sts", f"{service.endpoint}: credentials valid for {int(creds.seconds_left())}s "
                       f"(role {settings.aws.role_arn})")
         except SupervisorError as e:
@@ -126,23 +126,26 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
         else:
             clock_done = False
             for db in config.databases:
-                where = f"s3://{db.replica.bucket}/{db.replica.path}/"
+                where = db.replica.location
                 client = service.s3(db)
                 try:
-                    found = await asyncio.wait_for(asyncio.to_thread(replicas.layout, client, db.replica),
-                                                   settings.timeout_seconds)
-                except TimeoutError:
-                    report.fail("replica", f"{where}: no answer within {settings.timeout_seconds:g}s")
-                    continue
+                    found = await Budget(settings.timeout_seconds).run(
+                        asyncio.to_thread(replicas.layout, client, db.replica), where)
                 except SupervisorError as e:
                     report.fail("replica", str(e))
                     continue
                 if not clock_done:
                     clock_done = True
-                    headers = await asyncio.to_thread(
-                        lambda c=client, d=db: c.list_objects_v2(Bucket=d.replica.bucket, Prefix=d.replica.path + "/",
-                                                               MaxKeys=1)["ResponseMetadata"]["HTTPHeaders"])
-                    _clock_step(headers, report)
+                    try:
+                        headers = await Budget(settings.timeout_seconds).run(asyncio.to_thread(
+                            lambda c=client, d=db: c.list_objects_v2(Bucket=d.replica.bucket, Prefix=d.replica.prefix,
+                                                                   MaxKeys=1)["ResponseMetadata"]["HTTPHeaders"]),
+                            f"clock check against {where}")
+                        _clock_step(headers, report)
+                    except SupervisorError as e:
+                        report.fail("clock", str(e))
+                    except Exception as e:  # noqa: BLE001 (a step that fails is reported, never a traceback)
+                        report.fail("clock", replicas.explain(e, db.replica).args[0])
                 detail = f"{db.path} <- {where}: {found.describe()}, {found.objects} object(s)"
                 if found.kind == "unknown":
                     report.fail("replica", f"{detail} (e.g. {found.unexpected}): wrong prefix?")

@@ -6,6 +6,7 @@ This is the only module that exits the process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Coroutine
@@ -16,7 +17,7 @@ import click
 from supervisor import __version__
 from supervisor import litestream as ls
 from supervisor import settings as settings_mod
-from supervisor.errors import EXIT_CODE_HELP, ExitCode, SupervisorError
+from supervisor.errors import EXIT_CODE_HELP, ExitCode, Interrupted, SupervisorError
 from supervisor.logs import LEVELS, configure, get_logger
 from supervisor.signals import Signals
 
@@ -82,7 +83,7 @@ def dry_run(settings: settings_mod.Settings) -> int:
     """Everything a real run would validate before touching the network."""
     from supervisor import config as lsconfig
 
-    config = lsconfig.load(settings.config_path, settings.environment)
+    config = lsconfig.load_for(settings)
     role_arn, token_file = settings_mod.require_web_identity(settings.aws)
     from supervisor.service import sts_endpoint
 
@@ -94,17 +95,32 @@ def dry_run(settings: settings_mod.Settings) -> int:
         "sts_endpoint": sts_endpoint(settings, config),
         "region": settings.aws.region,
         "databases": [{"path": str(db.path), "bucket": db.replica.bucket, "path_in_bucket": db.replica.path,
-                       "endpoint": db.replica.endpoint or settings.aws.s3_endpoint} for db in config.databases],
+                       "endpoint": db.replica.endpoint, "region": db.replica.region,
+                       "force_path_style": db.replica.force_path_style, "meta_path": str(db.meta_dir)}
+                      for db in config.databases],
     }, indent=2))
     return 0
 
 
 def run_async(command: Callable[[settings_mod.Settings, Signals], Coroutine[Any, Any, int]],
-              settings: settings_mod.Settings) -> int:
+              settings: settings_mod.Settings, *, handles_signals: bool = False) -> int:
+    """Run a command with SIGTERM/SIGINT recorded as data. A command that does not handle them
+    itself (check, credentials) is cancelled by the first one: exit 143, never ignored."""
     async def runner() -> int:
         signals = Signals()
         signals.install(asyncio.get_running_loop())
-        return await command(settings, signals)
+        if handles_signals:
+            return await command(settings, signals)
+        task = asyncio.create_task(command(settings, signals))
+        stopper = asyncio.create_task(signals.stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise Interrupted(f"interrupted by signal {signals.first}")
+        return task.result()
 
     try:
         return asyncio.run(runner())
@@ -128,7 +144,7 @@ def cli() -> None:
 RESTORE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, ExitCode.UNREACHABLE,
                  ExitCode.NO_SUCH_BUCKET, ExitCode.ACCESS_DENIED, ExitCode.INCOMPATIBLE,
                  ExitCode.RESTORE_FAILED, ExitCode.REPLICA_REQUIRED, ExitCode.LITESTREAM_MISSING,
-                 ExitCode.INTERRUPTED]
+                 ExitCode.NOT_SQLITE, ExitCode.INTERRUPTED]
 
 
 @cli.command(epilog=exit_codes_epilog(RESTORE_CODES))
@@ -151,15 +167,16 @@ def restore(**options: Any) -> int:
     settings = build_settings(options)
     if options.get("dry_run"):
         return dry_run(settings)
-    return run_async(command.main, settings)
+    return run_async(command.main, settings, handles_signals=True)
 
 
-REPLICATE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, ExitCode.UNREACHABLE,
-                   ExitCode.FINAL_SYNC_UNCONFIRMED, ExitCode.LITESTREAM_MISSING]
+REPLICATE_CODES = [ExitCode.OK, ExitCode.INTERNAL, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED,
+                   ExitCode.UNREACHABLE, ExitCode.FINAL_SYNC_UNCONFIRMED, ExitCode.LITESTREAM_MISSING]
 
 
 @cli.command(epilog=exit_codes_epilog(REPLICATE_CODES)
-             + "\n\n  With --exec: the app's own exit code (10 when the final upload is unconfirmed,"
+             + "\n\n  0 also when stopped before Litestream ever ran (still waiting for credentials)."
+             "\n  With --exec: the app's own exit code (10 when the final upload is unconfirmed,"
              " 143 when stopped during the initial restore).")
 @common_options
 @_option("--health-addr", envvar=env("HEALTH_ADDR"), default=settings_mod.DEFAULT_HEALTH_ADDR, show_default=True,
@@ -167,7 +184,8 @@ REPLICATE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, Ex
 @_option("--max-lag", envvar=env("MAX_LAG"), type=click.FloatRange(min=0.1),
          help="Seconds of replication lag after which /readyz fails. [default: lag not in readiness]")
 @_option("--shutdown-timeout", envvar=env("SHUTDOWN_TIMEOUT"), type=click.FloatRange(min=0.1), default=30,
-         show_default=True, help="Seconds to wait for Litestream's final upload after SIGTERM.")
+         show_default=True, help="Seconds for the whole shutdown after SIGTERM: stopping the app (--exec), "
+         "Litestream's final upload, the catch-up and the verification. Give the pod more grace than this.")
 @_option("--refresh-margin", envvar=env("REFRESH_MARGIN"), type=click.FloatRange(min=1), default=900,
          show_default=True, help="Refresh credentials when this many seconds are left (or at half-life).")
 @_option("--lag-interval", envvar=env("LAG_INTERVAL"), type=click.FloatRange(min=0.1), default=5,
@@ -195,10 +213,10 @@ def replicate(**options: Any) -> int:
     settings = build_settings(options)
     if options.get("dry_run"):
         return dry_run(settings)
-    return run_async(command.main, settings)
+    return run_async(command.main, settings, handles_signals=True)
 
 
-@cli.command(epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.CHECK_FAILED]))
+@cli.command(epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.CHECK_FAILED, ExitCode.INTERRUPTED]))
 @common_options
 @_option("--timeout", envvar=env("TIMEOUT"), type=click.FloatRange(min=0.1), default=20, show_default=True,
          help="Seconds for each network step.")
@@ -210,7 +228,7 @@ def check(**options: Any) -> int:
 
 
 @cli.command(epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED,
-                                       ExitCode.UNREACHABLE]))
+                                       ExitCode.UNREACHABLE, ExitCode.INTERRUPTED]))
 @common_options
 @_option("--timeout", envvar=env("TIMEOUT"), type=click.FloatRange(min=0.1), default=30, show_default=True,
          help="Seconds to obtain credentials.")

@@ -1,71 +1,116 @@
-"""The user's litestream.yml: read, validated, and rewritten for the child.
+"""The user's litestream.yml, resolved once, exactly as Litestream 0.5.17 would read it.
 
-Litestream silently ignores unknown keys and writes to the bucket root when a replica has no
-path; both lose data quietly, so both are errors here. Static keys in the file would win over
-our credentials endpoint, so they are refused too.
+`load()` expands the text as Litestream does (supervisor/expand.py), parses it, checks every key
+against the key set of the section it sits in (Litestream silently ignores unknown keys), and
+resolves each database into the one object that restore, the lag probe, `check` and the child's
+config all read: the db path, its meta dir, and the replica's bucket, key prefix, endpoint,
+region and addressing style. The child is given `child_document()` (fully expanded, run with
+`-no-expand-env`), so what the supervisor lists is what Litestream writes.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import posixpath
 import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
 from supervisor.errors import ConfigError
+from supervisor.expand import expand
+from supervisor.settings import Settings
 
-# Every key Litestream 0.5.17's config structs accept (from its yaml tags), at any level.
-# A key outside this set is a typo that Litestream would silently ignore.
-KNOWN_KEYS = frozenset(
-    """
-access-key-id account-key account-name addr age auto-recover bucket busy-timeout
-checkpoint-interval client-cert client-key concurrency concurrent-writes creds dbs dir enabled
-endpoint exec force-path-style heartbeat-interval heartbeat-url host host-key identities
-interval jwt key-path l level levels logging max-checkpoint-page-n max-reconnects
-max-sync-ltx-files max-sync-wal-bytes mcp-addr meta-dir meta-path min-checkpoint-page-count
-min-checkpoint-page-n monitor-interval name nkey part-size password path pattern permissions
-recipients reconnect-wait recursive region replica replicas require-content-md
-restore-if-db-not-exists retention retention-check-interval root-cas sas-token secret-access-key
-seed shutdown-sync-interval shutdown-sync-timeout sign-accept-encoding sign-payload skip-verify
-snapshot socket source sse-customer-algorithm sse-customer-key sse-customer-key-path
-sse-kms-key-id stderr storage-class sync-interval timeout tls token truncate-page-n type url
-user username validation validation-interval verify-compaction watch webdav-password webdav-url
-webdav-username
-""".split()  # noqa: SIM905 (a word list reads better than 100 quoted strings)
-)
+# Key sets per section, from Litestream 0.5.17's config types (cmd/litestream/main.go:
+# ReplicaSettings, Config, DBConfig, ReplicaConfig; internal.LoggingConfig; SocketConfig).
+REPLICA_SETTINGS = frozenset({
+    "sync-interval", "validation-interval", "max-sync-ltx-files", "auto-recover",
+    "access-key-id", "secret-access-key", "region", "bucket", "endpoint", "force-path-style",
+    "sign-payload", "require-content-md5", "skip-verify", "storage-class", "part-size", "concurrency",
+    "sse-customer-algorithm", "sse-customer-key", "sse-customer-key-path", "sse-kms-key-id",
+    "account-name", "account-key", "sas-token",
+    "host", "user", "password", "key-path", "concurrent-writes", "host-key",
+    "webdav-url", "webdav-username", "webdav-password",
+    "jwt", "seed", "creds", "nkey", "username", "token", "tls", "root-cas", "client-cert", "client-key",
+    "max-reconnects", "reconnect-wait", "timeout", "age",
+})
+TOP_KEYS = REPLICA_SETTINGS | {
+    "addr", "socket", "levels", "snapshot", "validation", "l0-retention", "l0-retention-check-interval",
+    "verify-compaction", "retention", "heartbeat-url", "heartbeat-interval", "dbs", "exec", "logging",
+    "mcp-addr", "shutdown-sync-timeout", "shutdown-sync-interval",
+}
+DB_KEYS = frozenset({
+    "path", "dir", "pattern", "recursive", "watch", "snapshot", "meta-path", "meta-dir", "monitor-interval",
+    "checkpoint-interval", "busy-timeout", "min-checkpoint-page-count", "truncate-page-n", "max-sync-wal-bytes",
+    "restore-if-db-not-exists", "replica", "replicas",
+})
+REPLICA_KEYS = REPLICA_SETTINGS | {"type", "name", "path", "url"}
+NESTED_KEYS = {
+    "socket": frozenset({"enabled", "path", "permissions"}),
+    "levels": frozenset({"interval"}),
+    "snapshot": frozenset({"interval", "retention"}),
+    "validation": frozenset({"interval"}),
+    "retention": frozenset({"enabled"}),
+    "logging": frozenset({"level", "type", "stderr", "source"}),
+    "age": frozenset({"identities", "recipients"}),
+}
 STATIC_KEYS = ("access-key-id", "secret-access-key")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+# Litestream serves these without authentication: never beyond loopback.
+LOOPBACK_KEYS = ("addr", "mcp-addr")
+# url query parameters Litestream reads for s3 replicas, and the config key each one stands for.
+URL_QUERY_KEYS = {
+    "endpoint": "endpoint", "region": "region", "forcePathStyle": "force-path-style",
+    "force-path-style": "force-path-style", "skipVerify": "skip-verify", "signPayload": "sign-payload",
+    "sign-payload": "sign-payload", "requireContentMD5": "require-content-md5",
+    "require-content-md5": "require-content-md5", "storageClass": "storage-class",
+    "storage-class": "storage-class", "partSize": "part-size", "part-size": "part-size",
+    "concurrency": "concurrency",
+}
+_BOOL_KEYS = frozenset({"force-path-style", "skip-verify", "sign-payload", "require-content-md5"})
+_SQLITE_PREFIX = re.compile(r"^sqlite3?://")
 
 
 @dataclass(frozen=True)
 class Replica:
-    """An S3 replica location, as Litestream will use it."""
+    """An S3 replica as Litestream will use it: every key it writes starts with `prefix`."""
 
     bucket: str
-    path: str  # no leading or trailing slash, never empty
-    endpoint: str | None
-    region: str | None
-    force_path_style: bool | None
+    path: str  # as Litestream puts it in keys: verbatim for `path:`, path.Clean'ed for `url:`
+    endpoint: str | None  # resolved: the replica's own, else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
+    region: str
+    force_path_style: bool
+
+    @property
+    def prefix(self) -> str:
+        return self.path + "/"
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
 
 
 @dataclass(frozen=True)
 class Database:
     path: Path
     replica: Replica
+    meta_dir: Path  # Litestream's local state: meta-path, else <dir>/.<name>-litestream
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
 
 
 @dataclass(frozen=True)
 class LitestreamConfig:
     source: Path
-    raw: dict[str, Any]  # as written (env references unexpanded), for the child's copy
+    document: dict[str, Any]  # the file as Litestream parses it (expanded once)
     databases: tuple[Database, ...]
-    addr: str | None
 
     def database(self, path: Path) -> Database:
         for db in self.databases:
@@ -75,24 +120,65 @@ class LitestreamConfig:
         raise ConfigError(f"--db: {path} is not in {self.source} (it lists: {known})")
 
 
-def expand_env(text: str, env: Mapping[str, str]) -> str:
-    """Expand $VAR and ${VAR} as Litestream does (unset variables become empty)."""
-    return _ENV_REF.sub(lambda m: env.get(m.group(1) or m.group(2), ""), text)
+def _check_keys(node: Any, allowed: frozenset[str], where: str, source: Path) -> None:
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key not in allowed:
+            raise ConfigError(f"{source}: unknown key {key!r} in {where} (Litestream 0.5.17 would silently "
+                              "ignore it; check the spelling)")
+        nested = NESTED_KEYS.get(key)
+        if nested is None:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            _check_keys(item, nested, f"{where}.{key}", source)
 
 
-def _check_keys(node: Any, where: str, source: Path) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key not in KNOWN_KEYS:
-                raise ConfigError(f"{source}: unknown key {key!r} in {where} (Litestream would "
-                                  "silently ignore it; check the spelling)")
-            _check_keys(value, f"{where}.{key}", source)
-    elif isinstance(node, list):
-        for i, item in enumerate(node):
-            _check_keys(item, f"{where}[{i}]", source)
+def local_path(value: str, home: str | None) -> Path:
+    """Litestream's expand(): strip sqlite:// prefixes, `~/` is the home directory."""
+    value = _SQLITE_PREFIX.sub("", value)
+    if value == "~" or value.startswith("~/"):
+        if not home:
+            raise ConfigError(f"{value}: cannot expand '~' (no HOME)")
+        value = home + value[1:]
+    return Path(os.path.normpath(value)) if value.startswith("/") else Path(value)
 
 
-def _replica(db: dict[str, Any], where: str, source: Path) -> Replica:
+def _safe_url(url: str) -> str:
+    """The url for an error message: never its user:password part."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        return url.replace(parts.netloc, "***@" + parts.hostname if parts.hostname else "***")
+    return url
+
+
+def parse_host(host: str) -> tuple[str, str | None, str | None, bool]:
+    """s3.ParseHost for the host forms users write: (bucket, region, endpoint, path style)."""
+    if ":" in host and ".com" not in host:
+        bucket, dot, rest = host.partition(".")
+        if dot:
+            return bucket, "us-east-1", f"http://{rest}", True  # MinIO style: bucket.host:port
+        return "", None, f"http://{host}", True
+    aws = re.fullmatch(r"(.+)\.s3(?:[.-]([a-z0-9-]+))?\.amazonaws\.com", host)
+    if aws:
+        region = aws.group(2) if aws.group(2) and aws.group(2) != "dualstack" else None
+        return aws.group(1), region, None, False
+    return host, None, None, False
+
+
+def go_clean(path: str) -> str:
+    """Go's path.Clean ("" is ".", and unlike POSIX normpath, "//a" is "/a")."""
+    if not path:
+        return "."
+    cleaned = posixpath.normpath(path)
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
+
+
+def _bool(value: Any) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+def _replica_spec(db: dict[str, Any], where: str, source: Path) -> dict[str, Any]:
     if "replica" in db and "replicas" in db:
         raise ConfigError(f"{source}: {where} has both 'replica' and 'replicas'; keep one")
     spec = db.get("replica")
@@ -101,127 +187,176 @@ def _replica(db: dict[str, Any], where: str, source: Path) -> Replica:
         if not replicas:
             raise ConfigError(f"{source}: {where} has no 'replica' (expected an s3 replica with bucket and path)")
         if not isinstance(replicas, list) or len(replicas) != 1:
-            raise ConfigError(f"{source}: {where} has {len(replicas)} replicas; Litestream 0.5 "
-                              "supports exactly one per database")
+            count = len(replicas) if isinstance(replicas, list) else "malformed"
+            raise ConfigError(f"{source}: {where} has {count} replicas; Litestream 0.5 supports exactly one "
+                              "per database")
         spec = replicas[0]
+        where_spec = f"{where}.replicas[0]"
+    else:
+        where_spec = f"{where}.replica"
     if not isinstance(spec, dict):
-        raise ConfigError(f"{source}: {where}.replica must be a mapping")
+        raise ConfigError(f"{source}: {where_spec} must be a mapping")
+    _check_keys(spec, REPLICA_KEYS, where_spec, source)
+    return spec
+
+
+def _resolve_replica(spec: dict[str, Any], where: str, source: Path, default_endpoint: str | None,
+                     default_region: str) -> tuple[Replica, dict[str, Any]]:
+    """The replica Litestream will use, and the equivalent explicit spec for the child (no url)."""
     for key in STATIC_KEYS:
         if spec.get(key):
-            raise ConfigError(f"{source}: {where}.replica sets {key}; remove static keys, the "
-                              "supervisor supplies short-lived credentials")
+            raise ConfigError(f"{source}: {where} sets {key}; remove static keys, the supervisor supplies "
+                              "short-lived credentials")
+    child = {k: v for k, v in spec.items() if k != "url"}
     url = spec.get("url")
-    bucket, path = spec.get("bucket"), spec.get("path")
-    endpoint, region = spec.get("endpoint"), spec.get("region")
-    force_path_style = spec.get("force-path-style")
+    rtype = spec.get("type") or ("s3" if not url else urlsplit(str(url)).scheme)
+    if rtype != "s3":
+        raise ConfigError(f"{source}: {where}.type {rtype!r}: only s3 replicas are supported")
+    endpoint = str(spec["endpoint"]) if spec.get("endpoint") else None
+    region = str(spec["region"]) if spec.get("region") else None
+    bucket = str(spec.get("bucket") or "")
+    path = spec.get("path")
+    path = "" if path is None else str(path)
+    if "://" in path:
+        raise ConfigError(f"{source}: {where}.path cannot be a URL; use 'url' instead")
+    path_style = _bool(spec["force-path-style"]) if "force-path-style" in spec else None
     if url:
-        parsed = urlparse(str(url))
-        if parsed.scheme != "s3":
-            raise ConfigError(f"{source}: {where}.replica.url {url!r}: only s3:// replicas are supported")
-        bucket = bucket or parsed.netloc
-        path = path or parsed.path
-        query = parse_qs(parsed.query)
-        endpoint = endpoint or (query.get("endpoint") or [None])[0]
-        region = region or (query.get("region") or [None])[0]
-        if "forcePathStyle" in query:
-            force_path_style = query["forcePathStyle"][0] == "true"
-    elif spec.get("type", "s3") != "s3":
-        raise ConfigError(f"{source}: {where}.replica.type {spec.get('type')!r}: only s3 is supported")
+        url = str(url)
+        if path or bucket:
+            field = "path" if path else "bucket"
+            raise ConfigError(f"{source}: {where} sets both url and {field}; Litestream refuses that, keep one")
+        parts = urlsplit(url)
+        if parts.username or parts.password:
+            raise ConfigError(f"{source}: {where}.url carries credentials (user:password@); remove them, the "
+                              "supervisor supplies short-lived credentials")
+        if parts.scheme != "s3":
+            raise ConfigError(f"{source}: {where}.url {_safe_url(url)!r}: only s3:// replicas are supported")
+        bucket, u_region, u_endpoint, u_path_style = parse_host(parts.netloc)
+        path = go_clean(parts.path).removeprefix("/")
+        query = parse_qs(parts.query)
+        for name, values in query.items():
+            key = URL_QUERY_KEYS.get(name)
+            if key is None:
+                raise ConfigError(f"{source}: {where}.url: unknown query parameter {name!r} (Litestream would "
+                                  f"ignore it; it reads {', '.join(sorted(set(URL_QUERY_KEYS)))})")
+            if key not in child:
+                child[key] = _bool(values[-1]) if key in _BOOL_KEYS else values[-1]
+        if query.get("endpoint"):
+            u_endpoint = query["endpoint"][-1]
+            if "://" not in u_endpoint:
+                u_endpoint = ("http://" if u_endpoint.startswith(("localhost", "127.")) else "https://") + u_endpoint
+            u_path_style = query.get("forcePathStyle", ["true"])[-1] != "false"
+        if query.get("region"):
+            u_region = query["region"][-1]
+        endpoint = endpoint or u_endpoint
+        region = region or u_region
+        if path_style is None and (u_path_style or "forcePathStyle" in query):
+            path_style = u_path_style if "forcePathStyle" not in query else _bool(query["forcePathStyle"][-1])
     if not bucket:
-        raise ConfigError(f"{source}: {where}.replica has no bucket (set 'bucket' or 'url: s3://BUCKET/PATH')")
-    path = str(path or "").strip("/")
-    if not path:
-        raise ConfigError(f"{source}: {where}.replica has no path; Litestream would write to the "
-                          "bucket root (set 'path', e.g. the database name)")
-    if endpoint and not str(endpoint).startswith(("http://", "https://")):
+        raise ConfigError(f"{source}: {where} has no bucket (set 'bucket', or 'url: s3://BUCKET/PATH')")
+    if path in ("", "."):
+        raise ConfigError(f"{source}: {where} has no path; Litestream would write to the bucket root (set "
+                          "'path', e.g. the database name)")
+    if endpoint and "://" not in endpoint:
         endpoint = f"https://{endpoint}"
-    return Replica(str(bucket), path, str(endpoint).rstrip("/") if endpoint else None,
-                   str(region) if region else None, force_path_style)
+    endpoint = (endpoint or default_endpoint or None)
+    endpoint = endpoint.rstrip("/") if endpoint else None
+    # Litestream: path style whenever an endpoint is set (only AWS has none), unless told otherwise.
+    path_style = bool(endpoint) if path_style is None else path_style
+    replica = Replica(bucket, path, endpoint, region or default_region, path_style)
+    child.update({"type": "s3", "bucket": bucket, "path": path, "region": replica.region,
+                  "force-path-style": path_style})
+    if endpoint:
+        child["endpoint"] = endpoint
+    return replica, child
 
 
-def load(source: Path, env: Mapping[str, str]) -> LitestreamConfig:
-    """Read and validate; every problem is a ConfigError naming the file and the key.
-
-    `env` expands $VAR references as Litestream will (Settings.environment).
-    """
+def _read(source: Path) -> str:
     try:
-        text = source.read_text()
+        return source.read_text()
     except FileNotFoundError:
         raise ConfigError(f"--config / LITESTREAM_CONFIG: {source} does not exist") from None
     except OSError as e:
         raise ConfigError(f"--config: cannot read {source}: {e.strerror}") from None
+
+
+def loopback_addr(addr: str) -> str:
+    """An address Litestream serves without authentication: the same port on 127.0.0.1."""
+    _, _, port = str(addr).rpartition(":")
+    return f"127.0.0.1:{port}"
+
+
+def load(source: Path, env: Mapping[str, str], *, default_endpoint: str | None = None,
+         default_region: str = "us-east-1") -> LitestreamConfig:
+    """Read, expand once, validate and resolve; every problem is a ConfigError naming file and key.
+
+    `env` is Settings.environment; the defaults come from AWS_ENDPOINT_URL_S3 / AWS_REGION.
+    """
+    text = expand(_read(source), env, str(source))
     try:
-        raw = yaml.safe_load(text)
-        expanded = yaml.safe_load(expand_env(text, env))
+        document = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{source}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
-    if not isinstance(expanded, dict):
+    if not isinstance(document, dict):
         raise ConfigError(f"{source}: expected a mapping with a 'dbs' list")
-    _check_keys(expanded, "the top level", source)
+    _check_keys(document, TOP_KEYS, "the top level", source)
     for key in STATIC_KEYS:
-        if expanded.get(key):
+        if document.get(key):
             raise ConfigError(f"{source}: top-level {key} is set; remove static keys, the "
                               "supervisor supplies short-lived credentials")
-    dbs = expanded.get("dbs")
+    if document.get("exec"):
+        raise ConfigError(f"{source}: top-level 'exec' is not supported here; use "
+                          "`litestream-supervisor replicate --exec CMD`")
+    dbs = document.get("dbs")
     if not isinstance(dbs, list) or not dbs:
         raise ConfigError(f"{source}: 'dbs' must list at least one database")
+    home = env.get("HOME")
     databases: list[Database] = []
+    child_dbs: list[dict[str, Any]] = []
     for i, db in enumerate(dbs):
         where = f"dbs[{i}]"
         if not isinstance(db, dict):
             raise ConfigError(f"{source}: {where} must be a mapping with 'path' and 'replica'")
+        _check_keys(db, DB_KEYS, where, source)
         if not db.get("path"):
             if db.get("dir"):
                 raise ConfigError(f"{source}: {where} uses 'dir' (directory replication); list each database by 'path'")
             raise ConfigError(f"{source}: {where} has no 'path' (the SQLite file to replicate)")
-        path = Path(str(db["path"]))
+        path = local_path(str(db["path"]), home)
         if not path.is_absolute():
             raise ConfigError(f"{source}: {where}.path {str(path)!r} must be absolute")
-        databases.append(Database(path, _replica(db, where, source)))
-    seen: set[tuple[str, str]] = set()
+        if db.get("meta-dir"):
+            raise ConfigError(f"{source}: {where}.meta-dir only applies to directory replication; use meta-path")
+        meta = local_path(str(db["meta-path"]), home) if db.get("meta-path") else \
+            path.parent / f".{path.name}-litestream"
+        if not meta.is_absolute():
+            raise ConfigError(f"{source}: {where}.meta-path {str(meta)!r} must be absolute")
+        replica, child_spec = _resolve_replica(_replica_spec(db, where, source), f"{where}.replica", source,
+                                               default_endpoint, default_region)
+        databases.append(Database(path, replica, meta))
+        child_db = {k: v for k, v in db.items() if k not in ("replica", "replicas")}
+        child_db.update({"path": str(path), "meta-path": str(meta), "replica": child_spec})
+        child_dbs.append(child_db)
+    seen: dict[tuple[str, str], Path] = {}
     for db in databases:
         key = (db.replica.bucket, db.replica.path)
         if key in seen:
-            raise ConfigError(f"{source}: two databases replicate to s3://{key[0]}/{key[1]}; give each its own path")
-        seen.add(key)
-    if expanded.get("exec"):
-        raise ConfigError(f"{source}: top-level 'exec' is not supported here; use "
-                          "`litestream-supervisor replicate --exec CMD`")
-    addr = expanded.get("addr")
-    return LitestreamConfig(source, raw if isinstance(raw, dict) else expanded, tuple(databases),
-                            str(addr) if addr else None)
+            raise ConfigError(f"{source}: {seen[key]} and {db.path} both replicate to "
+                              f"{db.replica.location}; give each its own path")
+        seen[key] = db.path
+    resolved = copy.deepcopy(document)
+    resolved["dbs"] = child_dbs
+    for key in LOOPBACK_KEYS:
+        if resolved.get(key):
+            resolved[key] = loopback_addr(resolved[key])
+    return LitestreamConfig(source, resolved, tuple(databases))
 
 
-def loopback_addr(addr: str) -> str:
-    """Litestream's addr serves /metrics and /debug/pprof: never beyond loopback."""
-    _, _, port = addr.rpartition(":")
-    return f"127.0.0.1:{port}"
-
-
-def child_document(config: LitestreamConfig, s3_endpoint: str | None, region: str) -> dict[str, Any]:
-    """The config Litestream runs with: the user's, with addr on loopback and endpoints filled."""
-    doc = dict(config.raw)
-    if config.addr:
-        doc["addr"] = loopback_addr(config.addr)
-    dbs = []
-    for raw_db, db in zip(doc.get("dbs", []), config.databases, strict=False):
-        raw_db = dict(raw_db)
-        spec = dict(raw_db.pop("replica", None) or raw_db.pop("replicas")[0])
-        spec.pop("url", None)
-        spec.update({"type": "s3", "bucket": db.replica.bucket, "path": db.replica.path})
-        endpoint = db.replica.endpoint or s3_endpoint
-        if endpoint:
-            spec["endpoint"] = endpoint
-            # Non-AWS endpoints (MinIO, Ceph) want path-style addressing unless told otherwise.
-            spec["force-path-style"] = (True if db.replica.force_path_style is None
-                                        else db.replica.force_path_style)
-        spec["region"] = db.replica.region or region
-        raw_db["replica"] = spec
-        dbs.append(raw_db)
-    doc["dbs"] = dbs
-    return doc
+def child_document(config: LitestreamConfig) -> dict[str, Any]:
+    """What Litestream runs with (with -no-expand-env): the resolved config, nothing decided again."""
+    return copy.deepcopy(config.document)
 
 
 def write_child_config(doc: dict[str, Any], directory: Path) -> Path:
@@ -237,3 +372,9 @@ def write_child_config(doc: dict[str, Any], directory: Path) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def load_for(settings: Settings) -> LitestreamConfig:
+    """The config as every command reads it: defaults from the AWS environment."""
+    return load(settings.config_path, settings.environment, default_endpoint=settings.aws.s3_endpoint,
+                default_region=settings.aws.region)

@@ -21,9 +21,10 @@ class Credentials:
     session_token: str
     expiration: float  # unix seconds, from the STS answer (never from our request)
     obtained_at: float
+    clock_skew_seconds: float = 0.0  # our clock minus the STS server's (from its Date header)
 
     def __post_init__(self) -> None:
-        secrets.add(self.secret_access_key, self.session_token)
+        secrets.add(self.secret_access_key, self.session_token, slot="credentials")
 
     def __repr__(self) -> str:
         return f"Credentials(access_key_id={self.access_key_id!r}, expiration={_iso(self.expiration)})"

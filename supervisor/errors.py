@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     FINAL_SYNC_UNCONFIRMED = 10  # replicate: the replica does not hold the final position
     LITESTREAM_MISSING = 11
     CHECK_FAILED = 12
+    NOT_SQLITE = 13  # restore: a file at the db path is not SQLite while the replica holds data
     INTERRUPTED = 143  # SIGTERM/SIGINT during restore
 
 
@@ -40,6 +41,7 @@ EXIT_CODE_HELP = {
     ExitCode.FINAL_SYNC_UNCONFIRMED: "replicate: replica does not hold the final local position",
     ExitCode.LITESTREAM_MISSING: "the litestream binary is missing or does not run",
     ExitCode.CHECK_FAILED: "check: at least one step failed",
+    ExitCode.NOT_SQLITE: "a file at the db path is not a SQLite database while the replica holds data",
     ExitCode.INTERRUPTED: "interrupted by SIGTERM/SIGINT (no file left behind)",
 }
 
@@ -83,6 +85,14 @@ class ReplicaError(SupervisorError):
 
 class RestoreFailed(SupervisorError):
     exit_code = ExitCode.RESTORE_FAILED
+
+
+class RestoreTimeout(Unreachable):
+    """The replica answers, but the download did not finish within --timeout."""
+
+
+class LocalNotSQLite(SupervisorError):
+    exit_code = ExitCode.NOT_SQLITE
 
 
 class LitestreamMissing(SupervisorError):

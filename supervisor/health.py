@@ -49,7 +49,18 @@ def lag_check(max_lag: float) -> Check:
     return ("lag", check)
 
 
-LIVENESS: list[Check] = [("ping", lambda s: None), ("event-loop", lambda s: None)]
+def loop_check(max_stall_seconds: float) -> Check:
+    """The event loop turns: a heartbeat task stamps State; a stalled loop (or a dead stamper) fails."""
+    def check(s: State) -> str | None:
+        age = time.monotonic() - s.loop_heartbeat
+        return f"event loop stalled for {age:.0f}s" if age > max_stall_seconds else None
+
+    return ("event-loop", check)
+
+
+LOOP_STALL_SECONDS = 30.0
+HEARTBEAT_SECONDS = 1.0
+LIVENESS: list[Check] = [loop_check(LOOP_STALL_SECONDS)]
 
 
 def readiness(max_lag: float | None) -> list[Check]:
@@ -60,10 +71,18 @@ def readiness(max_lag: float | None) -> list[Check]:
     return checks
 
 
+def failures(checks: list[Check], state: State) -> list[tuple[str, str | None]]:
+    return [(name, check(state)) for name, check in checks]
+
+
+def passes(checks: list[Check], state: State) -> bool:
+    """The one definition of "ready" (or "live"): /readyz and the ready metric both use it."""
+    return all(reason is None for _, reason in failures(checks, state))
+
+
 def report(checks: list[Check], state: State, verbose: bool) -> httpd.Response:
     lines, failed = [], False
-    for name, check in checks:
-        reason = check(state)
+    for name, reason in failures(checks, state):
         failed = failed or reason is not None
         lines.append(f"[+]{name} ok" if reason is None else f"[-]{name} failed: {reason}")
     status = 503 if failed else 200
@@ -81,9 +100,14 @@ class HealthServer:
     server: asyncio.Server | None = None
 
     def __post_init__(self) -> None:
-        self.registry = metrics.registry_for(self.state)
         self.readiness = readiness(self.max_lag)
-        self.last_request_at = time.time()
+        self.registry = metrics.registry_for(self.state, lambda: passes(self.readiness, self.state))
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    async def _beat(self) -> None:
+        while True:
+            self.state.loop_heartbeat = time.monotonic()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
 
     async def handle(self, request: httpd.Request) -> httpd.Response:
         verbose = "verbose" in request.query
@@ -97,12 +121,15 @@ class HealthServer:
         return httpd.Response(404, b"not found: try /livez, /readyz, /metrics\n")
 
     async def start(self, host: str, port: int) -> int:
+        self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
         self.server = await httpd.start(self.handle, host, port)
         bound = httpd.bound_port(self.server)
         log.info("health_listening", addr=f"{host}:{bound}")
         return bound
 
     async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()

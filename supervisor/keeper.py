@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from supervisor import sts
 from supervisor import token as tokens
+from supervisor.backoff import Backoff
+from supervisor.budget import Budget
 from supervisor.credentials import Credentials
 from supervisor.errors import CredentialsRefused, SupervisorError, TokenError, Unreachable
 from supervisor.logs import get_logger
@@ -32,16 +36,37 @@ def refresh_delay(creds: Credentials, margin_seconds: float, now: float | None =
     return max(1.0, creds.obtained_at + after_obtained - now)
 
 
+def next_delay(creds: Credentials | None, failures: int, margin_seconds: float, backoff: Backoff,
+               now: float | None = None, rand: Callable[[float, float], float] = random.uniform) -> float:
+    """When to try the next exchange: on schedule, or after `failures` failed ones with backoff.
+
+    While the current credentials are still valid, a retry never waits past half of what is
+    left; once they are gone, plain capped backoff with jitter (never a fixed one second).
+    """
+    now = time.time() if now is None else now
+    if failures:
+        delay = backoff.delay(failures, rand)
+        left = creds.seconds_left(now) if creds is not None else 0.0
+        if left > 0:
+            delay = min(delay, max(backoff.initial_seconds, left / 2))
+        return delay
+    if creds is None:
+        return 0.0
+    return refresh_delay(creds, margin_seconds, now)
+
+
 class CredentialKeeper:
     def __init__(self, aws: AwsSettings, settings: KeeperSettings, state: State,
-                 endpoint: str, role_arn: str, token_file: Path) -> None:
+                 endpoint: str, role_arn: str, token_file: Path, client: Any = None) -> None:
         self.aws = aws
         self.settings = settings
         self.state = state
         self.endpoint = endpoint
         self.role_arn = role_arn
         self.token_file = token_file
-        self._client = sts.new_client(aws, endpoint)
+        self._client = client if client is not None else sts.new_client(aws, endpoint)
+        self.backoff = Backoff(settings.retry_initial_seconds, settings.retry_max_seconds)
+        self._skew_warned = False
         self._current: Credentials | None = None
         self._token_fingerprint: str | None = None
         self._wake = asyncio.Event()
@@ -51,13 +76,13 @@ class CredentialKeeper:
     def current(self) -> Credentials | None:
         return self._current
 
-    async def exchange(self, reason: str) -> Credentials:
-        """Read the token and trade it once; record the outcome in State."""
+    async def exchange(self, reason: str, budget: Budget | None = None) -> Credentials:
+        """Read the token and trade it once (within the budget); record the outcome in State."""
         try:
             token = tokens.read(self.token_file)
             self._token_fingerprint = token.fingerprint
-            creds = await asyncio.to_thread(sts.exchange, self._client, self.aws, self.endpoint,
-                                            self.role_arn, token)
+            call = asyncio.to_thread(sts.exchange, self._client, self.aws, self.endpoint, self.role_arn, token)
+            creds = await (budget.run(call, f"STS at {self.endpoint}") if budget is not None else call)
         except (CredentialsRefused, TokenError) as e:
             self.state.sts_requests["refused"] += 1
             self.state.last_sts_error = str(e)
@@ -77,23 +102,26 @@ class CredentialKeeper:
         self._updated.set()
         log.info("credentials_obtained", reason=reason, expires=creds.expiration_iso,
                  lifetime_seconds=round(creds.lifetime_seconds), token_fingerprint=token.fingerprint)
+        if abs(creds.clock_skew_seconds) > sts.SKEW_TOLERANCE_SECONDS and not self._skew_warned:
+            self._skew_warned = True
+            log.warning("clock_skew", seconds=round(creds.clock_skew_seconds, 1),
+                        detail="this node's clock differs from the STS server's; expiry is taken on the "
+                               "server's terms, but fix the clock (NTP): tokens and signatures fail beyond minutes")
         return creds
 
-    async def obtain(self, timeout_seconds: float) -> Credentials:
-        """First credentials, retrying transient failures within the timeout; refusal is final."""
-        deadline = time.monotonic() + timeout_seconds
-        delay = self.settings.retry_initial_seconds
+    async def obtain(self, budget: Budget) -> Credentials:
+        """First credentials, retrying transient failures within the budget; refusal is final."""
+        attempt = 0
         while True:
             try:
-                return await self.exchange("start")
+                return await self.exchange("start", budget)
             except Unreachable as e:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise Unreachable(f"{e} (gave up after {timeout_seconds:g}s)") from None
-                wait = delay * random.uniform(0.8, 1.2)  # noqa: S311 (jitter: pods must not retry in step)
+                attempt += 1
+                if budget.spent:
+                    raise Unreachable(f"{e} (gave up after {budget.option} {budget.seconds:g}s)") from None
+                wait = min(self.backoff.delay(attempt), budget.left())
                 log.warning("sts_unavailable", error=str(e), retry_in=round(wait, 1))
-                await asyncio.sleep(min(wait, left))
-                delay = min(delay * 2, self.settings.retry_max_seconds)
+                await asyncio.sleep(wait)
 
     async def on_token_change(self) -> None:
         """Called by the token watcher; refreshes only when the token really changed."""
@@ -112,16 +140,7 @@ class CredentialKeeper:
         failures = 0
         while True:
             creds = self._current
-            if failures:
-                delay = min(self.settings.retry_initial_seconds * 2 ** (failures - 1),
-                            self.settings.retry_max_seconds)
-                delay *= random.uniform(0.8, 1.2)  # noqa: S311 (jitter, not crypto)
-            elif creds is None:
-                delay = 0.0
-            else:
-                delay = refresh_delay(creds, self.settings.refresh_margin_seconds)
-            if creds is not None and failures:
-                delay = min(delay, max(1.0, creds.seconds_left() / 2))
+            delay = next_delay(creds, failures, self.settings.refresh_margin_seconds, self.backoff)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
                 reason = "token_rotated"
@@ -129,8 +148,9 @@ class CredentialKeeper:
                 reason = "retry" if failures else "schedule"
             self._wake.clear()
             try:
-                await self.exchange(reason)
-                failures = 0
+                fresh = await self.exchange(reason, Budget(self.aws.sts_timeout_seconds * 2, "STS timeout"))
+                # Expired on arrival (a clock far off, no Date header): back off, do not loop every second.
+                failures = 0 if fresh.seconds_left() > 0 else failures + 1
             except SupervisorError as e:
                 failures += 1
                 current = self._current

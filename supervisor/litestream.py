@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from supervisor.errors import LitestreamMissing
 from supervisor.logs import get_logger
@@ -68,30 +65,10 @@ def version(binary: str) -> str:
     return out.stdout.strip()
 
 
-_PAIR = re.compile(r'(\w[\w.\-]*)=("(?:[^"\\]|\\.)*"|\S*)')
-LEVELS = {"DEBUG": "debug", "INFO": "info", "WARN": "warning", "WARNING": "warning", "ERROR": "error"}
+def replicate_cmd(binary: str, config_path: Path, *, once: bool = False) -> list[str]:
+    """The config is already expanded (supervisor/expand.py): Litestream must not expand it again."""
+    return [binary, "replicate", "-config", str(config_path), "-no-expand-env", *(["-once"] if once else [])]
 
 
-def parse_line(line: str) -> tuple[str, str, dict[str, Any]]:
-    """(level, message, fields) from one Litestream logfmt line; plain text stays as message."""
-    pairs = {k: (v[1:-1].replace('\\"', '"') if v.startswith('"') else v) for k, v in _PAIR.findall(line)}
-    if "msg" not in pairs:
-        return "info", line.strip(), {}
-    level = LEVELS.get(pairs.pop("level", "INFO").upper(), "info")
-    message = pairs.pop("msg")
-    pairs.pop("time", None)
-    return level, message, pairs
-
-
-async def relay_output(stream: asyncio.StreamReader, logger: Any) -> None:
-    """Re-emit each child line through our logger at its own level."""
-    while True:
-        raw = await stream.readline()
-        if not raw:
-            return
-        line = raw.decode(errors="replace").rstrip()
-        if not line:
-            continue
-        level, message, fields = parse_line(line)
-        fields.pop("event", None)
-        getattr(logger, level)("litestream", msg=message, **fields)
+def restore_cmd(binary: str, config_path: Path, db: Path, output: Path) -> list[str]:
+    return [binary, "restore", "-config", str(config_path), "-no-expand-env", "-o", str(output), str(db)]

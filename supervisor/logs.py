@@ -26,20 +26,38 @@ _SAFE_KEYS = frozenset({"token_file", "token_rotations", "token_path", "token_fi
 
 
 class SecretRegistry:
-    """The secret values seen so far; redact() removes every one of them from a string."""
+    """The secret values that can still appear; redact() removes every one of them from a string.
+
+    Values are kept per slot ("token", "credentials", ...): the current one and the one before
+    (a log line about the previous refresh may still be on its way), never an ever-growing set
+    scanned on every line.
+    """
+
+    KEEP = 2
 
     def __init__(self) -> None:
-        self._values: set[str] = set()
+        self._slots: dict[str, list[tuple[str, ...]]] = {}
+        self._values: tuple[str, ...] = ()
         self._lock = threading.Lock()
 
-    def add(self, *values: str | None) -> None:
+    def add(self, *values: str | None, slot: str = "other") -> None:
+        kept = tuple(v for v in values if v and len(v) >= 8)
+        if not kept:
+            return
         with self._lock:
-            self._values.update(v for v in values if v and len(v) >= 8)
+            history = self._slots.setdefault(slot, [])
+            if kept in history:
+                history.remove(kept)
+            history.append(kept)
+            del history[:-self.KEEP]
+            self._values = tuple(sorted({v for h in self._slots.values() for vs in h for v in vs},
+                                        key=len, reverse=True))
+
+    def __len__(self) -> int:
+        return len(self._values)
 
     def redact(self, text: str) -> str:
-        with self._lock:
-            values = sorted(self._values, key=len, reverse=True)
-        for value in values:
+        for value in self._values:
             if value in text:
                 text = text.replace(value, REDACTED)
         return _JWT.sub(REDACTED, text)

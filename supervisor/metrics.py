@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -16,15 +16,16 @@ P = "litestream_supervisor_"
 
 
 class StateCollector(Collector):
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, ready: Callable[[], bool]) -> None:
         self.state = state
+        self.ready = ready
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         s = self.state
         info = GaugeMetricFamily(P + "info", "Supervisor version.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
-        yield GaugeMetricFamily(P + "ready", "1 when /readyz would answer 200.", value=1 if s.started else 0)
+        yield GaugeMetricFamily(P + "ready", "1 when /readyz would answer 200.", value=1 if self.ready() else 0)
         yield GaugeMetricFamily(P + "credentials_expiration_timestamp_seconds",
                                 "Expiry of the credentials being served (unix seconds; 0 before the first).",
                                 value=s.credentials_expiration or 0)
@@ -60,9 +61,9 @@ class StateCollector(Collector):
         yield GaugeMetricFamily(P + "uptime_seconds", "Seconds since start.", value=time.time() - s.started_at)
 
 
-def registry_for(state: State) -> CollectorRegistry:
+def registry_for(state: State, ready: Callable[[], bool]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StateCollector(state))
+    registry.register(StateCollector(state, ready))
     return registry
 
 

@@ -1,7 +1,8 @@
 """Reap orphaned zombies when we run as PID 1 (no tini in the image).
 
 Our own children are reaped by asyncio; reaping them here would steal their exit status. So
-each zombie is first looked at without reaping it (WNOWAIT) and only reaped if it is not ours.
+only zombies that are not in the ProcessTable are reaped, each by its own pid (found in /proc),
+and nothing at all while a spawn is under way (its pid is not recorded yet).
 """
 
 from __future__ import annotations
@@ -9,30 +10,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Iterable
+from pathlib import Path
 
 from supervisor.logs import get_logger
+from supervisor.process import ProcessTable
 
 log = get_logger("reaper")
 
 
-def reap_once(own_pids: set[int]) -> int:
-    reaped = 0
-    while True:
+def zombie_children(proc: Path = Path("/proc"), parent: int | None = None) -> list[int]:
+    """Pids of our zombie children, from /proc/<pid>/stat (state Z, ppid = us)."""
+    parent = os.getpid() if parent is None else parent
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return reaped
-        if info is None or info.si_pid in own_pids:
-            return reaped
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses; split after the last ')'.
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) >= 2 and fields[0] == "Z" and int(fields[1]) == parent:
+            found.append(int(entry.name))
+    return found
+
+
+def reap_once(table: ProcessTable, zombies: Iterable[int] | None = None) -> int:
+    if table.busy():
+        return 0
+    reaped = 0
+    for pid in zombie_children() if zombies is None else zombies:
+        if pid in table.pids:
+            continue
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(info.si_pid, 0)
+            os.waitpid(pid, os.WNOHANG)
             reaped += 1
+    return reaped
 
 
-async def reap_orphans(own_pids: Callable[[], set[int]], interval_seconds: float = 1.0) -> None:
+async def reap_orphans(table: ProcessTable, interval_seconds: float = 1.0) -> None:
     while True:
-        count = reap_once(own_pids())
+        count = reap_once(table)
         if count:
             log.debug("reaped", count=count)
         await asyncio.sleep(interval_seconds)

@@ -46,14 +46,12 @@ class Layout:
                 "v3": "Litestream 0.3 (generations/)", "unknown": "not a Litestream replica"}[self.kind]
 
 
-def s3_client(creds: Credentials, replica: Replica, *, fallback_endpoint: str | None, region: str,
-              ca_bundle: Path | None, timeout_seconds: float = 10.0) -> Any:
-    endpoint = replica.endpoint or fallback_endpoint
-    path_style = replica.force_path_style if replica.force_path_style is not None else bool(endpoint)
+def s3_client(creds: Credentials, replica: Replica, *, ca_bundle: Path | None, timeout_seconds: float = 10.0) -> Any:
+    """A client for the replica exactly as resolved in the config (endpoint, region, path style)."""
     return session().create_client(
         "s3",
-        endpoint_url=endpoint,
-        region_name=replica.region or region,
+        endpoint_url=replica.endpoint,
+        region_name=replica.region,
         aws_access_key_id=creds.access_key_id,
         aws_secret_access_key=creds.secret_access_key,
         aws_session_token=creds.session_token,
@@ -62,13 +60,13 @@ def s3_client(creds: Credentials, replica: Replica, *, fallback_endpoint: str | 
             retries={"total_max_attempts": 1},
             connect_timeout=timeout_seconds,
             read_timeout=timeout_seconds,
-            s3={"addressing_style": "path" if path_style else "auto"},
+            s3={"addressing_style": "path" if replica.force_path_style else "auto"},
         ),
     )
 
 
 def explain(error: Exception, replica: Replica) -> SupervisorError:
-    where = f"s3://{replica.bucket}/{replica.path}/"
+    where = replica.location
     if isinstance(error, ClientError):
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         code = (error.response.get("Error") or {}).get("Code") or f"HTTP {status}"
@@ -115,7 +113,7 @@ def classify_keys(keys: list[str], prefix: str) -> Layout:
 
 def layout(client: Any, replica: Replica) -> Layout:
     """List the prefix (blocking) and name what is there."""
-    prefix = replica.path + "/"
+    prefix = replica.prefix
     keys: list[str] = []
     try:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=replica.bucket, Prefix=prefix):
@@ -136,7 +134,7 @@ class RemotePosition:
 
 def remote_position(client: Any, replica: Replica, after_key: str | None = None) -> RemotePosition | None:
     """The newest level-0 LTX in the replica, listing only keys after `after_key` (blocking)."""
-    prefix = f"{replica.path}/0000/"
+    prefix = f"{replica.prefix}0000/"
     kwargs: dict[str, Any] = {"Bucket": replica.bucket, "Prefix": prefix}
     if after_key:
         kwargs["StartAfter"] = after_key
@@ -152,22 +150,15 @@ def remote_position(client: Any, replica: Replica, after_key: str | None = None)
     return best
 
 
-def meta_dir(db: Database, raw_db: dict[str, Any] | None = None) -> Path:
-    """Litestream 0.5's local state for a database: `<dir>/.<name>-litestream` unless meta-path is set."""
-    if raw_db and raw_db.get("meta-path"):
-        return Path(str(raw_db["meta-path"]))
-    return db.path.parent / f".{db.path.name}-litestream"
-
-
 @dataclass(frozen=True)
 class LocalPosition:
     txid: int
     unsent_since: float | None  # mtime of the oldest local LTX newer than the remote position
 
 
-def local_position(db: Database, remote_txid: int, raw_db: dict[str, Any] | None = None) -> LocalPosition:
-    """The newest local LTX, and since when local LTX files have waited for upload."""
-    directory = meta_dir(db, raw_db) / "ltx" / "0"
+def local_position(db: Database, remote_txid: int) -> LocalPosition:
+    """The newest local LTX, and since when local LTX files have waited for upload (OSError if unreadable)."""
+    directory = db.meta_dir / "ltx" / "0"
     txid = 0
     oldest_unsent: float | None = None
     try:

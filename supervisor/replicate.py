@@ -4,7 +4,9 @@ startup:   health server (not ready) -> broker -> first credentials (waits while
            -> [--exec: restore] -> keeper + token watcher -> Litestream -> lag probe -> ready
 main loop: until a signal, or a root task exits unexpectedly (or, with --exec, the app exits)
 shutdown:  not ready -> [--exec: stop the app] -> one SIGTERM to Litestream -> wait
-           -> verify the replica holds the final local position -> stop the endpoints
+           -> `replicate -once` catch-up -> verify the replica holds the final local position
+           -> stop the endpoints. `--shutdown-timeout` bounds all of it together; a second
+           signal ends whichever phase is running at once.
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ import asyncio
 import contextlib
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 from supervisor import config as lsconfig
-from supervisor import litestream
+from supervisor import litestream, process
 from supervisor import restore as restorer
+from supervisor.budget import Budget
 from supervisor.child import ChildSupervisor
 from supervisor.errors import CredentialsRefused, ExitCode, SupervisorError, TokenError
 from supervisor.health import HealthServer
 from supervisor.lag import LagProbe
 from supervisor.logs import get_logger
+from supervisor.outcome import FinalPosition, has_data, shutdown_exit_code
+from supervisor.process import ProcessTable
 from supervisor.reaper import reap_orphans
 from supervisor.service import CredentialService
 from supervisor.settings import Settings
@@ -35,44 +41,45 @@ FOREVER = 10 * 365 * 24 * 3600.0
 
 async def first_credentials(service: CredentialService, stop: asyncio.Event) -> bool:
     """Wait for credentials (STS down or token refused: keep trying, not ready). False if stopped."""
-    delay = service.settings.keeper.retry_initial_seconds
+    attempt = 0
     while not stop.is_set():
-        attempt = asyncio.create_task(service.keeper.obtain(FOREVER))
+        obtain = asyncio.create_task(service.keeper.obtain(Budget(FOREVER)))
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({attempt, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({obtain, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
-        if attempt not in done:
-            attempt.cancel()
+        if obtain not in done:
+            obtain.cancel()
             with contextlib.suppress(asyncio.CancelledError, SupervisorError):
-                await attempt
+                await obtain
             return False
         try:
-            attempt.result()
+            obtain.result()
             return True
         except (CredentialsRefused, TokenError) as e:
+            attempt += 1
+            delay = service.keeper.backoff.delay(attempt)
             log.error("credentials_refused", error=str(e), retry_in=round(delay, 1),
                       detail="not ready; retrying (a rotated token is picked up)")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, service.settings.keeper.retry_max_seconds)
     return False
-
-
-def _exit_code_of(returncode: int) -> int:
-    return 128 - returncode if returncode < 0 else returncode
 
 
 class Replicator:
     def __init__(self, settings: Settings, signals: Signals) -> None:
         self.settings = settings
         self.signals = signals
-        self.config = lsconfig.load(settings.config_path, settings.environment)
+        self.config = lsconfig.load_for(settings)
         self.binary = litestream.resolve(settings.litestream)
         self.state = State()
         self.health = HealthServer(self.state, settings.replicate.max_lag_seconds)
         self.service = CredentialService(settings, self.state, self.config)
-        self.probe = LagProbe(self.service, self.config, self.state, settings.replicate.lag_interval_seconds)
+        self.probe = LagProbe(self.service.s3, lambda: self.service.keeper.current is not None, self.config,
+                              self.state, settings.replicate.lag_interval_seconds)
+        self.processes = ProcessTable()
         self.child: ChildSupervisor | None = None
+        self.restoring = False
+        self.child_config = Path()
         self.app: asyncio.subprocess.Process | None = None
         self.tasks: dict[str, asyncio.Task[Any]] = {}
 
@@ -84,27 +91,34 @@ class Replicator:
             return False
         self.service.start_background()
         if self.settings.replicate.exec_command:
+            self.restoring = True
             await restorer.restore(self.service, self.binary, list(self.config.databases),
-                                   restorer.Deadline(self.settings.timeout_seconds), require_replica=False)
-        self.child = ChildSupervisor(self.binary, self.service.child_config(),
-                                     self.service.child_environment(), self.state)
-        self.tasks["litestream"] = asyncio.create_task(self.child.run(), name="litestream")
-        await self.child.wait_started()
-        self.tasks["lag-probe"] = asyncio.create_task(self.probe.run(), name="lag-probe")
+                                   Budget(self.settings.timeout_seconds), require_replica=False)
+            self.restoring = False
         if os.getpid() == 1:
-            self.tasks["reaper"] = asyncio.create_task(reap_orphans(self._own_pids), name="reaper")
+            self.tasks["reaper"] = asyncio.create_task(reap_orphans(self.processes), name="reaper")
+        self.child_config = self.service.child_config()
+        cmd = litestream.replicate_cmd(self.binary, self.child_config)
+        self.child = ChildSupervisor(cmd, self.service.child_environment(), self.state, self.processes)
+        self.tasks["litestream"] = asyncio.create_task(self.child.run(), name="litestream")
+        await self.child.wait_started(self.tasks["litestream"])
+        self.tasks["lag-probe"] = asyncio.create_task(self.probe.run(), name="lag-probe")
         if self.settings.replicate.exec_command:
             cmd = self.settings.replicate.exec_command
-            self.app = await asyncio.create_subprocess_exec(*cmd)
+            self.processes.spawning += 1
+            try:
+                self.app = await asyncio.create_subprocess_exec(*cmd)
+            except OSError as e:
+                raise SupervisorError(f"--exec: cannot run {cmd[0]}: {e.strerror or e}",
+                                      exit_code=ExitCode.USAGE) from None
+            finally:
+                self.processes.spawning -= 1
+            self.processes.pids.add(self.app.pid)
             log.info("app_started", command=cmd[0], pid=self.app.pid)
             self.tasks["app"] = asyncio.create_task(self.app.wait(), name="app")
         self.state.started = True
         log.info("ready", databases=[str(db.path) for db in self.config.databases])
         return True
-
-    def _own_pids(self) -> set[int]:
-        pids = {p for p in (self.state.child_pid, self.app.pid if self.app else None) if p}
-        return pids
 
     async def main_loop(self) -> str:
         """Until a signal or a root task ends; returns why."""
@@ -121,80 +135,79 @@ class Replicator:
         log.error("task_exited", task=finished.get_name(), error=repr(error) if error else None)
         return f"task {finished.get_name()} exited"
 
-    async def stop_app(self) -> int | None:
+    async def stop_app(self, budget: Budget) -> int | None:
         app = self.app
         if app is None:
             return None
         if app.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 app.send_signal(self.signals.first or signal.SIGTERM)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(app.wait(), self.settings.replicate.shutdown_timeout_seconds)
-            if app.returncode is None:
-                app.kill()
-                await app.wait()
-        code = _exit_code_of(app.returncode or 0)
+            waiter = asyncio.ensure_future(app.wait())
+            forcer = asyncio.ensure_future(self.signals.force.wait())
+            await asyncio.wait({waiter, forcer}, timeout=budget.left(), return_when=asyncio.FIRST_COMPLETED)
+            forcer.cancel()
+            await process.kill(app)  # no-op when it exited
+        code = process.exit_code_of(app.returncode or 0)
         log.info("app_exited", exit_code=code)
         return code
 
-    async def final_sync(self, timeout_seconds: float) -> None:
-        """`litestream replicate -once` after the daemon exited: it uploads whatever the daemon had
-        not yet seen (an app that wrote and exited within one sync interval, a database created
-        after start-up), so the verification below compares against the true final state."""
+    async def final_sync(self, budget: Budget) -> bool:
+        """`litestream replicate -once` after the daemon exited: it turns whatever is still only in
+        the WAL into LTX and uploads it (an app that wrote and exited within one sync interval, a
+        database created after start-up, frames the daemon never staged). True only if it exited 0
+        in time: its non-zero exit means nothing was confirmed."""
+        if not any(has_data(db.path) for db in self.config.databases):
+            return True
         assert self.child is not None
-        if not any(db.path.exists() for db in self.config.databases):
-            return
-        proc = await asyncio.create_subprocess_exec(
-            *self.child.cmd, "-once", env=self.child.env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        cmd = litestream.replicate_cmd(self.binary, self.child_config, once=True)
+        proc = await process.spawn(cmd, self.child.env, self.processes)
         assert proc.stdout is not None
-        relay = asyncio.create_task(litestream.relay_output(proc.stdout, log))
+        relay = asyncio.create_task(process.relay(proc.stdout, log, {"phase": "final_sync"}))
+        waiter = asyncio.ensure_future(proc.wait())
+        forcer = asyncio.ensure_future(self.signals.force.wait())
         try:
-            rc = await asyncio.wait_for(proc.wait(), timeout_seconds)
-            log.info("final_sync_done", returncode=rc)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            log.error("final_sync_timeout", timeout_seconds=timeout_seconds)
+            await asyncio.wait({waiter, forcer}, timeout=budget.left(), return_when=asyncio.FIRST_COMPLETED)
         finally:
+            forcer.cancel()
+            if proc.returncode is None:
+                log.error("final_sync_timeout" if not self.signals.force.is_set() else "final_sync_forced",
+                          budget_seconds=budget.seconds)
+            await process.kill(proc)
             await asyncio.wait({relay}, timeout=2)
             relay.cancel()
+        ok = proc.returncode == 0 and waiter.done()
+        log.info("final_sync_done", returncode=proc.returncode, ok=ok)
+        return ok
 
     async def shutdown(self, reason: str) -> int:
-        """not ready -> app -> one SIGTERM to Litestream -> wait -> verify -> (endpoints in close())."""
+        """not ready -> app -> one SIGTERM to Litestream -> -once -> verify, all within --shutdown-timeout."""
         self.state.shutting_down = True
-        log.info("shutdown_started", reason=reason)
-        app_code = await self.stop_app()
-        for name in ("lag-probe", "reaper"):
+        budget = Budget(self.settings.replicate.shutdown_timeout_seconds, "--shutdown-timeout")
+        log.info("shutdown_started", reason=reason, budget_seconds=budget.seconds)
+        app_code = await self.stop_app(budget)
+        for name in ("lag-probe",):
             task = self.tasks.get(name)
             if task:
                 task.cancel()
-        timeout = self.settings.replicate.shutdown_timeout_seconds
-        rc = await self.child.stop(timeout, self.signals.force) if self.child else None
-        code = int(ExitCode.OK)
-        if self.child is not None and not self.signals.force.is_set():
-            await self.final_sync(timeout)
-            finals = await self.probe.final_positions(min(10.0, timeout))
-            for final in finals:
-                if final.confirmed:
-                    log.info("final_position_confirmed", db=final.db, txid=f"{final.local_txid:016x}")
-                elif final.remote_txid is None:
-                    log.error("final_position_unconfirmed", db=final.db, local_txid=f"{final.local_txid:016x}",
-                              detail="replica unreachable: writes up to this position may not be uploaded")
-                    code = int(ExitCode.FINAL_SYNC_UNCONFIRMED)
-                else:
-                    log.error("final_position_unconfirmed", db=final.db, local_txid=f"{final.local_txid:016x}",
-                              remote_txid=f"{final.remote_txid:016x}",
-                              detail="the replica is behind: these transactions were not uploaded")
-                    code = int(ExitCode.FINAL_SYNC_UNCONFIRMED)
-        elif self.signals.force.is_set():
+        rc = await self.child.stop(budget, self.signals.force) if self.child else None
+        finals: list[FinalPosition] = []
+        forced = self.signals.force.is_set()
+        if self.child is not None and not forced:
+            catch_up_ok = await self.final_sync(budget)
+            finals = await self.probe.final_positions(budget, catch_up_ok, self.signals.force)
+            forced = self.signals.force.is_set()
+        for final in finals:
+            if final.confirmed:
+                log.info("final_position_confirmed", db=final.db, txid=f"{final.local_txid:016x}")
+            else:
+                log.error("final_position_unconfirmed", db=final.db, local_txid=f"{final.local_txid:016x}",
+                          remote_txid=f"{final.remote_txid:016x}" if final.remote_txid is not None else None,
+                          detail=final.reason)
+        if forced:
             log.error("forced_stop", detail="second signal: final upload not awaited")
-            code = int(ExitCode.FINAL_SYNC_UNCONFIRMED)
-        if reason.startswith("task") and code == ExitCode.OK:
-            code = int(ExitCode.INTERNAL)  # a root task died: say so, even if the data is safe
-        log.info("shutdown_done", litestream_returncode=rc, exit_code=app_code if app_code is not None else code)
-        if app_code is not None:
-            return app_code if app_code != 0 or code == 0 else code
+        code = shutdown_exit_code(finals, forced=forced,
+                                  task_failed=reason.startswith("task"), app_code=app_code)
+        log.info("shutdown_done", litestream_returncode=rc, exit_code=code)
         return code
 
     async def close(self) -> None:
@@ -203,9 +216,8 @@ class Replicator:
         for task in self.tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self.child is not None and self.child.proc is not None and self.child.proc.returncode is None:
-            self.child.proc.kill()
-            await self.child.proc.wait()
+        if self.child is not None and self.child.proc is not None:
+            await process.kill(self.child.proc)
         await self.service.close()
         await self.health.close()
 
@@ -218,14 +230,17 @@ async def main(settings: Settings, signals: Signals) -> int:
         await asyncio.wait({startup, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         if not startup.done() and replicator.child is None:
-            # A signal during --exec's restore: stop it (its temp file is removed) and leave.
+            # Stopped before Litestream ran. During --exec's restore that is an interruption
+            # (143, its temp file removed); while waiting for STS nothing was replicated: a clean stop.
+            interrupted_restore = replicator.restoring
             startup.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await startup
-            log.info("stopped_before_start", signal=signals.first)
-            return int(ExitCode.INTERRUPTED)
+            log.info("stopped_before_start", signal=signals.first, during="restore" if interrupted_restore else
+                     "waiting for credentials")
+            return int(ExitCode.INTERRUPTED if interrupted_restore else ExitCode.OK)
         if not await startup:
-            log.info("stopped_before_start", signal=signals.first)
+            log.info("stopped_before_start", signal=signals.first, during="waiting for credentials")
             return int(ExitCode.OK)
         reason = await replicator.main_loop()
         return await replicator.shutdown(reason)

@@ -4,12 +4,19 @@ Fail closed: a database is only left absent when the replica prefix is genuinely
 replica that is unreachable, denied, or holds objects that are not Litestream's stops the pod
 with a distinct exit code. A restore is written to a temp file beside the target, checked with
 PRAGMA integrity_check, fsynced and renamed into place; on any failure nothing is left behind.
+
+Before anything is restored, files that would corrupt the restored database are moved aside
+(never deleted): a `-wal`, `-shm` or `-journal` without its database (SQLite would replay the old
+WAL over the restored file) and a Litestream meta dir from an earlier life. A file at the db path
+that is not a SQLite database is never "present": if the replica holds data, restore stops and
+names it (Litestream would otherwise treat the replica as ahead and overwrite its head with it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
 import secrets as random_secrets
 import sqlite3
@@ -19,14 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor import config as lsconfig
-from supervisor import litestream
+from supervisor import litestream, process
 from supervisor import replica as replicas
+from supervisor.backoff import Backoff
+from supervisor.budget import Budget
 from supervisor.config import Database
 from supervisor.errors import (
     ExitCode,
     Interrupted,
+    LocalNotSQLite,
     ReplicaError,
     RestoreFailed,
+    RestoreTimeout,
     SupervisorError,
     Unreachable,
 )
@@ -38,6 +49,9 @@ from supervisor.state import State
 
 log = get_logger("restore")
 PROGRESS_INTERVAL_SECONDS = 5.0
+RETRY = Backoff(initial_seconds=0.5, max_seconds=10.0)
+SQLITE_HEADER = b"SQLite format 3\x00"
+COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 @dataclass(frozen=True)
@@ -48,54 +62,38 @@ class Outcome:
     seconds: float = 0.0
 
 
-class Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return self._end - time.monotonic()
-
-    def check(self, what: str) -> float:
-        left = self.left()
-        if left <= 0:
-            raise Unreachable(f"{what}: gave up after --timeout {self.seconds:g}s")
-        return left
-
-
-async def inspect_replica(service: CredentialService, db: Database, deadline: Deadline) -> replicas.Layout:
+async def inspect_replica(service: CredentialService, db: Database, budget: Budget) -> replicas.Layout:
     """List the replica prefix, retrying transient failures and refreshing stale credentials."""
-    delay = 0.5
+    attempt = 0
     refreshed = False
+    where = db.replica.location
     while True:
-        left = deadline.check(f"s3://{db.replica.bucket}/{db.replica.path}/")
         try:
             client = service.s3(db)
-            return await asyncio.wait_for(asyncio.to_thread(replicas.layout, client, db.replica), left)
-        except TimeoutError:
-            raise Unreachable(f"s3://{db.replica.bucket}/{db.replica.path}/: no answer within "
-                              f"--timeout {deadline.seconds:g}s") from None
+            return await budget.run(asyncio.to_thread(replicas.layout, client, db.replica), where)
         except replicas.StaleCredentials:
             if refreshed:
                 raise
             refreshed = True
-            await service.keeper.exchange("s3_refused_credentials")
+            await service.keeper.exchange("s3_refused_credentials", budget)
         except SupervisorError as e:
             if e.exit_code == ExitCode.ACCESS_DENIED and not refreshed:
                 # RGW answers AccessDenied for lapsed temporary credentials: refresh once first.
                 refreshed = True
-                await service.keeper.exchange("s3_access_denied")
+                await service.keeper.exchange("s3_access_denied", budget)
                 continue
-            if not isinstance(e, Unreachable):
+            if not isinstance(e, Unreachable) or budget.spent:
                 raise
-            log.warning("replica_unreachable", db=str(db.path), error=str(e), retry_in=delay)
-            await asyncio.sleep(min(delay, max(0.0, deadline.left())))
-            delay = min(delay * 2, 10.0)
+            attempt += 1
+            delay = min(RETRY.delay(attempt), budget.left())
+            log.warning("replica_unreachable", db=db.name, error=str(e), retry_in=round(delay, 1))
+            await asyncio.sleep(delay)
 
 
 def integrity_check(path: Path) -> None:
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # as_uri() percent-encodes '?', '#' and '%': a raw f"file:{path}" opens (and creates) another file.
+        con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
         try:
             rows = [r[0] for r in con.execute("PRAGMA integrity_check").fetchall()]
         finally:
@@ -118,53 +116,87 @@ def fsync_and_rename(tmp: Path, target: Path) -> None:
 
 
 def _remove_temp(tmp: Path) -> None:
-    for leftover in tmp.parent.glob(tmp.name + "*"):
+    for leftover in tmp.parent.glob(glob.escape(tmp.name) + "*"):
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
 
 
-async def run_litestream_restore(service: CredentialService, binary: str, config_path: Path,
-                                 db: Database, tmp: Path, deadline: Deadline) -> None:
-    cmd = [binary, "restore", "-config", str(config_path), "-o", str(tmp), str(db.path)]
-    proc = await asyncio.create_subprocess_exec(
-        *cmd, env=service.child_environment(), stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-    )
-    tail: deque[str] = deque(maxlen=5)
+def temp_name(db: Path) -> str:
+    return f".{db.name}.restoring-"
 
-    async def relay() -> None:
-        assert proc.stdout is not None
-        while raw := await proc.stdout.readline():
-            line = secrets.redact(raw.decode(errors="replace").rstrip())
-            if line:
-                tail.append(line)
-                level, message, fields = litestream.parse_line(line)
-                getattr(log, level)("litestream", msg=message, db=str(db.path), **fields)
+
+def remove_stale_temps(db: Path) -> list[str]:
+    """Temp files of an earlier restore of this db that was SIGKILLed or OOM-killed (they are ours)."""
+    removed = []
+    if db.parent.is_dir():
+        for leftover in db.parent.glob(glob.escape(temp_name(db)) + "*"):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+                removed.append(leftover.name)
+    return removed
+
+
+def local_kind(db: Path) -> tuple[str, int]:
+    """("absent" | "sqlite" | "not_sqlite", size): only a file with SQLite's header counts as a database."""
+    try:
+        with open(db, "rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        return "absent", 0
+    except IsADirectoryError:
+        return "not_sqlite", 0
+    return ("sqlite" if header == SQLITE_HEADER else "not_sqlite"), size
+
+
+def hazards(db: Database) -> list[Path]:
+    """Files beside an absent db that SQLite or Litestream would apply to the restored one."""
+    found = [db.path.with_name(db.path.name + suffix) for suffix in COMPANIONS]
+    found.append(db.meta_dir)
+    return [p for p in found if p.exists() or p.is_symlink()]
+
+
+def move_aside(paths: list[Path], stamp: str) -> list[str]:
+    moved = []
+    for path in paths:
+        target = path.with_name(f"{path.name}.stale-{stamp}")
+        os.rename(path, target)
+        moved.append(target.name)
+    return moved
+
+
+async def run_litestream_restore(service: CredentialService, binary: str, config_path: Path,
+                                 db: Database, tmp: Path, budget: Budget) -> None:
+    proc = await process.spawn(litestream.restore_cmd(binary, config_path, db.path, tmp), service.child_environment())
+    tail: deque[str] = deque(maxlen=5)
+    started = time.monotonic()
+
+    def written() -> int:
+        return sum(p.stat().st_size for p in tmp.parent.glob(glob.escape(tmp.name) + "*") if p.is_file())
 
     async def progress() -> None:
         # Litestream prints nothing while it downloads: say how far it got, every few seconds.
-        started = time.monotonic()
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
-            written = sum(p.stat().st_size for p in tmp.parent.glob(tmp.name + "*") if p.is_file())
-            log.info("restore_progress", db=str(db.path), bytes_written=written,
-                     seconds=round(time.monotonic() - started), timeout_left=round(deadline.left()))
+            log.info("restore_progress", db=db.name, bytes_written=written(),
+                     seconds=round(time.monotonic() - started), timeout_left=round(budget.left()))
 
-    relay_task = asyncio.create_task(relay())
+    assert proc.stdout is not None
+    relay_task = asyncio.create_task(process.relay(proc.stdout, log, {"db": db.name}, tail, secrets.redact))
     progress_task = asyncio.create_task(progress())
     try:
-        left = deadline.check(f"restore of {db.path}")
         try:
-            rc = await asyncio.wait_for(proc.wait(), left)
+            rc = await asyncio.wait_for(proc.wait(), budget.left())
         except TimeoutError:
-            raise Unreachable(f"restore of {db.path} did not finish within --timeout "
-                              f"{deadline.seconds:g}s") from None
+            seconds = time.monotonic() - started
+            so_far = written()
+            raise RestoreTimeout(
+                f"restore of {db.path} did not finish within --timeout {budget.seconds:g}s: "
+                f"{so_far / 1e6:.1f} MB written in {seconds:.0f}s ({so_far / 1e6 / max(seconds, 0.001):.2f} MB/s); "
+                "the replica answers but the download needs longer: raise --timeout") from None
         await relay_task
     finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await process.kill(proc)
         relay_task.cancel()
         progress_task.cancel()
     if rc != 0:
@@ -173,33 +205,53 @@ async def run_litestream_restore(service: CredentialService, binary: str, config
 
 
 async def restore_one(service: CredentialService, binary: str, config_path: Path, db: Database,
-                      deadline: Deadline, require_replica: bool) -> Outcome:
+                      budget: Budget, require_replica: bool) -> Outcome:
     started = time.monotonic()
-    if db.path.exists():
-        log.info("db_present", db=str(db.path), detail="left untouched")
+    removed = remove_stale_temps(db.path)
+    if removed:
+        log.warning("stale_restore_files_removed", db=db.name, files=removed,
+                    detail="left by an earlier restore that was killed")
+    kind, size = local_kind(db.path)
+    if kind == "sqlite":
+        log.info("db_present", db=db.name, detail="left untouched")
         return Outcome(db.path, "present")
     if db.path.parent.exists() and not os.access(db.path.parent, os.W_OK):
-        raise RestoreFailed(f"{db.path.parent} is not writable (mount a volume there)")
+        raise RestoreFailed(f"{db.path.parent} is not writable (mount a volume there, writable by uid {os.getuid()})")
+    if kind == "absent":
+        stale = hazards(db)
+        if stale:
+            moved = move_aside(stale, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+            log.warning("stale_files_moved", db=db.name, moved=moved,
+                        detail="files of an earlier database beside a missing one would be replayed over "
+                               "the restored data; kept under these names, delete them when not needed")
     db.path.parent.mkdir(parents=True, exist_ok=True)
-    where = f"s3://{db.replica.bucket}/{db.replica.path}/"
-    found = await inspect_replica(service, db, deadline)
-    log.info("replica_inspected", db=str(db.path), replica=where, layout=found.kind,
+    where = db.replica.location
+    found = await inspect_replica(service, db, budget)
+    log.info("replica_inspected", db=db.name, replica=where, layout=found.kind,
              objects=found.objects, description=found.describe())
     if found.kind == "empty":
         if require_replica:
             raise SupervisorError(f"{where} is empty and --require-replica is set",
                                   exit_code=ExitCode.REPLICA_REQUIRED)
-        log.info("fresh_start", db=str(db.path), replica=where, detail="replica is empty; no file created")
+        if kind == "not_sqlite":
+            log.info("db_present", db=db.name, bytes=size,
+                     detail="not a SQLite database yet (e.g. 0 bytes); replica is empty, so it is the app's to fill")
+            return Outcome(db.path, "present", found.kind)
+        log.info("fresh_start", db=db.name, replica=where, detail="replica is empty; no file created")
         return Outcome(db.path, "fresh", found.kind)
     if found.kind == "unknown":
         raise ReplicaError(f"{where} holds {found.objects} object(s) that are not a Litestream replica "
                            f"(e.g. {found.unexpected}); refusing to start on an empty database: "
                            "fix 'path' in litestream.yml or move those objects")
+    if kind == "not_sqlite":
+        raise LocalNotSQLite(f"{db.path} is not a SQLite database ({size} bytes, no 'SQLite format 3' header) "
+                             f"while {where} holds a replica ({found.describe()}); Litestream would overwrite the "
+                             "replica with it: move the file away (it is never deleted) and restart to restore")
     if found.unexpected:
-        log.warning("replica_has_foreign_objects", db=str(db.path), example=found.unexpected)
-    tmp = db.path.parent / f".{db.path.name}.restoring-{random_secrets.token_hex(4)}"
+        log.warning("replica_has_foreign_objects", db=db.name, example=found.unexpected)
+    tmp = db.path.parent / f"{temp_name(db.path)}{random_secrets.token_hex(4)}"
     try:
-        await run_litestream_restore(service, binary, config_path, db, tmp, deadline)
+        await run_litestream_restore(service, binary, config_path, db, tmp, budget)
         if not tmp.exists():
             raise RestoreFailed(f"litestream restore wrote nothing although {where} holds "
                                 f"{found.objects} object(s) ({found.describe()})")
@@ -209,31 +261,31 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
     finally:
         _remove_temp(tmp)
     seconds = time.monotonic() - started
-    log.info("restored", db=str(db.path), layout=found.kind, bytes=size, seconds=round(seconds, 2))
+    log.info("restored", db=db.name, layout=found.kind, bytes=size, seconds=round(seconds, 2))
     return Outcome(db.path, "restored", found.kind, seconds)
 
 
 async def restore(service: CredentialService, binary: str, databases: list[Database],
-                  deadline: Deadline, require_replica: bool) -> list[Outcome]:
+                  budget: Budget, require_replica: bool) -> list[Outcome]:
     """Restore each database in turn; the first failure stops the pod."""
     config_path = service.child_config()
     outcomes = []
     for db in databases:
-        outcomes.append(await restore_one(service, binary, config_path, db, deadline, require_replica))
+        outcomes.append(await restore_one(service, binary, config_path, db, budget, require_replica))
     return outcomes
 
 
 async def main(settings: Settings, signals: Signals) -> int:
     """parse (done) -> validate -> run -> close, interruptible by SIGTERM/SIGINT."""
-    config = lsconfig.load(settings.config_path, settings.environment)
+    config = lsconfig.load_for(settings)
     databases = [config.database(settings.db)] if settings.db else list(config.databases)
     binary = litestream.resolve(settings.litestream)
-    deadline = Deadline(settings.timeout_seconds)
+    budget = Budget(settings.timeout_seconds)
     service = CredentialService(settings, State(), config)
 
     async def work() -> list[Outcome]:
-        await service.start(max(0.1, deadline.left()))
-        return await restore(service, binary, databases, deadline, settings.require_replica)
+        await service.start(budget)
+        return await restore(service, binary, databases, budget, settings.require_replica)
 
     task = asyncio.create_task(work(), name="restore")
     stopper = asyncio.create_task(signals.stop.wait(), name="signals")

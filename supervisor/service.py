@@ -16,6 +16,7 @@ from supervisor import config as lsconfig
 from supervisor import replica as replicas
 from supervisor import token as tokens
 from supervisor.broker import BrokerAddress, CredentialsBroker
+from supervisor.budget import Budget
 from supervisor.config import Database, LitestreamConfig
 from supervisor.credentials import Credentials
 from supervisor.keeper import CredentialKeeper
@@ -56,10 +57,10 @@ class CredentialService:
         self._workdir = Path(tempfile.mkdtemp(prefix="litestream-supervisor-"))
         self._clients: dict[tuple[str, str], Any] = {}
 
-    async def start(self, timeout_seconds: float) -> Credentials:
-        """Obtain the first credentials (bounded), then keep them fresh in the background."""
+    async def start(self, budget: Budget) -> Credentials:
+        """Obtain the first credentials (within the budget), then keep them fresh in the background."""
         self.address = await self.broker.start()
-        creds = await self.keeper.obtain(timeout_seconds)
+        creds = await self.keeper.obtain(budget)
         self.start_background()
         return creds
 
@@ -95,8 +96,7 @@ class CredentialService:
 
     def child_config(self) -> Path:
         assert self.config is not None
-        doc = lsconfig.child_document(self.config, self.settings.aws.s3_endpoint, self.settings.aws.region)
-        return lsconfig.write_child_config(doc, self._workdir)
+        return lsconfig.write_child_config(lsconfig.child_document(self.config), self._workdir)
 
     def s3(self, db: Database) -> Any:
         """An S3 client for the replica, with the current credentials (rebuilt when they change)."""
@@ -108,7 +108,6 @@ class CredentialService:
         if client is None:
             if any(k[0] != creds.access_key_id for k in self._clients):
                 self._clients.clear()
-            client = replicas.s3_client(creds, db.replica, fallback_endpoint=self.settings.aws.s3_endpoint,
-                                        region=self.settings.aws.region, ca_bundle=self.settings.aws.ca_bundle)
+            client = replicas.s3_client(creds, db.replica, ca_bundle=self.settings.aws.ca_bundle)
             self._clients[key] = client
         return client

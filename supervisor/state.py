@@ -40,6 +40,8 @@ class State:
     # written by the lifecycle (replicate.py)
     started: bool = False
     shutting_down: bool = False
+    # written by the health server's heartbeat task (time.monotonic())
+    loop_heartbeat: float = field(default_factory=time.monotonic)
 
     def credentials_valid(self, now: float | None = None) -> bool:
         exp = self.credentials_expiration

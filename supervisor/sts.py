@@ -11,6 +11,7 @@ read a code from, so the HTTP status decides there.
 
 from __future__ import annotations
 
+import email.utils
 import time
 from typing import Any
 
@@ -30,6 +31,9 @@ TRANSIENT_CODES = frozenset({
     "IDPCommunicationError", "ServiceUnavailable", "InternalError", "InternalFailure",
     "STSNotInitialized", "STSIAMNotInitialized", "SlowDown", "RequestTimeout",
 })
+# Below this, a difference between our clock and the server's Date header is network delay and
+# the Date header's one-second resolution; above it, Expiration is moved onto our clock.
+SKEW_TOLERANCE_SECONDS = 5.0
 # Codes that mean "this token will not do": the fix is a new or different token.
 TOKEN_CODES = frozenset({"ExpiredToken", "InvalidIdentityToken", "InvalidParameterValue"})
 
@@ -112,13 +116,28 @@ def exchange(client: Any, aws: AwsSettings, endpoint: str, role_arn: str, token:
     except Exception as e:  # noqa: BLE001 (classified, then re-raised)
         raise classify(e, token, endpoint, aws.audience) from None
     c = answer.get("Credentials") or {}
+    now = time.time()
+    server_now = server_time(answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
     try:
-        return Credentials(
-            access_key_id=c["AccessKeyId"],
-            secret_access_key=c["SecretAccessKey"],
-            session_token=c["SessionToken"],
-            expiration=c["Expiration"].timestamp(),
-            obtained_at=time.time(),
-        )
+        expiration = c["Expiration"].timestamp()
+        access_key_id, secret, session_token = c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"]
     except (KeyError, AttributeError):
         raise Unreachable(f"STS at {endpoint} answered without complete Credentials; will retry") from None
+    skew = 0.0 if server_now is None else now - server_now
+    if abs(skew) > SKEW_TOLERANCE_SECONDS:
+        # Expiration is on the server's clock: keep its lifetime, on ours. Otherwise a local clock
+        # ahead of the server sees credentials "expired on arrival" and refreshes in a loop.
+        expiration += skew
+    return Credentials(access_key_id=access_key_id, secret_access_key=secret, session_token=session_token,
+                       expiration=expiration, obtained_at=now, clock_skew_seconds=skew)
+
+
+def server_time(headers: dict[str, str]) -> float | None:
+    """The server's clock from its Date header (None when absent or unreadable)."""
+    date = headers.get("date")
+    if not date:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError):
+        return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import time
@@ -98,7 +99,7 @@ def read(path: Path, *, now: float | None = None) -> Token:
         raise TokenError(f"token file {path} cannot be read: {e.strerror}") from None
     if not value:
         raise TokenError(f"token file {path} is empty")
-    secrets.add(value)
+    secrets.add(value, slot="token")
     token = Token(value, decode_claims(value))
     left = token.seconds_left(now)
     if left is not None and left <= 0:
@@ -107,9 +108,26 @@ def read(path: Path, *, now: float | None = None) -> Token:
     return token
 
 
-async def watch(path: Path, on_change: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
-    """Call on_change after each batch of changes in the token's directory, until stop is set."""
-    directory = path.parent
-    async for _changes in watchfiles.awatch(directory, stop_event=stop, debounce=200, step=50, watch_filter=None,
-                                            recursive=False, yield_on_timeout=False):
-        await on_change()
+POLL_SECONDS = 5.0
+
+
+async def watch(path: Path, on_change: Callable[[], Awaitable[None]], stop: asyncio.Event,
+                awatch: Callable[..., Any] = watchfiles.awatch, poll_seconds: float = POLL_SECONDS) -> None:
+    """Call on_change after each batch of changes in the token's directory, until stop is set.
+
+    If the watch cannot be had or dies (inotify limits, EMFILE), poll instead: every exchange
+    re-reads the token anyway, so a dead watcher must cost latency, never the sidecar.
+    """
+    try:
+        async for _changes in awatch(path.parent, stop_event=stop, debounce=200, step=50, watch_filter=None,
+                                     recursive=False, yield_on_timeout=False):
+            await on_change()
+        return
+    except Exception as e:  # noqa: BLE001 (any watcher failure degrades to polling)
+        log.warning("token_watch_degraded", error=f"{type(e).__name__}: {e}", poll_seconds=poll_seconds,
+                    detail="token directory not watchable; polling it instead (rotations seen later)")
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), poll_seconds)
+        if not stop.is_set():
+            await on_change()

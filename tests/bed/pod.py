@@ -151,8 +151,9 @@ class Pod:
             CAPTURED.append(log.read_text(errors="replace"))
 
     def secret_values(self) -> list[str]:
-        """Every token this pod's projector wrote (the test knows them; logs must not)."""
-        return [self.projector.current]
+        """Every token this pod's projector ever wrote, and every secret the broker served
+        (the test knows them; logs must not)."""
+        return [*self.projector.written, *SERVED_SECRETS]
 
 
 @dataclass
@@ -216,13 +217,11 @@ class Supervisor:
         return rc
 
     def litestream_pid(self) -> int:
-        return int(self.metric_or_state("child_pid"))
-
-    def metric_or_state(self, key: str) -> int:
+        """The pid of the Litestream daemon started last (from its litestream_started line)."""
         for e in reversed(self.events()):
             if e.get("event") == "litestream_started":
                 return int(e["pid"])  # type: ignore[arg-type]
-        raise KeyError(key)
+        raise KeyError("no litestream_started line yet")
 
     def served_credentials(self) -> dict[str, str]:
         """The credentials the broker serves right now, fetched the way Litestream does.

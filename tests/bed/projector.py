@@ -25,6 +25,7 @@ class TokenProjector:
         self.filename = filename
         self.rotations = 0
         self.current = ""
+        self.written: list[str] = []  # every token ever projected, for secret scans
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -36,6 +37,7 @@ class TokenProjector:
         """Write a new token (minted unless given) with the kubelet's atomic swap."""
         self.dir.mkdir(parents=True, exist_ok=True)
         token = token if token is not None else self.mint()
+        self.written.append(token)
         stamp = datetime.datetime.now(datetime.UTC).strftime("..%Y_%m_%d_%H_%M_%S.%f")
         ts_dir = self.dir / stamp
         ts_dir.mkdir(mode=0o755)

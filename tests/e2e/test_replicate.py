@@ -60,7 +60,7 @@ def test_refreshes_and_rotations_without_restart_or_loss(pod: Pod) -> None:
     status, body = sup.get("/readyz?verbose")
     assert status == 200 and "[+]credentials ok" in body and "[+]litestream ok" in body
     status, body = sup.get("/livez?verbose")
-    assert status == 200 and "[+]ping ok" in body
+    assert status == 200 and "[+]event-loop ok" in body
     assert sup.metric("litestream_supervisor_credentials_valid") == 1
     assert sup.metric("litestream_supervisor_sts_requests_total", '{result="ok"}') >= 4
     # a burst, then SIGTERM straight away
@@ -100,7 +100,7 @@ def test_s3_outage_grows_lag_keeps_liveness_and_catches_up(pod: Pod) -> None:
         committed = writer.stop()
         time.sleep(0.5)
         assert sup.terminate() == 0, sup.output()[-3000:]
-        assert sup.metric_or_state("child_pid") and sup.count("litestream_started") == 1
+        assert sup.count("litestream_started") == 1
     restore_and_compare(pod, committed)
 
 

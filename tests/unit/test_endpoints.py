@@ -64,15 +64,24 @@ def test_health_endpoints_list_each_check() -> None:
         status, body = await get("/readyz?verbose")
         assert status == 503 and "[-]started failed" in body and "[-]credentials failed: no credentials yet" in body
         state.started = True
+        status, body = await get("/metrics")
+        # one definition of ready: started but without credentials is not ready (item 20)
+        assert "litestream_supervisor_ready 0.0" in body and (await get("/readyz"))[0] == 503
+        state.started = True
         state.credentials_expiration = time.time() + 100
         state.child_running = True
         state.databases["/d/a.db"] = DatabaseState("/d/a.db", lag_seconds=1)
         status, body = await get("/readyz?verbose")
         assert status == 200 and "[+]litestream ok" in body and "[+]lag ok" in body
+        assert "litestream_supervisor_ready 1.0" in (await get("/metrics"))[1]
         state.databases["/d/a.db"] = DatabaseState("/d/a.db", lag_seconds=9)
         status, body = await get("/readyz?verbose")
         assert status == 503 and "[-]lag failed: replication lag 9s > 5s" in body
-        assert (await get("/livez"))[0] == 200
+        assert "litestream_supervisor_ready 0.0" in (await get("/metrics"))[1]
+        assert (await get("/livez?verbose")) == (200, "[+]event-loop ok\nok\n")
+        state.loop_heartbeat -= 120  # a loop that stopped turning (the heartbeat task stamps it)
+        status, body = await get("/livez?verbose")
+        assert status == 503 and "[-]event-loop failed: event loop stalled" in body
         status, body = await get("/metrics")
         assert status == 200 and 'litestream_supervisor_replication_lag_seconds{db="/d/a.db"} 9.0' in body
         assert "litestream_supervisor_credentials_expiration_timestamp_seconds" in body

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from supervisor import litestream
 from supervisor.errors import LitestreamMissing
+from supervisor.process import parse_line, relay, spawn
 
 
 def test_child_env_strips_what_would_outrank_the_endpoint() -> None:
@@ -26,10 +28,44 @@ def test_child_env_strips_what_would_outrank_the_endpoint() -> None:
 
 
 def test_parse_logfmt_lines() -> None:
-    level, msg, fields = litestream.parse_line(
+    level, msg, fields = parse_line(
         'time=2026-01-01T00:00:00Z level=WARN msg="sync error" db=/data/app.db err="dial tcp: refused"')
-    assert (level, msg, fields) == ("warning", "sync error", {"db": "/data/app.db", "err": "dial tcp: refused"})
-    assert litestream.parse_line("Error: boom") == ("info", "Error: boom", {})
+    assert (level, msg, fields) == ("warning", "sync error", {"ls.db": "/data/app.db", "err": "dial tcp: refused"})
+    assert parse_line("Error: boom") == ("info", "Error: boom", {})
+
+
+def test_the_lines_own_level_wins_over_a_later_level_attribute() -> None:
+    """slog prints `level=ERROR msg=... level=1`: the first is the line's level (issue 11, item 9)."""
+    level, msg, fields = parse_line('time=x level=ERROR msg="compaction failed" level=1 err=boom')
+    assert (level, msg) == ("error", "compaction failed") and fields == {"ls.level": "1", "err": "boom"}
+
+
+def test_relay_keeps_every_field_even_one_named_like_ours() -> None:
+    """A Litestream `db=` field beside our own db context used to be a TypeError (issue 11, item 9)."""
+    from structlog.testing import capture_logs
+
+    from supervisor.logs import get_logger
+
+    async def scenario() -> None:
+        stream = asyncio.StreamReader()
+        stream.feed_data(b'time=t level=DEBUG msg="sync" db=/data/app.db txid=7\n'
+                         b'time=t level=ERROR msg="bad" level=2\n')
+        stream.feed_eof()
+        await relay(stream, get_logger("test"), {"db": "/data/app.db"})
+
+    with capture_logs() as logs:
+        asyncio.run(scenario())
+    assert [(e["log_level"], e["msg"]) for e in logs] == [("debug", "sync"), ("error", "bad")]
+    assert logs[0]["db"] == "/data/app.db" and logs[0]["ls.db"] == "/data/app.db" and logs[0]["txid"] == "7"
+
+
+def test_a_binary_that_cannot_be_executed_is_litestream_missing(tmp_path: Path) -> None:
+    """exec format error must be one line and exit 11, never a hang (issue 11, item 7)."""
+    bad = tmp_path / "litestream"
+    bad.write_bytes(b"\x7fELF garbage")
+    bad.chmod(0o755)
+    with pytest.raises(LitestreamMissing, match="cannot run"):
+        asyncio.run(spawn([str(bad), "replicate"], {}))
 
 
 def test_missing_binary_is_named(tmp_path: Path) -> None:

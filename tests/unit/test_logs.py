@@ -38,3 +38,14 @@ def test_capture_logs_sees_events() -> None:
     with structlog.testing.capture_logs() as captured:
         logs.get_logger("x").info("hello", n=1)
     assert captured[0]["event"] == "hello"
+
+
+def test_registry_keeps_only_what_can_still_appear() -> None:
+    """Item 26: the registry grew with every refresh and was scanned on every line."""
+    registry = logs.SecretRegistry()
+    for i in range(100):
+        registry.add(f"secret-key-{i:04d}", f"session-token-{i:04d}", slot="credentials")
+        registry.add(f"jwt-token-value-{i:04d}", slot="token")
+    assert len(registry) == 6  # current and previous of each slot
+    assert registry.redact("secret-key-0099 secret-key-0098") == "[redacted] [redacted]"
+    assert registry.redact("secret-key-0097") == "secret-key-0097"

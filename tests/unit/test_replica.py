@@ -4,6 +4,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from supervisor import replica
 from supervisor.config import Database, Replica
 
@@ -23,7 +25,7 @@ def test_layouts() -> None:
 
 
 def test_local_position_and_lag(tmp_path: Path) -> None:
-    db = Database(tmp_path / "app.db", Replica("b", "app", None, None, None))
+    db = Database(tmp_path / "app.db", Replica("b", "app", None, "us-east-1", False), tmp_path / ".app.db-litestream")
     ltx = tmp_path / ".app.db-litestream" / "ltx" / "0"
     ltx.mkdir(parents=True)
     now = time.time()
@@ -35,5 +37,22 @@ def test_local_position_and_lag(tmp_path: Path) -> None:
     behind = replica.local_position(db, 1)
     assert behind.txid == 3 and 19 <= replica.lag_seconds(behind, now) <= 21
     assert replica.lag_seconds(replica.local_position(db, 3), now) == 0
-    missing = Database(tmp_path / "none.db", db.replica)
+    missing = Database(tmp_path / "none.db", db.replica, tmp_path / ".none.db-litestream")
     assert replica.local_position(missing, 0) == replica.LocalPosition(0, None)
+
+
+def test_unreadable_meta_dir_is_an_oserror_for_the_probe_to_report(tmp_path: Path) -> None:
+    meta = tmp_path / "meta"
+    (meta / "ltx" / "0").mkdir(parents=True)
+    db = Database(tmp_path / "app.db", Replica("b", "app", None, "us-east-1", False), meta)
+    (meta / "ltx").chmod(0)
+    try:
+        if os.getuid() == 0:  # root reads anyway: make the directory a file instead
+            (meta / "ltx").chmod(0o700)
+            import shutil
+            shutil.rmtree(meta / "ltx" / "0")
+            (meta / "ltx" / "0").write_text("not a dir")
+        with pytest.raises(OSError):
+            replica.local_position(db, 0)
+    finally:
+        (meta / "ltx").chmod(0o700)

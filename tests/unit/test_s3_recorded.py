@@ -11,7 +11,7 @@ import pytest
 from supervisor import replica
 from supervisor.config import Replica
 from supervisor.credentials import Credentials
-from supervisor.errors import ExitCode, Unreachable
+from supervisor.errors import ExitCode, SupervisorError, Unreachable
 from tests.unit import recorded
 
 
@@ -25,7 +25,7 @@ def client(r: Replica):
     now = time.time()
     creds = Credentials("EXAMPLEACCESSKEY0001", "example-secret-key-0001", "example-session-token-0001",
                         now + 900, now)
-    return replica.s3_client(creds, r, fallback_endpoint=None, region="us-east-1", ca_bundle=None, timeout_seconds=3)
+    return replica.s3_client(creds, r, ca_bundle=None, timeout_seconds=3)
 
 
 @pytest.mark.parametrize(("name", "stale"), [
@@ -37,7 +37,7 @@ def client(r: Replica):
 def test_minio_s3_errors(s3, name: str, stale: bool) -> None:
     r, recorder = s3
     recorder.answer = recorded.load(name)
-    with pytest.raises(Exception) as e:
+    with pytest.raises(SupervisorError) as e:
         replica.layout(client(r), r)
     if stale:
         assert isinstance(e.value, replica.StaleCredentials)
@@ -49,7 +49,7 @@ def test_minio_s3_errors(s3, name: str, stale: bool) -> None:
 def test_no_such_bucket_and_server_errors(s3) -> None:
     r, recorder = s3
     recorder.answer = (404, b"<Error><Code>NoSuchBucket</Code><Message>No such bucket</Message></Error>")
-    with pytest.raises(Exception) as e:
+    with pytest.raises(SupervisorError) as e:
         replica.layout(client(r), r)
     assert e.value.exit_code == ExitCode.NO_SUCH_BUCKET and "example-bucket" in str(e.value)
     recorder.answer = (503, b"<Error><Code>SlowDown</Code></Error>")

@@ -1,0 +1,50 @@
+"""One time budget per command, handed to every step: each await is bounded by what is left.
+
+Separate per-step timeouts add up behind the user's back (`--timeout 3` once took 10.5 s);
+one Budget created by the command and passed down cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from supervisor.errors import Unreachable
+
+T = TypeVar("T")
+
+
+class Budget:
+    def __init__(self, seconds: float, option: str = "--timeout",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.option = option
+        self._clock = clock
+        self._end = clock() + seconds
+
+    def left(self) -> float:
+        return max(0.0, self._end - self._clock())
+
+    @property
+    def spent(self) -> bool:
+        return self._end - self._clock() <= 0
+
+    def check(self, what: str) -> float:
+        """Seconds left, or Unreachable naming the step that ran out of time."""
+        if self.spent:
+            raise Unreachable(f"{what}: gave up after {self.option} {self.seconds:g}s")
+        return self.left()
+
+    async def run(self, awaitable: Awaitable[T], what: str) -> T:
+        """Await within what is left; Unreachable naming `what` when the budget runs out."""
+        left = self.check(what)
+        try:
+            return await asyncio.wait_for(awaitable, left)
+        except TimeoutError:
+            raise Unreachable(f"{what}: no answer within {self.option} {self.seconds:g}s") from None
+
+    def sub(self, seconds: float) -> Budget:
+        """A budget for one step: at most `seconds`, never more than what is left here."""
+        return Budget(min(seconds, self.left()), self.option, self._clock)

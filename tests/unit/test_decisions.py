@@ -1,0 +1,99 @@
+"""Pure decisions, tested without the bed: final position, shutdown exit code, retry schedules,
+budgets (issue 11: "decisions as pure functions")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supervisor.backoff import Backoff
+from supervisor.budget import Budget
+from supervisor.credentials import Credentials
+from supervisor.errors import ExitCode, Unreachable
+from supervisor.keeper import next_delay, refresh_delay
+from supervisor.outcome import FinalPosition, has_data, shutdown_exit_code
+
+
+def fp(local: int, remote: int | None, data: bool = True, catch_up: bool = True) -> FinalPosition:
+    return FinalPosition("/d/a.db", local, remote, data, catch_up)
+
+
+@pytest.mark.parametrize(("final", "confirmed"), [
+    (fp(5, 5), True), (fp(5, 7), True), (fp(5, 4), False), (fp(5, None), False),
+    (fp(0, 0, data=False), True),  # nothing ever written
+    (fp(0, 0, data=True), False),  # data Litestream never recorded as sent
+    (fp(5, 5, catch_up=False), False),  # the final -once failed: WAL frames may be missing (item 5)
+    (fp(0, None, data=False, catch_up=False), True),
+])
+def test_final_position_confirmed(final: FinalPosition, confirmed: bool) -> None:
+    assert final.confirmed is confirmed
+    assert (final.reason is None) is confirmed
+
+
+def test_shutdown_exit_code() -> None:
+    ok, bad = fp(5, 5), fp(5, 4)
+    assert shutdown_exit_code([ok], forced=False, task_failed=False) == 0
+    assert shutdown_exit_code([ok, bad], forced=False, task_failed=False) == ExitCode.FINAL_SYNC_UNCONFIRMED
+    assert shutdown_exit_code([ok], forced=True, task_failed=False) == ExitCode.FINAL_SYNC_UNCONFIRMED
+    assert shutdown_exit_code([ok], forced=False, task_failed=True) == ExitCode.INTERNAL
+    assert shutdown_exit_code([bad], forced=False, task_failed=True) == ExitCode.FINAL_SYNC_UNCONFIRMED
+    assert shutdown_exit_code([ok], forced=False, task_failed=False, app_code=3) == 3
+    assert shutdown_exit_code([bad], forced=False, task_failed=False, app_code=0) == ExitCode.FINAL_SYNC_UNCONFIRMED
+    assert shutdown_exit_code([ok], forced=False, task_failed=False, extra=15) == 15
+    assert shutdown_exit_code([bad], forced=False, task_failed=False, extra=15) == ExitCode.FINAL_SYNC_UNCONFIRMED
+    assert shutdown_exit_code([], forced=False, task_failed=False) == 0
+
+
+def test_has_data_sees_a_wal_only_database(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    assert not has_data(db)
+    db.touch()
+    assert not has_data(db)
+    (tmp_path / "a.db-wal").write_bytes(b"x")
+    assert has_data(db)
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    b = Backoff(1.0, 60.0, 0.2)
+    assert [b.delay(n, lambda lo, hi: 1.0) for n in (1, 2, 3, 7, 20)] == [1, 2, 4, 60, 60]
+    assert b.delay(3, lambda lo, hi: lo) == pytest.approx(3.2) and b.delay(3, lambda lo, hi: hi) == pytest.approx(4.8)
+
+
+def creds(obtained: float, lifetime: float) -> Credentials:
+    return Credentials("AKID", "secret-000000", "session-000000", obtained + lifetime, obtained)
+
+
+def test_refresh_schedule() -> None:
+    assert refresh_delay(creds(0, 3600), 900, now=0) == 2700
+    assert refresh_delay(creds(0, 10), 900, now=0) == 5  # short lifetimes: half-life
+
+
+def test_retries_after_expiry_back_off_with_jitter_instead_of_every_second() -> None:
+    """Item 11: once credentials expired, retries were a fixed 1 s, in lockstep across pods."""
+    b = Backoff(1.0, 60.0)
+    expired = creds(0, 10)
+    mid = lambda lo, hi: 1.0  # noqa: E731
+    delays = [next_delay(expired, n, 900, b, now=100, rand=mid) for n in range(1, 8)]
+    assert delays == [1, 2, 4, 8, 16, 32, 60]
+    spread = {next_delay(expired, 5, 900, b, now=100, rand=r) for r in (lambda lo, hi: lo, lambda lo, hi: hi)}
+    assert len(spread) == 2  # jitter: pods do not retry in step
+
+
+def test_retries_while_still_valid_never_wait_past_half_of_what_is_left() -> None:
+    b = Backoff(1.0, 60.0)
+    valid = creds(0, 100)
+    assert next_delay(valid, 10, 900, b, now=80, rand=lambda lo, hi: 1.0) == 10  # 20 s left -> 10
+
+
+def test_budget_bounds_every_step() -> None:
+    now = [0.0]
+    budget = Budget(10, "--timeout", clock=lambda: now[0])
+    assert budget.left() == 10
+    now[0] = 4
+    step = budget.sub(30)
+    assert step.left() == 6
+    now[0] = 11
+    assert budget.spent and budget.left() == 0
+    with pytest.raises(Unreachable, match="--timeout 10s"):
+        budget.check("listing")
