@@ -20,6 +20,7 @@ from supervisor import settings as settings_mod
 from supervisor.errors import EXIT_CODE_HELP, ExitCode, Interrupted, SupervisorError
 from supervisor.logs import LEVELS, configure, get_logger
 from supervisor.signals import Signals
+from supervisor.threads import DaemonThreads
 
 PREFIX = settings_mod.ENV_PREFIX
 log = get_logger("cli")
@@ -108,7 +109,9 @@ def run_async(command: Callable[[settings_mod.Settings, Signals], Coroutine[Any,
     itself (check, credentials) is cancelled by the first one: exit 143, never ignored."""
     async def runner() -> int:
         signals = Signals()
-        signals.install(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(DaemonThreads())
+        signals.install(loop)
         if handles_signals:
             return await command(settings, signals)
         task = asyncio.create_task(command(settings, signals))

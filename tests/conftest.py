@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.bed.ceph import missing_binaries
-from tests.bed.pod import Pod
+from tests.bed.pod import CAPTURED, SERVED_SECRETS, Pod
 from tests.bed.testbed import Bed
 
 
@@ -25,10 +25,23 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
     bed = Bed.up(workdir)
     try:
         yield bed
+        # After the last test that used the bed, whatever the order or selection: every output
+        # captured (logs, health pages, metrics, error text) against every token ever minted and
+        # every secret ever served.
+        assert_no_secret_leaked(bed)
     finally:
         bed.down()
         if not os.environ.get("KEEP_BED"):
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def assert_no_secret_leaked(bed: Bed) -> None:
+    if not CAPTURED:
+        return
+    secrets = {s for s in (*bed.issuer.minted, *SERVED_SECRETS) if s and len(s) >= 16}
+    text = "\n".join(CAPTURED)
+    leaked = [s[:12] + "..." for s in secrets if s in text]
+    assert not leaked, f"{len(leaked)} secret(s) leaked into captured output"
 
 
 @pytest.fixture

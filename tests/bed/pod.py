@@ -26,7 +26,7 @@ from tests.bed.projector import TokenProjector
 from tests.bed.testbed import Bed
 
 # Everything the supervisor printed in this test session, and every secret it served: the
-# suite-wide scan (tests/zz_final) checks that no secret ever reached an output.
+# suite-wide scan (the bed fixture's teardown in tests/conftest.py) checks that no secret ever reached an output.
 CAPTURED: list[str] = []
 SERVED_SECRETS: set[str] = set()
 

@@ -28,7 +28,7 @@ def test_a_dead_token_watcher_degrades_to_polling_and_still_sees_rotations(tmp_p
     projector.rotate()
     seen: list[str] = []
 
-    async def broken_awatch(*_args: object, **_kw: object):  # noqa: ANN202
+    async def broken_awatch(*_args: object, **_kw: object):
         raise OSError(24, "Too many open files")
         yield  # pragma: no cover
 
@@ -52,7 +52,7 @@ def test_a_dead_token_watcher_degrades_to_polling_and_still_sees_rotations(tmp_p
     assert projector.current in seen
 
 
-def _probe(tmp_path: Path, s3) -> tuple[LagProbe, Database, State]:  # noqa: ANN001
+def _probe(tmp_path: Path, s3) -> tuple[LagProbe, Database, State]:
     db = Database(tmp_path / "app.db", Replica("b", "app", "http://127.0.0.1:1", "us-east-1", True), tmp_path / "meta")
     (db.meta_dir / "ltx" / "0").mkdir(parents=True)
     config = LitestreamConfig(tmp_path / "ls.yml", {}, (db,))
@@ -71,7 +71,8 @@ def test_unreadable_meta_dir_is_a_probe_error_not_a_crash(tmp_path: Path, monkey
     monkeypatch.setattr("supervisor.replica.local_position", denied)
     asyncio.run(probe.probe(db, force=True))
     current = state.databases[db.name]
-    assert current.probe_error and "Permission denied" in current.probe_error and str(db.meta_dir) in current.probe_error
+    assert current.probe_error and "Permission denied" in current.probe_error
+    assert str(db.meta_dir) in current.probe_error
 
 
 def test_a_listing_that_times_out_never_moves_the_position_later(tmp_path: Path,
@@ -115,7 +116,7 @@ def test_a_stop_landing_while_litestream_is_being_spawned_reaches_the_new_proces
     async def scenario() -> None:
         in_spawn = spawning()
 
-        async def slow_spawn(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        async def slow_spawn(*args, **kwargs):
             in_spawn.set()
             await asyncio.sleep(0.5)  # the stop lands here
             return await real_spawn(*args, **kwargs)
