@@ -9,7 +9,7 @@ APT_NEEDS := radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd ceph:ceph-commo
              unshare:util-linux curl:curl npm:npm
 LS03_DIR := .work/litestream-0.3
 
-.PHONY: deps venv test test-fast lint demo image bench manifests clean
+.PHONY: deps venv test test-fast lint demo image bench manifests clean coverage
 
 deps: venv
 	@missing=""; for need in $(APT_NEEDS); do command -v $${need%%:*} >/dev/null || missing="$$missing $${need#*:}"; done; \
@@ -53,3 +53,7 @@ manifests: venv
 
 clean:
 	rm -rf .work bench/.work
+
+coverage: venv
+	$(PY) -m coverage run --source=supervisor -m pytest -q -p no:cacheprovider tests/unit
+	$(PY) -m coverage report

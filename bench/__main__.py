@@ -146,7 +146,8 @@ def bench_idle(bed: Bed, work: Path, seconds: float, names: tuple[str, ...] = ("
 
 
 def replica_of(bed: Bed, pod: Pod) -> Database:
-    return Database(pod.db(), Replica(bed.role.bucket, f"{pod.prefix}/app.db", bed.endpoint, bed.region, True))
+    return Database(pod.db(), Replica(bed.role.bucket, f"{pod.prefix}/app.db", bed.endpoint, bed.region, True),
+                    pod.data / ".app.db-litestream")
 
 
 def bench_refresh(bed: Bed, work: Path, seconds: float) -> dict[str, Any]:

@@ -160,7 +160,11 @@ class Replicator:
             return True
         assert self.child is not None
         cmd = litestream.replicate_cmd(self.binary, self.child_config, once=True)
-        proc = await process.spawn(cmd, self.child.env, self.processes)
+        try:
+            proc = await process.spawn(cmd, self.child.env, self.processes)
+        except SupervisorError as e:
+            log.error("final_sync_failed", error=str(e))
+            return False
         assert proc.stdout is not None
         relay = asyncio.create_task(process.relay(proc.stdout, log, {"phase": "final_sync"}))
         waiter = asyncio.ensure_future(proc.wait())
