@@ -1,4 +1,4 @@
-"""Lifecycle parts with faults a real part cannot produce on demand: a dying token watcher, an
+"""Lifecycle parts with faults a real part cannot produce on demand: an
 unreadable meta dir, a listing that outlives its timeout, a stop landing mid-spawn (issue 11)."""
 
 from __future__ import annotations
@@ -11,45 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import process, token
+from supervisor import process
 from supervisor.budget import Budget
 from supervisor.child import ChildSupervisor
 from supervisor.config import Database, LitestreamConfig, Replica
 from supervisor.lag import LagProbe
 from supervisor.replica import RemotePosition
 from supervisor.state import State
-from tests.bed.projector import TokenProjector
-
-
-def test_a_dead_token_watcher_degrades_to_polling_and_still_sees_rotations(tmp_path: Path) -> None:
-    """Item 10: inotify limits ended the sidecar with exit 1; now rotations are still seen."""
-    n = iter(range(1000))
-    projector = TokenProjector(tmp_path / "tokens", lambda: f"token-{next(n)}")
-    projector.rotate()
-    seen: list[str] = []
-
-    async def broken_awatch(*_args: object, **_kw: object):
-        raise OSError(24, "Too many open files")
-        yield  # pragma: no cover
-
-    async def scenario() -> None:
-        stop = asyncio.Event()
-
-        async def on_change() -> None:
-            seen.append(projector.path.read_text())
-
-        watcher = asyncio.create_task(token.watch(projector.path, on_change, stop, awatch=broken_awatch,
-                                                  poll_seconds=0.1))
-        await asyncio.sleep(0.3)
-        projector.rotate()
-        deadline = time.monotonic() + 10
-        while projector.current not in seen and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        stop.set()
-        await asyncio.wait_for(watcher, 5)
-
-    asyncio.run(scenario())
-    assert projector.current in seen
 
 
 def _probe(tmp_path: Path, s3) -> tuple[LagProbe, Database, State]:

@@ -43,7 +43,16 @@ def test_bad_tokens_are_refused_with_a_reason(tmp_path: Path, content: str | Non
         token.read(p)
 
 
-def test_watch_sees_kubelet_rotations(tmp_path: Path) -> None:
+async def broken_awatch(*_args: object, **_kw: object):
+    raise OSError(24, "Too many open files")  # inotify limits, EMFILE: the watch cannot be had
+    yield  # pragma: no cover
+
+
+@pytest.mark.parametrize("watcher", ["inotify", "dead watcher: polling"])
+def test_watch_sees_kubelet_rotations(tmp_path: Path, watcher: str) -> None:
+    """With a dead watcher it degrades to polling and still sees rotations (issue 11, item 10:
+    the sidecar used to exit 1, a crash loop)."""
+    kwargs = {} if watcher == "inotify" else {"awatch": broken_awatch, "poll_seconds": 0.1}
     tokens = iter(fake_jwt(n=i, exp=time.time() + 600) for i in range(100))
     projector = TokenProjector(tmp_path / "tok", lambda: next(tokens))
     projector.rotate()
@@ -55,7 +64,7 @@ def test_watch_sees_kubelet_rotations(tmp_path: Path) -> None:
         async def on_change() -> None:
             seen.append(token.read(projector.path).value)
 
-        task = asyncio.create_task(token.watch(projector.path, on_change, stop))
+        task = asyncio.create_task(token.watch(projector.path, on_change, stop, **kwargs))
         await asyncio.sleep(0.3)
         for _ in range(2):
             projector.rotate()
