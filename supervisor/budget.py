@@ -39,7 +39,13 @@ class Budget:
 
     async def run(self, awaitable: Awaitable[T], what: str) -> T:
         """Await within what is left; Unreachable naming `what` when the budget runs out."""
-        left = self.check(what)
+        try:
+            left = self.check(what)
+        except Unreachable:
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()  # never awaited: say so to the coroutine, not to the user
+            raise
         try:
             return await asyncio.wait_for(awaitable, left)
         except TimeoutError:

@@ -21,6 +21,7 @@ from supervisor import token as tokens
 from supervisor.budget import Budget
 from supervisor.credentials import Credentials
 from supervisor.errors import ExitCode, SupervisorError
+from supervisor.lease import LeaseStore
 from supervisor.service import CredentialService
 from supervisor.settings import Settings
 from supervisor.signals import Signals
@@ -94,6 +95,28 @@ def _clock_step(response_headers: dict[str, Any], report: Report) -> None:
         report.ok("clock", f"skew {skew:+.1f}s against the server")
 
 
+async def _lease_step(store: LeaseStore, settings: Settings, report: Report) -> None:
+    """Who holds the replica's lease, judged by the server's clock (read only: check never takes it)."""
+    if not settings.lease:
+        report.skip("lease", "--lease off: nothing keeps two pods from writing this replica")
+        return
+    try:
+        seen = await Budget(settings.timeout_seconds).run(asyncio.to_thread(store.read), store.location)
+    except SupervisorError as e:
+        report.fail("lease", str(e))
+        return
+    if seen.body is None:
+        report.ok("lease", f"{store.location}: free (no pod has taken it yet)")
+    elif seen.body.released:
+        report.ok("lease", f"{store.location}: released by {seen.body.describe()}")
+    elif seen.age_seconds > seen.body.ttl_seconds:
+        report.ok("lease", f"{store.location}: expired (held by {seen.body.describe()}, not renewed for "
+                  f"{seen.age_seconds:.0f}s): the next pod takes it over")
+    else:
+        report.ok("lease", f"{store.location}: held by {seen.body.describe()}, renewed {seen.age_seconds:.0f}s ago, "
+                  f"expires in {seen.remaining_seconds:.0f}s unless renewed")
+
+
 async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
     report = Report(echo)
     config = None
@@ -151,6 +174,7 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
                     report.fail("replica", f"{detail} (e.g. {found.unexpected}): wrong prefix?")
                 else:
                     report.ok("replica", detail)
+                await _lease_step(LeaseStore(lambda c=client: c, db.replica), settings, report)
     finally:
         if service is not None:
             await service.close()

@@ -38,6 +38,27 @@ class ChildSupervisor:
         self.last_returncode: int | None = None
         self._started = asyncio.Event()
         self._done = asyncio.Event()
+        self.allowed = asyncio.Event()  # cleared while fenced: no Litestream, no upload
+        self.allowed.set()
+
+    async def fence(self) -> None:
+        """Stop uploading now: SIGKILL, not SIGTERM (SIGTERM makes Litestream upload once more)."""
+        self.allowed.clear()
+        if self.proc is not None:
+            await process.kill(self.proc)
+
+    async def unfence(self) -> None:
+        self.allowed.set()
+
+    async def _wait_allowed(self) -> None:
+        if self.allowed.is_set():
+            return
+        waits = {asyncio.ensure_future(self.allowed.wait()), asyncio.ensure_future(self.stopping.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     async def wait_started(self, run_task: asyncio.Task[None]) -> None:
         """Until the first child runs; re-raises when the loop failed instead (e.g. cannot exec)."""
@@ -54,6 +75,9 @@ class ChildSupervisor:
         failures = 0
         try:
             while not self.stopping.is_set():
+                await self._wait_allowed()
+                if self.stopping.is_set():
+                    return
                 began = time.monotonic()
                 proc = await process.spawn(self.cmd, self.env, self.table)
                 self.proc = proc
@@ -65,6 +89,8 @@ class ChildSupervisor:
                 if self.stopping.is_set():  # the stop landed while this one was being spawned
                     with contextlib.suppress(ProcessLookupError):
                         proc.send_signal(signal.SIGTERM)
+                if not self.allowed.is_set():  # so did a fence: not one upload
+                    await process.kill(proc)
                 assert proc.stdout is not None
                 relay = asyncio.create_task(process.relay(proc.stdout, log, {}))
                 try:
@@ -77,6 +103,9 @@ class ChildSupervisor:
                 if self.stopping.is_set():
                     log.info("litestream_exited", returncode=rc)
                     return
+                if not self.allowed.is_set():
+                    log.info("litestream_fenced", returncode=rc)
+                    continue
                 failures = 1 if time.monotonic() - began > HEALTHY_RUN_SECONDS else failures + 1
                 delay = self.backoff.delay(failures)
                 self.state.child_restarts += 1

@@ -76,6 +76,23 @@ def build_settings(options: dict[str, Any]) -> settings_mod.Settings:
     return settings
 
 
+LEASE = [
+    _option("--lease", envvar=env("LEASE"), type=click.Choice(["on", "off"]), default="on", show_default=True,
+            help="One writer per replica: a lease object beside the replica, taken with conditional writes. "
+            "off is unsafe: two overlapping pods fork the replica and one pod's rows are lost."),
+    _option("--lease-ttl", envvar=env("LEASE_TTL"), type=click.FloatRange(min=3), default=30, show_default=True,
+            help="Seconds a lease lasts without renewal (renewed every third): how long a crashed pod's "
+            "successor waits; shorter means faster takeover, and a sidecar that stops uploading sooner when "
+            "S3 is unreachable."),
+]
+
+
+def lease_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed(LEASE):
+        f = decorator(f)
+    return f
+
+
 DRY_RUN = _option("--dry-run", envvar=env("DRY_RUN"), is_flag=True,
                   help="Validate flags, environment and litestream.yml, print the resolved setup, exit.")
 
@@ -147,7 +164,7 @@ def cli() -> None:
 RESTORE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, ExitCode.UNREACHABLE,
                  ExitCode.NO_SUCH_BUCKET, ExitCode.ACCESS_DENIED, ExitCode.INCOMPATIBLE,
                  ExitCode.RESTORE_FAILED, ExitCode.REPLICA_REQUIRED, ExitCode.LITESTREAM_MISSING,
-                 ExitCode.NOT_SQLITE, ExitCode.INTERRUPTED]
+                 ExitCode.NOT_SQLITE, ExitCode.LEASE_HELD, ExitCode.INTERRUPTED]
 
 
 @cli.command(epilog=exit_codes_epilog(RESTORE_CODES))
@@ -158,6 +175,7 @@ RESTORE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, Exit
          help="Seconds for the whole restore, credentials included.")
 @_option("--require-replica", envvar=env("REQUIRE_REPLICA"), is_flag=True,
          help="Fail when a replica is empty instead of starting fresh.")
+@lease_options
 @DRY_RUN
 def restore(**options: Any) -> int:
     """Restore each database from its replica (initContainer); fail closed.
@@ -174,7 +192,8 @@ def restore(**options: Any) -> int:
 
 
 REPLICATE_CODES = [ExitCode.OK, ExitCode.INTERNAL, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED,
-                   ExitCode.UNREACHABLE, ExitCode.FINAL_SYNC_UNCONFIRMED, ExitCode.LITESTREAM_MISSING]
+                   ExitCode.UNREACHABLE, ExitCode.FINAL_SYNC_UNCONFIRMED, ExitCode.LITESTREAM_MISSING,
+                   ExitCode.LEASE_LOST]
 
 
 @cli.command(epilog=exit_codes_epilog(REPLICATE_CODES)
@@ -195,6 +214,7 @@ REPLICATE_CODES = [ExitCode.OK, ExitCode.INTERNAL, ExitCode.USAGE, ExitCode.CRED
          show_default=True, help="Seconds between replica position probes.")
 @_option("--exec", "exec_command", envvar=env("EXEC"),
          help="Single-container mode: restore, replicate, run this command; exit with its code.")
+@lease_options
 @DRY_RUN
 def replicate(**options: Any) -> int:
     """Run `litestream replicate` with fresh credentials (sidecar).
@@ -221,6 +241,7 @@ def replicate(**options: Any) -> int:
 
 @cli.command(epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.CHECK_FAILED, ExitCode.INTERRUPTED]))
 @common_options
+@lease_options
 @_option("--timeout", envvar=env("TIMEOUT"), type=click.FloatRange(min=0.1), default=20, show_default=True,
          help="Seconds for each network step.")
 def check(**options: Any) -> int:

@@ -24,6 +24,8 @@ class ExitCode(IntEnum):
     LITESTREAM_MISSING = 11
     CHECK_FAILED = 12
     NOT_SQLITE = 13  # restore: a file at the db path is not SQLite while the replica holds data
+    LEASE_HELD = 14  # restore/replicate: another pod held the lease for all of --timeout
+    LEASE_LOST = 15  # replicate: another pod took the lease over; this pod stopped uploading
     INTERRUPTED = 143  # SIGTERM/SIGINT during restore
 
 
@@ -42,6 +44,8 @@ EXIT_CODE_HELP = {
     ExitCode.LITESTREAM_MISSING: "the litestream binary is missing or does not run",
     ExitCode.CHECK_FAILED: "check: at least one step failed",
     ExitCode.NOT_SQLITE: "a file at the db path is not a SQLite database while the replica holds data",
+    ExitCode.LEASE_HELD: "another pod held the replica's lease for all of --timeout",
+    ExitCode.LEASE_LOST: "replicate: another pod took the replica's lease over; uploads stopped",
     ExitCode.INTERRUPTED: "interrupted by SIGTERM/SIGINT (no file left behind)",
 }
 

@@ -41,6 +41,17 @@ def _litestream(s: State) -> str | None:
     return None if s.child_running else "litestream is not running"
 
 
+def _leases(s: State) -> str | None:
+    for name, lease in s.leases.items():
+        if lease.lost:
+            return f"{name}: lease lost to {lease.holder}"
+        if lease.fenced:
+            return f"{name}: lease not confirmed; uploads stopped until a renewal succeeds"
+        if not lease.held:
+            return f"{name}: waiting for the lease" + (f" held by {lease.holder}" if lease.holder else "")
+    return None
+
+
 def lag_check(max_lag: float) -> Check:
     def check(s: State) -> str | None:
         worst = max((d.lag_seconds for d in s.databases.values()), default=0.0)
@@ -65,7 +76,7 @@ LIVENESS: list[Check] = [loop_check(LOOP_STALL_SECONDS)]
 
 def readiness(max_lag: float | None) -> list[Check]:
     checks: list[Check] = [("started", _started), ("shutdown", _not_stopping),
-                           ("credentials", _credentials), ("litestream", _litestream)]
+                           ("credentials", _credentials), ("lease", _leases), ("litestream", _litestream)]
     if max_lag is not None:
         checks.append(lag_check(max_lag))
     return checks

@@ -58,6 +58,23 @@ class StateCollector(Collector):
             remote.add_metric([name], db.remote_txid)
             probe.add_metric([name], 0 if db.probe_error else 1)
         yield from (lag, upload, local, remote, probe)
+        held = GaugeMetricFamily(P + "lease_held", "1 while this pod holds the replica's lease.", labels=["db"])
+        fenced = GaugeMetricFamily(P + "lease_fenced", "1 while uploads are stopped: lease not confirmed.",
+                                   labels=["db"])
+        lost = GaugeMetricFamily(P + "lease_lost", "1 once another pod took the lease over.", labels=["db"])
+        renewals = CounterMetricFamily(P + "lease_renewals", "Lease renewals by result.", labels=["db", "result"])
+        takeovers = CounterMetricFamily(P + "lease_takeovers",
+                                        "Leases taken from a released or expired holder.", labels=["db"])
+        waited = GaugeMetricFamily(P + "lease_wait_seconds", "Seconds waited for the lease at start.", labels=["db"])
+        for name, lease in sorted(s.leases.items()):
+            held.add_metric([name], 1 if lease.held else 0)
+            fenced.add_metric([name], 1 if lease.fenced else 0)
+            lost.add_metric([name], 1 if lease.lost else 0)
+            for result in ("ok", "error", "lost"):
+                renewals.add_metric([name, result], lease.renewals.get(result, 0))
+            takeovers.add_metric([name], lease.takeovers)
+            waited.add_metric([name], lease.waited_seconds)
+        yield from (held, fenced, lost, renewals, takeovers, waited)
         yield GaugeMetricFamily(P + "uptime_seconds", "Seconds since start.", value=time.time() - s.started_at)
 
 

@@ -26,6 +26,8 @@ from supervisor.child import ChildSupervisor
 from supervisor.errors import CredentialsRefused, ExitCode, SupervisorError, TokenError
 from supervisor.health import HealthServer
 from supervisor.lag import LagProbe
+from supervisor.lease import LeaseLost
+from supervisor.leaseholder import leases_for
 from supervisor.logs import get_logger
 from supervisor.outcome import FinalPosition, has_data, shutdown_exit_code
 from supervisor.process import ProcessTable
@@ -77,6 +79,7 @@ class Replicator:
         self.probe = LagProbe(self.service.s3, lambda: self.service.keeper.current is not None, self.config,
                               self.state, settings.replicate.lag_interval_seconds)
         self.processes = ProcessTable()
+        self.leases = leases_for(settings, list(self.config.databases), self.service.s3, self.state)
         self.child: ChildSupervisor | None = None
         self.restoring = False
         self.child_config = Path()
@@ -93,8 +96,11 @@ class Replicator:
         if self.settings.replicate.exec_command:
             self.restoring = True
             await restorer.restore(self.service, self.binary, list(self.config.databases),
-                                   Budget(self.settings.timeout_seconds), require_replica=False)
+                                   Budget(self.settings.timeout_seconds), require_replica=False, leases=self.leases)
             self.restoring = False
+        else:
+            for lease in self.leases.values():  # adopts its own pod's restore's lease, or waits (not ready)
+                await lease.acquire(Budget(FOREVER, "--timeout"))
         if os.getpid() == 1:
             self.tasks["reaper"] = asyncio.create_task(reap_orphans(self.processes), name="reaper")
         self.child_config = self.service.child_config()
@@ -102,6 +108,9 @@ class Replicator:
         self.child = ChildSupervisor(cmd, self.service.child_environment(), self.state, self.processes)
         self.tasks["litestream"] = asyncio.create_task(self.child.run(), name="litestream")
         await self.child.wait_started(self.tasks["litestream"])
+        for name, lease in self.leases.items():
+            self.tasks[f"lease:{name}"] = asyncio.create_task(lease.keep(self.child.fence, self.child.unfence),
+                                                              name=f"lease:{name}")
         self.tasks["lag-probe"] = asyncio.create_task(self.probe.run(), name="lag-probe")
         if self.settings.replicate.exec_command:
             cmd = self.settings.replicate.exec_command
@@ -132,6 +141,10 @@ class Replicator:
         if finished.get_name() == "app":
             return "app exited"
         error = finished.exception() if not finished.cancelled() else None
+        if isinstance(error, LeaseLost):
+            log.error("lease_lost", error=str(error), detail="another pod replicates this database now; "
+                      "this pod uploads nothing more and exits")
+            return "lease lost"
         log.error("task_exited", task=finished.get_name(), error=repr(error) if error else None)
         return f"task {finished.get_name()} exited"
 
@@ -193,11 +206,18 @@ class Replicator:
             task = self.tasks.get(name)
             if task:
                 task.cancel()
+        lost = any(lease.state.lost for lease in self.leases.values())
+        if lost and self.child is not None:
+            await self.child.fence()  # no final upload: the replica is another pod's now
         rc = await self.child.stop(budget, self.signals.force) if self.child else None
         finals: list[FinalPosition] = []
         forced = self.signals.force.is_set()
-        if self.child is not None and not forced:
-            catch_up_ok = await self.final_sync(budget)
+        if self.child is not None and not forced and not lost:
+            # Only while this pod provably holds every lease may it upload once more.
+            fenced = [name for name, lease in self.leases.items() if lease.must_fence() or lease.state.lost]
+            if fenced:
+                log.error("final_sync_skipped", dbs=fenced, detail="lease not confirmed: no upload allowed")
+            catch_up_ok = not fenced and await self.final_sync(budget)
             finals = await self.probe.final_positions(budget, catch_up_ok, self.signals.force)
             forced = self.signals.force.is_set()
         for final in finals:
@@ -209,8 +229,16 @@ class Replicator:
                           detail=final.reason)
         if forced:
             log.error("forced_stop", detail="second signal: final upload not awaited")
-        code = shutdown_exit_code(finals, forced=forced,
-                                  task_failed=reason.startswith("task"), app_code=app_code)
+        lost = any(lease.state.lost for lease in self.leases.values())
+        for name in self.leases:
+            task = self.tasks.get(f"lease:{name}")
+            if task:
+                task.cancel()
+        if finals and all(f.confirmed for f in finals) and not forced and not lost:
+            for lease in self.leases.values():  # the successor may restore right now, not after a TTL
+                await lease.release(Budget(max(2.0, budget.left()), "--shutdown-timeout"))
+        code = shutdown_exit_code(finals, forced=forced, task_failed=reason.startswith("task"), app_code=app_code,
+                                  extra=int(ExitCode.LEASE_LOST) if lost else None)
         log.info("shutdown_done", litestream_returncode=rc, exit_code=code)
         return code
 

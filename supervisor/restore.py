@@ -41,6 +41,7 @@ from supervisor.errors import (
     SupervisorError,
     Unreachable,
 )
+from supervisor.leaseholder import Lease, leases_for
 from supervisor.logs import get_logger, secrets
 from supervisor.service import CredentialService
 from supervisor.settings import Settings
@@ -205,8 +206,11 @@ async def run_litestream_restore(service: CredentialService, binary: str, config
 
 
 async def restore_one(service: CredentialService, binary: str, config_path: Path, db: Database,
-                      budget: Budget, require_replica: bool) -> Outcome:
+                      budget: Budget, require_replica: bool, lease: Lease | None = None) -> Outcome:
     started = time.monotonic()
+    if lease is not None:
+        # Before anything is inspected: the previous holder's final upload must be in the replica.
+        await lease.acquire(budget)
     removed = remove_stale_temps(db.path)
     if removed:
         log.warning("stale_restore_files_removed", db=db.name, files=removed,
@@ -266,12 +270,32 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
 
 
 async def restore(service: CredentialService, binary: str, databases: list[Database],
-                  budget: Budget, require_replica: bool) -> list[Outcome]:
-    """Restore each database in turn; the first failure stops the pod."""
+                  budget: Budget, require_replica: bool, leases: dict[str, Lease] | None = None) -> list[Outcome]:
+    """Restore each database in turn; the first failure stops the pod.
+
+    Each database's lease is taken first and renewed while the others restore; it is kept (not
+    released) at the end: the replicate sidecar of the same pod adopts it.
+    """
+    leases = leases or {}
     config_path = service.child_config()
     outcomes = []
-    for db in databases:
-        outcomes.append(await restore_one(service, binary, config_path, db, budget, require_replica))
+    keepers: list[asyncio.Task[None]] = []
+
+    async def nothing() -> None:
+        return None
+
+    try:
+        for db in databases:
+            lease = leases.get(db.name)
+            outcomes.append(await restore_one(service, binary, config_path, db, budget, require_replica, lease))
+            if lease is not None:
+                keepers.append(asyncio.create_task(lease.keep(nothing, nothing), name=f"lease:{db.name}"))
+    finally:
+        for task in keepers:
+            task.cancel()
+        for task in keepers:
+            with contextlib.suppress(asyncio.CancelledError, SupervisorError):
+                await task
     return outcomes
 
 
@@ -281,11 +305,13 @@ async def main(settings: Settings, signals: Signals) -> int:
     databases = [config.database(settings.db)] if settings.db else list(config.databases)
     binary = litestream.resolve(settings.litestream)
     budget = Budget(settings.timeout_seconds)
-    service = CredentialService(settings, State(), config)
+    state = State()
+    service = CredentialService(settings, state, config)
+    leases = leases_for(settings, databases, service.s3, state)
 
     async def work() -> list[Outcome]:
         await service.start(budget)
-        return await restore(service, binary, databases, budget, settings.require_replica)
+        return await restore(service, binary, databases, budget, settings.require_replica, leases)
 
     task = asyncio.create_task(work(), name="restore")
     stopper = asyncio.create_task(signals.stop.wait(), name="signals")

@@ -77,6 +77,10 @@ class Settings:
     timeout_seconds: float = 600.0
     db: Path | None = None
     require_replica: bool = False
+    # One writer per replica (supervisor/lease.py). Off is unsafe: overlapping pods fork the replica.
+    lease: bool = True
+    # How long a crashed holder blocks its successor; renewals every third of it.
+    lease_ttl_seconds: float = 30.0
     # The process environment as read once at start-up: litestream.yml's $VARs expand from it
     # and Litestream's environment is derived from it. Never printed (it may hold secrets).
     environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -162,6 +166,8 @@ def build(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> S
         timeout_seconds=float(options.get("timeout") or 600.0),
         db=Path(db) if db else None,
         require_replica=bool(options.get("require_replica")),
+        lease=(options.get("lease") or "on") == "on",
+        lease_ttl_seconds=float(options.get("lease_ttl") or 30.0),
         environment=MappingProxyType(dict(env)),
     )
 

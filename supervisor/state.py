@@ -21,6 +21,20 @@ class DatabaseState:
 
 
 @dataclass
+class LeaseState:
+    """Written by the db's Lease (supervisor/leaseholder.py)."""
+
+    db: str
+    held: bool = False
+    fenced: bool = False  # renewals unconfirmed for too long: Litestream stopped
+    lost: bool = False  # another pod holds it now
+    holder: str | None = None
+    renewals: Counter[str] = field(default_factory=Counter)  # ok | error | lost
+    takeovers: int = 0
+    waited_seconds: float = 0.0
+
+
+@dataclass
 class State:
     started_at: float = field(default_factory=time.time)
     # written by the keeper
@@ -37,6 +51,8 @@ class State:
     child_started_at: float | None = None
     # written by the lag probe
     databases: dict[str, DatabaseState] = field(default_factory=dict)
+    # written by each database's lease (empty with --lease off)
+    leases: dict[str, LeaseState] = field(default_factory=dict)
     # written by the lifecycle (replicate.py)
     started: bool = False
     shutting_down: bool = False

@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ class Pod:
     outputs: list[str] = field(default_factory=list)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     endpoint: str = ""
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))  # the pod's metadata.uid (downward API)
 
     @classmethod
     def create(cls, bed: Bed, root: Path, prefix: str, **mint_kwargs: object) -> Pod:
@@ -60,6 +62,10 @@ class Pod:
         pod = cls(bed=bed, root=root, prefix=prefix, projector=projector, endpoint=bed.endpoint)
         pod.write_config()
         return pod
+
+    @property
+    def name(self) -> str:
+        return f"app-{self.uid[:8]}"
 
     @property
     def data(self) -> Path:
@@ -108,6 +114,7 @@ class Pod:
         env = dict(os.environ)
         env.update(self.bed.pod_env(self.projector.path, endpoint=self.endpoint))
         env["LITESTREAM_CONFIG"] = str(self.config)
+        env.update(POD_NAME=self.name, POD_NAMESPACE="tests", POD_UID=self.uid)
         env["LITESTREAM_SUPERVISOR_LOG_FORMAT"] = "json"
         for key, value in overrides.items():
             if value is None:

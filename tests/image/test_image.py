@@ -60,7 +60,8 @@ def run_args(pod: Pod, *args: str, name: str | None = None, detach: bool = False
            "-e", f"AWS_ROLE_ARN={pod.bed.role.arn}",
            "-e", "AWS_WEB_IDENTITY_TOKEN_FILE=/var/run/secrets/litestream/token",
            "-e", f"AWS_ENDPOINT_URL_STS={pod.bed.endpoint}", "-e", "AWS_REGION=us-east-1",
-           "-e", "LITESTREAM_CONFIG=/etc/litestream/litestream.yml", "-e", "LITESTREAM_SUPERVISOR_LOG_FORMAT=json"]
+           "-e", "LITESTREAM_CONFIG=/etc/litestream/litestream.yml", "-e", "LITESTREAM_SUPERVISOR_LOG_FORMAT=json",
+           "-e", f"POD_NAME={pod.name}", "-e", f"POD_UID={pod.uid}"]
     if name:
         cmd += ["--name", name]
     cmd += ["-d"] if detach else ["--rm"]

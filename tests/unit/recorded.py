@@ -43,7 +43,7 @@ def serve() -> Iterator[Recorder]:
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_POST = _answer  # noqa: N815 (http.server's naming)
+        do_GET = do_POST = do_PUT = _answer  # noqa: N815 (http.server's naming)
 
         def log_message(self, *args: object) -> None:
             pass

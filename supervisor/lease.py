@@ -1,0 +1,210 @@
+"""One writer per replica: a lease object beside the replica, taken with conditional writes only.
+
+The object is `<path>.lease`, beside (not inside) the replica prefix `<path>/`, so neither
+Litestream nor the layout detection ever sees it. Its body names the holder; its age is judged
+by the server's clock (the GET's Date header against the object's Last-Modified), never by
+comparing two pods' clocks.
+
+- acquire: GET; absent -> PUT If-None-Match: *; mine (same pod UID: the replicate sidecar adopting
+  its own pod's restore), released or expired -> PUT If-Match: <etag>; otherwise wait and re-GET.
+- renew: PUT If-Match every TTL/3; 412 means another pod took it: lost.
+- fence: with no renewal confirmed for TTL minus a safety margin, this pod can no longer prove it
+  holds the lease: the caller stops uploading until a renewal succeeds again.
+- release: PUT If-Match with `released: true`, only after the final position is confirmed.
+
+ETags are sent unquoted: Ceph RGW 16.2 answers 412 to a quoted If-Match even when it matches;
+MinIO strips quotes. A store that ignores conditional writes would make all of this a lie: a
+probe at start (a conditional write that must fail) refuses such a store.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets as random_secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from supervisor import __version__
+from supervisor import replica as replicas
+from supervisor.config import Replica
+from supervisor.errors import ExitCode, SupervisorError
+from supervisor.sts import server_time
+
+SUFFIX = ".lease"
+PROBE_SUFFIX = ".lease-probe"
+DEFAULT_TTL_SECONDS = 30.0
+
+
+class LeaseConflict(SupervisorError):
+    """412: the object changed since we read it (someone else wrote it)."""
+
+
+class LeaseHeld(SupervisorError):
+    exit_code = ExitCode.LEASE_HELD
+
+
+class LeaseLost(SupervisorError):
+    exit_code = ExitCode.LEASE_LOST
+
+
+class LeaseUnsupported(SupervisorError):
+    exit_code = ExitCode.USAGE
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who this process is: the pod (name, namespace, UID from the downward API) and this run."""
+
+    pod: str
+    namespace: str | None
+    pod_uid: str | None
+    instance: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], fallback_name: str) -> Identity:
+        pod = env.get("POD_NAME") or env.get("HOSTNAME") or fallback_name
+        return cls(pod, env.get("POD_NAMESPACE") or None, env.get("POD_UID") or None,
+                   random_secrets.token_hex(6))
+
+    @property
+    def holder(self) -> str:
+        return f"{self.namespace}/{self.pod}" if self.namespace else self.pod
+
+
+@dataclass(frozen=True)
+class LeaseBody:
+    holder: str
+    pod_uid: str | None
+    instance: str
+    acquired_at: float
+    renewed_at: float
+    ttl_seconds: float
+    released: bool = False
+    version: str = __version__
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> LeaseBody:
+        try:
+            raw = json.loads(data)
+            return cls(holder=str(raw["holder"]), pod_uid=raw.get("pod_uid"), instance=str(raw["instance"]),
+                       acquired_at=float(raw["acquired_at"]), renewed_at=float(raw["renewed_at"]),
+                       ttl_seconds=float(raw["ttl_seconds"]), released=bool(raw.get("released")),
+                       version=str(raw.get("version", "?")))
+        except (ValueError, KeyError, TypeError):
+            # Unreadable: treat it as held for one TTL by an unknown writer, never as free.
+            return cls("unknown (unreadable lease object)", None, "?", 0, 0, DEFAULT_TTL_SECONDS)
+
+    def describe(self) -> str:
+        uid = f" uid {self.pod_uid}" if self.pod_uid else ""
+        return f"{self.holder}{uid} (instance {self.instance})"
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One GET of the lease object."""
+
+    body: LeaseBody | None  # None: absent
+    etag: str | None
+    age_seconds: float  # server Date minus Last-Modified (0 when absent)
+
+    @property
+    def remaining_seconds(self) -> float:
+        return 0.0 if self.body is None else max(0.0, self.body.ttl_seconds - self.age_seconds)
+
+
+def judge(seen: Observed, me: Identity) -> str:
+    """free | mine | released | expired | held: what acquire may do (a pure decision)."""
+    body = seen.body
+    if body is None:
+        return "free"
+    if body.instance == me.instance or (me.pod_uid is not None and body.pod_uid == me.pod_uid):
+        return "mine"
+    if body.released:
+        return "released"
+    if seen.age_seconds > body.ttl_seconds:
+        return "expired"
+    return "held"
+
+
+def fence_after(ttl_seconds: float) -> float:
+    """Seconds without a confirmed renewal after which this pod must stop uploading: the TTL minus
+    a margin for stopping Litestream and for clock rate differences."""
+    return max(ttl_seconds / 2, ttl_seconds - max(5.0, ttl_seconds * 0.2))
+
+
+def _etag(value: str) -> str:
+    return value.strip('"')
+
+
+class LeaseStore:
+    """Blocking S3 calls on the lease object (run them in a thread)."""
+
+    def __init__(self, client: Callable[[], Any], replica: Replica) -> None:
+        self.client = client
+        self.replica = replica
+        self.key = replica.path + SUFFIX
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.replica.bucket}/{self.key}"
+
+    def _explain(self, error: Exception) -> SupervisorError:
+        if isinstance(error, ClientError):
+            status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            code = (error.response.get("Error") or {}).get("Code")
+            if status == 412 or code == "PreconditionFailed":
+                return LeaseConflict(f"{self.location}: changed by someone else (412 PreconditionFailed)")
+        return replicas.explain(error, self.replica)
+
+    def read(self) -> Observed:
+        try:
+            answer = self.client().get_object(Bucket=self.replica.bucket, Key=self.key)
+        except ClientError as e:
+            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if status == 404 and (e.response.get("Error") or {}).get("Code") in ("NoSuchKey", "404", None):
+                return Observed(None, None, 0.0)
+            raise self._explain(e) from None
+        except Exception as e:  # noqa: BLE001 (explained)
+            raise self._explain(e) from None
+        body = LeaseBody.decode(answer["Body"].read())
+        now = server_time(answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
+        modified = answer["LastModified"].timestamp()
+        age = (now if now is not None else time.time()) - modified
+        return Observed(body, _etag(answer["ETag"]), age)
+
+    def write(self, body: LeaseBody, *, if_match: str | None = None, key: str | None = None) -> str:
+        """PUT with If-Match (replace) or If-None-Match: * (create); the new ETag, or LeaseConflict."""
+        condition = {"IfMatch": _etag(if_match)} if if_match is not None else {"IfNoneMatch": "*"}
+        try:
+            answer = self.client().put_object(Bucket=self.replica.bucket, Key=key or self.key, Body=body.encode(),
+                                              ContentType="application/json", **condition)
+        except Exception as e:  # noqa: BLE001 (explained)
+            raise self._explain(e) from None
+        return _etag(answer["ETag"])
+
+    def check_conditional_writes(self, body: LeaseBody) -> None:
+        """A store that ignores If-None-Match / If-Match would make the lease a lie: refuse it."""
+        probe = self.replica.path + PROBE_SUFFIX
+        try:
+            self.client().put_object(Bucket=self.replica.bucket, Key=probe, Body=body.encode())
+        except Exception as e:  # noqa: BLE001 (explained)
+            raise self._explain(e) from None
+        for condition in ({"IfNoneMatch": "*"}, {"IfMatch": "00000000000000000000000000000000"}):
+            try:
+                self.client().put_object(Bucket=self.replica.bucket, Key=probe, Body=body.encode(), **condition)
+            except Exception as e:  # noqa: BLE001 (explained)
+                if isinstance(self._explain(e), LeaseConflict):
+                    continue
+                raise self._explain(e) from None
+            header = "If-None-Match" if "IfNoneMatch" in condition else "If-Match"
+            raise LeaseUnsupported(
+                f"--lease: {self.replica.endpoint or 'the S3 store'} ignored a conditional write ({header}) on "
+                f"s3://{self.replica.bucket}/{probe}: it cannot guarantee one writer per replica; use a store "
+                "that supports conditional writes, or --lease off (unsafe: overlapping pods can fork the replica)")
