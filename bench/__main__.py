@@ -253,6 +253,65 @@ def bench_rpo(bed: Bed, work: Path, trials: int) -> dict[str, Any]:
     return out
 
 
+def event_time(sup: Any, event: str) -> float:
+    for e in sup.events():
+        if e.get("event") == event:
+            return datetime.datetime.fromisoformat(str(e["timestamp"]).replace("Z", "+00:00")).timestamp()
+    raise AssertionError(f"no {event} in the supervisor's log")
+
+
+def bench_lease(bed: Bed, work: Path, runs: int) -> dict[str, Any]:
+    """What one writer per replica costs: restore and shutdown with the lease on vs off, and the
+    hand-off from a stopping pod A to a waiting pod B."""
+    out: dict[str, Any] = {}
+    for mode in ("on", "off"):
+        restores, shutdowns = [], []
+        for _ in range(runs):
+            pod = new_pod(bed, work)
+            make_db(pod.db(), 2000)
+            push_with_litestream(pod, pod.db())
+            run = pod.run("restore", "--lease", mode)
+            assert run.returncode == 0, run.output[-2000:]
+            restores.append(run.seconds)
+            sup = pod.start_replicate("--lease", mode)
+            wait_until(lambda s=sup: s.get("/readyz")[0] == 200, 60, "ready")
+            writer = Writer(pod.db(), 0.02).start()
+            time.sleep(1.5)
+            writer.stop()
+            t0 = time.monotonic()
+            assert sup.terminate() == 0
+            shutdowns.append(time.monotonic() - t0)
+            pod.close()
+        out[mode] = {"restore_seconds": median(restores), "shutdown_seconds": median(shutdowns)}
+        log(f"lease {mode}: {out[mode]}")
+    handoffs, waits = [], []
+    for _ in range(runs):
+        a_pod = new_pod(bed, work)
+        a = a_pod.start_replicate()
+        wait_until(lambda s=a: s.get("/readyz")[0] == 200, 60, "ready")
+        writer = Writer(a_pod.db(), 0.02).start()
+        root = work / f"pod-{uuid.uuid4().hex[:8]}"
+        root.mkdir()
+        b_pod = Pod.create(bed, root, prefix=a_pod.prefix)
+        b = b_pod.start("restore")
+        wait_until(lambda s=b: s.count("lease_wait") >= 1, 60, "B waiting")
+        committed = writer.stop()
+        t0 = time.time()
+        assert a.terminate() == 0
+        assert b.proc.wait(timeout=120) == 0
+        assert set(committed) <= set(row_ids(b_pod.db()))
+        handoffs.append(event_time(b, "lease_acquired") - event_time(a, "lease_released"))
+        waits.append(event_time(b, "restored") - t0)
+        a_pod.close()
+        b_pod.close()
+    out["handoff_release_to_acquired_seconds"] = median(handoffs)
+    out["handoff_sigterm_to_restored_seconds"] = median(waits)
+    out["restore_cost_seconds"] = round(out["on"]["restore_seconds"] - out["off"]["restore_seconds"], 3)
+    out["shutdown_cost_seconds"] = round(out["on"]["shutdown_seconds"] - out["off"]["shutdown_seconds"], 3)
+    log(f"lease hand-off: {handoffs} s; SIGTERM -> B restored {waits} s")
+    return out
+
+
 def write_markdown(results: dict[str, Any], path: Path) -> None:
     r = results["benchmarks"]
     rows = [
@@ -287,6 +346,17 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         ("scale: supervisor CPU, 1 vs 20 dbs", f"{r['scale_1']['supervisor_cpu_seconds']} s",
          f"{r['scale_20']['supervisor_cpu_seconds']} s (20 dbs)", ""),
     ]
+    if "lease" in r:
+        lease = r["lease"]
+        rows += [
+            ("lease: restore of a 2000-row db, lease on vs off", f"{lease['on']['restore_seconds']} s",
+             f"{lease['off']['restore_seconds']} s (off)", f"+{lease['restore_cost_seconds']} s"),
+            ("lease: SIGTERM -> exit (final upload, verify, release), on vs off",
+             f"{lease['on']['shutdown_seconds']} s", f"{lease['off']['shutdown_seconds']} s (off)",
+             f"+{lease['shutdown_cost_seconds']} s"),
+            ("lease hand-off: A released -> B acquired", f"{lease['handoff_release_to_acquired_seconds']} s", "", ""),
+            ("lease hand-off: A SIGTERM -> B restored", f"{lease['handoff_sigterm_to_restored_seconds']} s", "", ""),
+        ]
     lines = [
         "# Benchmarks", "",
         f"Measured {results['date']} on {results['machine']} by `make bench` (medians of {results['runs']} runs; "
@@ -297,6 +367,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines += ["", "Notes:", "", f"- restore: {r['restore']['note']}.", f"- refresh impact: {r['refresh']['note']}.",
               "- commit -> in the replica: for each commit of a 20-per-second writer, the time until the first "
               "level-0 LTX upload after it (S3 LastModified); Litestream syncs every second.",
+              "- lease: B's restore waits while A holds the lease; it polls every 2 s, so the hand-off after A's "
+              "release is at most about 2 s (the TTL is only waited out when a holder crashed).",
               "- scale: light load (one commit per second per database) for the window; "
               "RSS and CPU of the supervisor process only (Litestream is one child for all databases).",
               "- raw figures: `bench/results.json`.", ""]
@@ -311,6 +383,7 @@ def main() -> int:
     parser.add_argument("--load-seconds", type=float, default=40)
     parser.add_argument("--rpo-trials", type=int, default=10)
     parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--only", choices=["lease"], help="run one benchmark and update it in results.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="litestream-supervisor-bench-"))
     log(f"bed in {work}")
@@ -322,6 +395,13 @@ def main() -> int:
             "runs": args.runs, "benchmarks": {},
         }
         b = results["benchmarks"]
+        if args.only:
+            results = json.loads((args.out / "results.json").read_text())
+            results["benchmarks"][args.only] = bench_lease(bed, work, args.runs)
+            (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+            write_markdown(results, args.out / "RESULTS.md")
+            log(f"updated {args.only} in {args.out / 'results.json'}")
+            return 0
         b["restore"] = bench_restore(bed, work, args.runs, args.restore_mb)
         b["startup"] = bench_startup(bed, work, args.runs)
         b["idle"] = bench_idle(bed, work, args.idle_seconds)
@@ -330,6 +410,7 @@ def main() -> int:
         b["rpo"] = bench_rpo(bed, work, args.rpo_trials)
         b["scale_1"] = bench_idle(bed, work, 20, ("db0.db",), write_interval=1.0)
         b["scale_20"] = bench_idle(bed, work, 20, tuple(f"db{i}.db" for i in range(20)), write_interval=1.0)
+        b["lease"] = bench_lease(bed, work, args.runs)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         write_markdown(results, args.out / "RESULTS.md")
