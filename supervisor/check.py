@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from supervisor import config as lsconfig
-from supervisor import litestream
+from supervisor import litestream, minio
 from supervisor import replica as replicas
 from supervisor import token as tokens
 from supervisor.budget import Budget
@@ -95,6 +95,33 @@ def _clock_step(response_headers: dict[str, Any], report: Report) -> None:
         report.ok("clock", f"skew {skew:+.1f}s against the server")
 
 
+def _role_hint(settings: Settings) -> str:
+    """When STS refused a MinIO role: the ARN MinIO derives from the audience, if it differs."""
+    arn = settings.aws.role_arn or ""
+    if not minio.looks_like_minio_role(arn):
+        return ""
+    region = arn.split(":")[3]
+    expected = minio.role_arn(settings.aws.audience, region)
+    if arn == expected:
+        return ""
+    return (f"; MinIO's role for client id {settings.aws.audience!r} is {expected} (base64url(sha1(client id)), "
+            "logged by MinIO as 'IAM Roles: ...'), not the configured one")
+
+
+def _role_step(settings: Settings, report: Report) -> None:
+    """The ARN MinIO derives for this audience, beside the configured one."""
+    arn = settings.aws.role_arn or ""
+    expected = minio.role_arn(settings.aws.audience, arn.split(":")[3] if minio.looks_like_minio_role(arn) else "")
+    if not minio.looks_like_minio_role(arn):
+        report.ok("role", f"{arn or '(unset)'}; on MinIO the role for audience {settings.aws.audience!r} "
+                  f"would be {expected}")
+    elif arn == expected:
+        report.ok("role", f"{arn} is MinIO's role for audience {settings.aws.audience!r}")
+    else:
+        report.fail("role", f"{arn} is not MinIO's role for audience {settings.aws.audience!r}: MinIO derives "
+                    f"{expected} (base64url(sha1(client id)); it logs it as 'IAM Roles: ...')")
+
+
 async def _lease_step(store: LeaseStore, settings: Settings, report: Report) -> None:
     """Who holds the replica's lease, judged by the server's clock (read only: check never takes it)."""
     if not settings.lease:
@@ -130,6 +157,7 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
     except SupervisorError as e:
         report.fail("litestream", str(e))
     _token_step(settings, report)  # STS is asked even after a token problem: its answer is the verdict
+    _role_step(settings, report)
     service: CredentialService | None = None
     creds = None
     try:
@@ -142,7 +170,7 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
             report.ok("sts", f"{service.endpoint}: credentials valid for {int(creds.seconds_left())}s "
                       f"(role {settings.aws.role_arn})")
         except SupervisorError as e:
-            report.fail("sts", str(e))
+            report.fail("sts", str(e) + _role_hint(settings))
     try:
         if config is None or service is None or creds is None:
             report.skip("replica", "needs a valid config and credentials")

@@ -15,12 +15,14 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
-BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component", "minio"]
+WORKLOADS = ROOT / "tests" / "workloads"
+BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component", "minio",
+          WORKLOADS / "minio-helm", WORKLOADS / "minio-root"]
 WORKLOAD_BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component"]
 K8S_VERSIONS = ["1.29.0", None]  # None: kubernetes-validate's newest
 
 
-def kustomize(path: str) -> list[dict]:
+def kustomize(path: str | Path) -> list[dict]:
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl (with kustomize) is required: it ships with this machine image"
     out = subprocess.run([kubectl, "kustomize", str(MANIFESTS / path)], capture_output=True, text=True,
@@ -86,7 +88,7 @@ def test_workloads_are_hardened(path: str) -> None:
 
 def test_token_audience_equals_minio_client_id() -> None:
     minio = {d["metadata"]["name"]: d for d in kustomize("minio")}["minio-openid"]["data"]
-    client_id = minio["MINIO_IDENTITY_OPENID_CLIENT_ID"]
+    client_id = minio["MINIO_IDENTITY_OPENID_CLIENT_ID_KUBERNETES"]
     for path in WORKLOAD_BUILDS:
         for w in workloads(kustomize(path)):
             for v in w["spec"]["template"]["spec"]["volumes"]:
@@ -94,7 +96,7 @@ def test_token_audience_equals_minio_client_id() -> None:
                     if "serviceAccountToken" in s:
                         assert s["serviceAccountToken"]["audience"] == client_id
     policy = json.loads((MANIFESTS / "minio" / "litestream-apps-policy.json").read_text())
-    assert minio["MINIO_IDENTITY_OPENID_ROLE_POLICY"] == "litestream-apps"
+    assert minio["MINIO_IDENTITY_OPENID_ROLE_POLICY_KUBERNETES"] == "litestream-apps"
     assert all("${jwt:sub}" in json.dumps(st) for st in policy["Statement"][1:])
 
 
@@ -131,7 +133,8 @@ def test_rendered_args_and_env_are_accepted_by_the_supervisor(tmp_path: Path, pa
             (db,) = resolved["databases"]
             assert db["path"] == env["DB_PATH"]
             assert db["path_in_bucket"] == f"system:serviceaccount:{ns}:{pod['serviceAccountName']}/db"
-            assert resolved["role_arn"].startswith("arn:minio:iam:::role/")
+            # exactly the ARN MinIO derives for the audience the token carries
+            assert resolved["role_arn"] == "arn:minio:iam:::role/oxnUw3DAuQF1uggjXGxI2AmW8IA"
             assert resolved["sts_endpoint"] == env["AWS_ENDPOINT_URL_STS"]
 
 
@@ -139,3 +142,19 @@ def test_component_patches_are_generated_from_the_template() -> None:
     out = subprocess.run([sys.executable, str(MANIFESTS / "generate.py"), "--check"], capture_output=True,
                          text=True, check=False)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize(("variant", "ca_dir"), [("minio-helm", "/etc/minio/certs/CAs"),
+                                                 ("minio-root", "/root/.minio/certs/CAs")])
+def test_minio_variants_patch_minio_and_keep_its_own_settings(variant: str, ca_dir: str) -> None:
+    docs = kustomize(WORKLOADS / variant)
+    (minio,) = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+    original = yaml.safe_load((WORKLOADS / variant / "minio.yaml").read_text())
+    pod, before = minio["spec"]["template"]["spec"], original["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert {"configMapRef": {"name": "minio-openid"}} in c["envFrom"]
+    assert {"name": "litestream-cluster-ca", "mountPath": ca_dir, "readOnly": True} in c["volumeMounts"]
+    assert all(m in c["volumeMounts"] for m in before["containers"][0]["volumeMounts"])  # the app's own stay
+    assert pod.get("securityContext") == before.get("securityContext")
+    settings = next(d for d in docs if d["metadata"]["name"] == "minio-openid")["data"]
+    assert all(k.endswith("_KUBERNETES") for k in settings if k.startswith("MINIO_IDENTITY_OPENID_"))

@@ -46,3 +46,24 @@ def test_web_identity_inputs_required() -> None:
 def test_session_name_is_sanitised() -> None:
     assert settings.default_session_name({"POD_NAME": "my pod/0"}) == "my-pod-0"
     assert len(settings.default_session_name({"POD_NAME": "x" * 100})) == 64
+
+
+def test_minio_role_arn_is_derived_from_the_client_id() -> None:
+    """MinIO's role id is base64url(sha1(client id)) unpadded; it printed exactly this in the seed setup."""
+    from supervisor import minio
+    assert minio.role_arn("sts.amazonaws.com") == "arn:minio:iam:::role/oxnUw3DAuQF1uggjXGxI2AmW8IA"
+    assert minio.role_arn("sts.amazonaws.com", "eu-west-1") == \
+        "arn:minio:iam:eu-west-1::role/oxnUw3DAuQF1uggjXGxI2AmW8IA"
+
+
+def test_check_names_the_role_minio_derives() -> None:
+    from supervisor import settings as settings_mod
+    from supervisor.check import Report, _role_step
+    lines: list[str] = []
+    report = Report(lines.append)
+    wrong = settings_mod.build({"role_arn": "arn:minio:iam:::role/REPLACE-ME"}, env={})
+    _role_step(wrong, report)
+    right = settings_mod.build({"role_arn": "arn:minio:iam:::role/oxnUw3DAuQF1uggjXGxI2AmW8IA"}, env={})
+    _role_step(right, report)
+    assert lines[0].startswith("[FAIL] role") and "oxnUw3DAuQF1uggjXGxI2AmW8IA" in lines[0]
+    assert "IAM Roles" in lines[0] and lines[1].startswith("[ok]   role") and report.failed == 1
