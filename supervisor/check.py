@@ -33,7 +33,7 @@ MAX_SKEW_SECONDS = 60.0
 
 async def obtain_once(settings: Settings) -> Credentials:
     """One exchange for `credentials`: bounded by --timeout; no config needed."""
-    config = lsconfig.load_for(settings) if settings.config_path.exists() else None
+    config = lsconfig.load_for(settings) if settings.one_db or settings.config_path.exists() else None
     service = CredentialService(settings, State(), config)
     try:
         return await service.keeper.obtain(Budget(settings.timeout_seconds))
@@ -149,7 +149,9 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
     config = None
     try:
         config = lsconfig.load_for(settings)
-        report.ok("config", f"{settings.config_path}: {len(config.databases)} database(s)")
+        source = "--db/--bucket" if settings.one_db else settings.config_path
+        report.ok("config", f"{source}: {len(config.databases)} database(s), "
+                  + ", ".join(f"{db.path} -> {db.replica.location}" for db in config.databases))
     except SupervisorError as e:
         report.fail("config", str(e))
     try:

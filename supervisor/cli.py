@@ -87,6 +87,26 @@ LEASE = [
 ]
 
 
+ONE_DB = [
+    _option("--bucket", envvar=env("BUCKET"),
+            help="One database without a litestream.yml: the replica's bucket (with --db; not with --config)."),
+    _option("--replica-path", envvar=env("REPLICA_PATH"),
+            help="With --bucket: the replica's path in the bucket. [default: "
+            "system:serviceaccount:<ns>:<sa>/<workload>/<db file> from POD_NAMESPACE, POD_SERVICE_ACCOUNT, "
+            "POD_NAME and POD_TEMPLATE_HASH]"),
+    _option("--endpoint", envvar=env("ENDPOINT"),
+            help="With --bucket: the S3 endpoint URL. [default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL]"),
+    _option("--sync-interval", envvar=env("SYNC_INTERVAL"),
+            help="With --bucket: Litestream's sync-interval (e.g. 1s). [default: Litestream's]"),
+]
+
+
+def one_db_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed(ONE_DB):
+        f = decorator(f)
+    return f
+
+
 def lease_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for decorator in reversed(LEASE):
         f = decorator(f)
@@ -170,7 +190,8 @@ RESTORE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, Exit
 @cli.command(epilog=exit_codes_epilog(RESTORE_CODES))
 @common_options
 @_option("--db", envvar=env("DB"), type=click.Path(dir_okay=False),
-         help="Restore only this database. [default: all in the config]")
+         help="Restore only this database [default: all in the config]; with --bucket, the one database.")
+@one_db_options
 @_option("--timeout", envvar=env("TIMEOUT"), type=click.FloatRange(min=0.1), default=600, show_default=True,
          help="Seconds for the whole restore, credentials included.")
 @_option("--require-replica", envvar=env("REQUIRE_REPLICA"), is_flag=True,
@@ -214,6 +235,9 @@ REPLICATE_CODES = [ExitCode.OK, ExitCode.INTERNAL, ExitCode.USAGE, ExitCode.CRED
          show_default=True, help="Seconds between replica position probes.")
 @_option("--exec", "exec_command", envvar=env("EXEC"),
          help="Single-container mode: restore, replicate, run this command; exit with its code.")
+@_option("--db", envvar=env("DB"), type=click.Path(dir_okay=False),
+         help="With --bucket: the one database to replicate (no litestream.yml).")
+@one_db_options
 @lease_options
 @DRY_RUN
 def replicate(**options: Any) -> int:
@@ -241,6 +265,9 @@ def replicate(**options: Any) -> int:
 
 @cli.command(epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.CHECK_FAILED, ExitCode.INTERRUPTED]))
 @common_options
+@_option("--db", envvar=env("DB"), type=click.Path(dir_okay=False),
+         help="With --bucket: the one database to check (no litestream.yml).")
+@one_db_options
 @lease_options
 @_option("--timeout", envvar=env("TIMEOUT"), type=click.FloatRange(min=0.1), default=20, show_default=True,
          help="Seconds for each network step.")

@@ -299,6 +299,12 @@ def load(source: Path, env: Mapping[str, str], *, default_endpoint: str | None =
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{source}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+    return resolve(document, source, env, default_endpoint=default_endpoint, default_region=default_region)
+
+
+def resolve(document: Any, source: Path, env: Mapping[str, str], *, default_endpoint: str | None = None,
+            default_region: str = "us-east-1") -> LitestreamConfig:
+    """Validate and resolve a parsed (already expanded) Litestream config document."""
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: expected a mapping with a 'dbs' list")
     _check_keys(document, TOP_KEYS, "the top level", source)
@@ -375,6 +381,18 @@ def write_child_config(doc: dict[str, Any], directory: Path) -> Path:
 
 
 def load_for(settings: Settings) -> LitestreamConfig:
-    """The config as every command reads it: defaults from the AWS environment."""
+    """The config as every command reads it: the one-database flags, or litestream.yml."""
+    one = settings.one_db
+    if one is not None:
+        replica: dict[str, Any] = {"type": "s3", "bucket": one.bucket, "path": one.replica_path}
+        if one.endpoint:
+            replica["endpoint"] = one.endpoint
+        if one.sync_interval:
+            replica["sync-interval"] = one.sync_interval
+        if one.force_path_style is not None:
+            replica["force-path-style"] = one.force_path_style
+        document = {"dbs": [{"path": str(one.db), "replica": replica}]}
+        return resolve(document, Path("--db/--bucket"), settings.environment,
+                       default_endpoint=settings.aws.s3_endpoint, default_region=settings.aws.region)
     return load(settings.config_path, settings.environment, default_endpoint=settings.aws.s3_endpoint,
                 default_region=settings.aws.region)

@@ -65,6 +65,18 @@ class ReplicateSettings:
 
 
 @dataclass(frozen=True)
+class OneDatabase:
+    """One database from flags alone (no litestream.yml): what the Component and the webhook use."""
+
+    db: Path
+    bucket: str
+    replica_path: str
+    endpoint: str | None = None
+    sync_interval: str | None = None
+    force_path_style: bool | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     config_path: Path
     litestream: str
@@ -81,6 +93,8 @@ class Settings:
     lease: bool = True
     # How long a crashed holder blocks its successor; renewals every third of it.
     lease_ttl_seconds: float = 30.0
+    # --db + --bucket: the Litestream config comes from flags; litestream.yml is not read.
+    one_db: OneDatabase | None = None
     # The process environment as read once at start-up: litestream.yml's $VARs expand from it
     # and Litestream's environment is derived from it. Never printed (it may hold secrets).
     environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -114,6 +128,53 @@ def default_session_name(env: Mapping[str, str]) -> str:
     name = _first(env, "POD_NAME", "HOSTNAME") or socket.gethostname() or "litestream-supervisor"
     cleaned = "".join(c if c.isalnum() or c in "+=,.@-_" else "-" for c in name)[:64]
     return cleaned if len(cleaned) >= 2 else "litestream-supervisor"
+
+
+def workload_name(env: Mapping[str, str]) -> str | None:
+    """The workload a pod belongs to, from the downward API: a Deployment's pod is
+    <deployment>-<pod-template-hash>-<suffix> (POD_TEMPLATE_HASH from the pod-template-hash label);
+    a StatefulSet's pod name is its own stable identity (each replica its own database)."""
+    pod = _first(env, "POD_NAME")
+    if not pod:
+        return None
+    template_hash = _first(env, "POD_TEMPLATE_HASH")
+    if template_hash and f"-{template_hash}-" in pod:
+        return pod.rsplit(f"-{template_hash}-", 1)[0]
+    return pod
+
+
+def default_replica_path(env: Mapping[str, str], db: Path) -> str | None:
+    """system:serviceaccount:<ns>:<sa>/<workload>/<db file>: the service account's own prefix (what a
+    MinIO policy scoped by ${jwt:sub} allows), then the workload, so a shared or default service
+    account, or a StatefulSet above 1 replica, never shares a replica."""
+    ns, sa, workload = _first(env, "POD_NAMESPACE"), _first(env, "POD_SERVICE_ACCOUNT"), workload_name(env)
+    if not (ns and sa and workload):
+        return None
+    return f"system:serviceaccount:{ns}:{sa}/{workload}/{db.name}"
+
+
+def _one_db(options: Mapping[str, Any], env: Mapping[str, str]) -> OneDatabase | None:
+    bucket = options.get("bucket")
+    replica_options = [name for name in ("replica_path", "endpoint", "sync_interval") if options.get(name)]
+    if not bucket:
+        if replica_options:
+            flag = "--" + replica_options[0].replace("_", "-")
+            raise ConfigError(f"{flag}: only with --bucket (the one-database settings); with a litestream.yml, "
+                              "set it there")
+        return None
+    if options.get("config") or _first(env, "LITESTREAM_CONFIG"):
+        raise ConfigError("--bucket and --config / LITESTREAM_CONFIG: give either the one-database flags "
+                          "(--db, --bucket, ...) or a litestream.yml, not both")
+    db = options.get("db")
+    if not db or not str(db).startswith("/"):
+        raise ConfigError(f"--db: the one-database settings need the database's absolute path, got {db!r}")
+    path = options.get("replica_path") or default_replica_path(env, Path(db))
+    if not path:
+        raise ConfigError("--replica-path: not set, and POD_NAMESPACE, POD_SERVICE_ACCOUNT and POD_NAME (downward "
+                          "API) are not all there to derive system:serviceaccount:<ns>:<sa>/<workload>/<db>")
+    endpoint = options.get("endpoint")
+    return OneDatabase(Path(db), str(bucket), str(path), _endpoint(endpoint, "--endpoint") if endpoint else None,
+                       options.get("sync_interval") or None)
 
 
 def build(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
@@ -168,6 +229,7 @@ def build(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> S
         require_replica=bool(options.get("require_replica")),
         lease=(options.get("lease") or "on") == "on",
         lease_ttl_seconds=float(options.get("lease_ttl") or 30.0),
+        one_db=_one_db(options, env),
         environment=MappingProxyType(dict(env)),
     )
 

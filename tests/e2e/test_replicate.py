@@ -11,7 +11,7 @@ import pytest
 from supervisor.errors import ExitCode
 from tests.bed.net import Forwarder
 from tests.bed.pod import Pod, Supervisor, Writer, row_ids
-from tests.bed.replicas import forget_local, make_db, push_with_litestream, restore_and_compare, restoring
+from tests.bed.replicas import forget_local, make_db, push_with_litestream, restore_and_compare, restoring, role_s3
 
 pytestmark = pytest.mark.bed
 LIFETIME = "10"  # seconds: RGW's lowered minimum; refreshes every ~5 s
@@ -182,3 +182,27 @@ def test_exec_mode_sigterm_during_restore_leaves_nothing(pod: Pod) -> None:
     assert rc == 143, sup.output()[-3000:]
     assert list(pod.data.iterdir()) == []  # no db, no temp file
     assert sup.count("stopped_before_start") == 1 and sup.count("app_started") == 0
+
+
+def test_one_database_flags_replace_litestream_yml(pod: Pod) -> None:
+    """--db/--bucket/--endpoint and the downward-API env derive the whole Litestream config
+    (issue 13): no litestream.yml anywhere, and the same rows come back."""
+    pod.config.unlink()
+    env = pod.env(LITESTREAM_CONFIG=None, POD_SERVICE_ACCOUNT="app", POD_TEMPLATE_HASH="7d4b9c8f6d",
+                  POD_NAME="web-7d4b9c8f6d-x2x9q",
+                  LITESTREAM_SUPERVISOR_DB=str(pod.db()), LITESTREAM_SUPERVISOR_BUCKET=pod.bed.role.bucket,
+                  LITESTREAM_SUPERVISOR_ENDPOINT=pod.bed.endpoint)
+    sup = pod.start_replicate(env=env)
+    sup.wait_ready()
+    writer = Writer(pod.db(), 0.02).start()
+    time.sleep(2)
+    committed = writer.stop()
+    assert sup.terminate() == 0, sup.output()[-3000:]
+    keys = [o["Key"] for o in role_s3(pod).list_objects_v2(Bucket=pod.bed.role.bucket,
+                                                           Prefix="system:serviceaccount:tests:app/web/app.db/")
+            .get("Contents", [])]
+    assert keys  # the derived prefix: service account, then the Deployment's own name
+    forget_local(pod.db())
+    run = pod.run("restore", env=env)
+    assert run.returncode == 0, run.output[-2000:]
+    assert row_ids(pod.db()) == committed

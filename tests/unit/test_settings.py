@@ -67,3 +67,43 @@ def test_check_names_the_role_minio_derives() -> None:
     _role_step(right, report)
     assert lines[0].startswith("[FAIL] role") and "oxnUw3DAuQF1uggjXGxI2AmW8IA" in lines[0]
     assert "IAM Roles" in lines[0] and lines[1].startswith("[ok]   role") and report.failed == 1
+
+
+@pytest.mark.parametrize(("env", "workload"), [
+    ({"POD_NAME": "web-7d4b9c8f6d-x2x9q", "POD_TEMPLATE_HASH": "7d4b9c8f6d"}, "web"),  # Deployment
+    ({"POD_NAME": "my-app-api-5f6c7-abcde", "POD_TEMPLATE_HASH": "5f6c7"}, "my-app-api"),
+    ({"POD_NAME": "db-2"}, "db-2"),  # StatefulSet: each replica its own identity, its own database
+    ({}, None),
+])
+def test_workload_name_from_the_downward_api(env: dict[str, str], workload: str | None) -> None:
+    from supervisor.settings import workload_name
+    assert workload_name(env) == workload
+
+
+def test_one_database_settings_need_no_litestream_yml() -> None:
+    from supervisor import config as lsconfig
+    from supervisor import settings as settings_mod
+    env = {"POD_NAME": "web-7d4b9c8f6d-x2x9q", "POD_TEMPLATE_HASH": "7d4b9c8f6d", "POD_NAMESPACE": "prod",
+           "POD_SERVICE_ACCOUNT": "default", "AWS_ENDPOINT_URL_S3": "http://minio:9000"}
+    s = settings_mod.build({"db": "/data/app.db", "bucket": "litestream", "sync_interval": "1s"}, env=env)
+    config = lsconfig.load_for(s)
+    (db,) = config.databases
+    assert db.replica.prefix == "system:serviceaccount:prod:default/web/app.db/"
+    assert db.replica.endpoint == "http://minio:9000" and db.replica.force_path_style is True
+    assert lsconfig.child_document(config)["dbs"][0]["replica"]["sync-interval"] == "1s"
+
+
+@pytest.mark.parametrize(("options", "env", "names"), [
+    ({"db": "/d/a.db", "bucket": "b", "replica_path": "p", "config": "/etc/l.yml"}, {}, "--config"),
+    ({"db": "/d/a.db", "bucket": "b", "replica_path": "p"}, {"LITESTREAM_CONFIG": "/x.yml"}, "LITESTREAM_CONFIG"),
+    ({"db": "relative.db", "bucket": "b", "replica_path": "p"}, {}, "--db"),
+    ({"db": "/d/a.db", "bucket": "b"}, {}, "--replica-path"),
+    ({"replica_path": "p"}, {}, "--replica-path"),
+    ({"db": "/d/a.db", "bucket": "b", "replica_path": "p", "endpoint": "minio:9000"}, {}, "--endpoint"),
+])
+def test_one_database_settings_errors_name_the_flag(options: dict[str, str], env: dict[str, str], names: str) -> None:
+    from supervisor import settings as settings_mod
+    from supervisor.errors import ConfigError
+    with pytest.raises(ConfigError) as e:
+        settings_mod.build(options, env=env)
+    assert names in str(e.value) and "\n" not in str(e.value)
