@@ -125,7 +125,13 @@ class HealthServer:
         if request.path == "/livez":
             return report(LIVENESS, self.state, verbose)
         if request.path == "/readyz":
-            return report(self.readiness, self.state, verbose)
+            # Kubernetes style: /readyz?exclude=credentials leaves a check out (the Component's
+            # readinessProbe does that, so an outage after start never pulls the app from its Service).
+            excluded = set(request.query.get("exclude", []))
+            unknown = excluded - {name for name, _ in self.readiness}
+            if unknown:
+                return httpd.Response(400, f"unknown check(s) to exclude: {', '.join(sorted(unknown))}\n".encode())
+            return report([c for c in self.readiness if c[0] not in excluded], self.state, verbose)
         if request.path == "/metrics":
             body = await asyncio.to_thread(metrics.render, self.registry)
             return httpd.Response(200, body, CONTENT_TYPE_LATEST)

@@ -78,6 +78,9 @@ def test_health_endpoints_list_each_check() -> None:
         status, body = await get("/readyz?verbose")
         assert status == 503 and "[-]lag failed: replication lag 9s > 5s" in body
         assert "litestream_supervisor_ready 0.0" in (await get("/metrics"))[1]
+        status, body = await get("/readyz?exclude=lag&verbose")
+        assert status == 200 and "lag" not in body  # a check left out, Kubernetes style
+        assert (await get("/readyz?exclude=nonsense"))[0] == 400
         assert (await get("/livez?verbose")) == (200, "[+]event-loop ok\nok\n")
         state.loop_heartbeat -= 120  # a loop that stopped turning (the heartbeat task stamps it)
         status, body = await get("/livez?verbose")

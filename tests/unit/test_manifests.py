@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,26 +62,31 @@ def ours(pod: dict) -> list[dict]:
 def test_workloads_are_hardened(path: str) -> None:
     for w in workloads(kustomize(path)):
         pod = w["spec"]["template"]["spec"]
-        assert pod["automountServiceAccountToken"] is False
-        assert pod["securityContext"]["runAsNonRoot"] is True
-        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-        for c in pod.get("initContainers", []) + pod["containers"]:
+        if path in ("base", "legacy-sidecar", "examples/app-base"):  # our own app template
+            assert pod["automountServiceAccountToken"] is False
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        for c in ours(pod):  # what we inject is hardened on the container, never via the pod
             sc = c["securityContext"]
             assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
-            assert sc["capabilities"]["drop"] == ["ALL"]
-            assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+            assert sc["capabilities"]["drop"] == ["ALL"] and sc["runAsNonRoot"] is True
+            assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+            # bench: ~59 MB supervisor + ~35 MB Litestream idle
+            assert c["resources"]["requests"]["memory"] == "128Mi" and c["resources"]["limits"]["memory"]
         names = [c["name"] for c in ours(pod)]
         assert names.count("litestream-restore") == 1 and names.count("litestream") == 1
         sidecar = next(c for c in ours(pod) if c["name"] == "litestream")
         for probe in ("livenessProbe", "readinessProbe"):
-            assert sidecar[probe]["httpGet"]["path"] in ("/livez", "/readyz")
+            assert sidecar[probe]["httpGet"]["path"].split("?")[0] in ("/livez", "/readyz")
         shutdown = float(sidecar["args"][sidecar["args"].index("--shutdown-timeout") + 1])
-        assert pod["terminationGracePeriodSeconds"] >= shutdown + 10
+        assert pod.get("terminationGracePeriodSeconds", 30) >= shutdown + 10
         native = any(c["name"] == "litestream" and c.get("restartPolicy") == "Always"
                      for c in pod.get("initContainers", []))
         assert native == (path != "legacy-sidecar")
         if path == "legacy-sidecar":
             assert sidecar["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
+        else:
+            assert sidecar["startupProbe"]["httpGet"]["path"] == "/readyz"  # startup gated on every check
         tokens = [s["serviceAccountToken"] for v in pod["volumes"] if "projected" in v
                   for s in v["projected"]["sources"] if "serviceAccountToken" in s]
         assert len(tokens) == 1 and tokens[0]["expirationSeconds"] >= 600
@@ -100,48 +106,60 @@ def test_token_audience_equals_minio_client_id() -> None:
     assert all("${jwt:sub}" in json.dumps(st) for st in policy["Statement"][1:])
 
 
-def resolve_env(container: dict, configmaps: dict[str, dict], pod: dict, ns: str) -> dict[str, str]:
+def resolve_env(container: dict, configmaps: dict[str, dict], pod: dict, ns: str, pod_name: str,
+                template_hash: str | None) -> dict[str, str]:
+    """The container's environment as the kubelet builds it (envFrom, then env with $(VAR) expansion)."""
+    import re
     env: dict[str, str] = {}
     for src in container.get("envFrom", []):
         env.update(configmaps[src["configMapRef"]["name"]]["data"])
-    fields = {"metadata.name": "app-0", "metadata.namespace": ns,
-              "spec.serviceAccountName": pod.get("serviceAccountName", "default")}
+    fields = {"metadata.name": pod_name, "metadata.namespace": ns, "metadata.uid": "0b5e-uid",
+              "spec.serviceAccountName": pod.get("serviceAccountName", "default"),
+              "metadata.labels['pod-template-hash']": template_hash or ""}
     for item in container.get("env", []):
         if "value" in item:
-            env[item["name"]] = item["value"]
-        else:
+            env[item["name"]] = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), item["value"])
+        elif "fieldRef" in item["valueFrom"]:
             env[item["name"]] = fields[item["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            ref = item["valueFrom"]["configMapKeyRef"]
+            env[item["name"]] = configmaps[ref["name"]]["data"][ref["key"]]
     return env
 
 
 @pytest.mark.parametrize("path", WORKLOAD_BUILDS)
-def test_rendered_args_and_env_are_accepted_by_the_supervisor(tmp_path: Path, path: str) -> None:
+def test_rendered_args_and_env_are_accepted_by_the_supervisor(path: str) -> None:
     docs = kustomize(path)
     configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
     for w in workloads(docs):
         ns = w["metadata"].get("namespace", "default")
         pod = w["spec"]["template"]["spec"]
+        deployment = w["kind"] == "Deployment"
+        pod_name = f"{w['metadata']['name']}-7d4b9c8f6d-x2x9q" if deployment else f"{w['metadata']['name']}-0"
         for c in ours(pod):
-            env = resolve_env(c, configmaps, pod, ns)
-            config = tmp_path / f"{c['name']}.yml"
-            config.write_text(configmaps["litestream-config"]["data"]["litestream.yml"])
-            run_env = {"PATH": os.environ["PATH"], **env, "LITESTREAM_SUPERVISOR_CONFIG": str(config)}
+            env = resolve_env(c, configmaps, pod, ns, pod_name, "7d4b9c8f6d" if deployment else None)
+            run_env = {"PATH": os.environ["PATH"], **env}
             out = subprocess.run([sys.executable, "-m", "supervisor", *c["args"], "--dry-run"], env=run_env,
                                  capture_output=True, text=True, timeout=60, check=False)
             assert out.returncode == 0, f"{path} {c['name']}: {out.stderr}"
             resolved = json.loads(out.stdout)
             (db,) = resolved["databases"]
-            assert db["path"] == env["DB_PATH"]
-            assert db["path_in_bucket"] == f"system:serviceaccount:{ns}:{pod['serviceAccountName']}/db"
+            db_name = env["LITESTREAM_SUPERVISOR_DB_NAME"]
+            mount = next(m for m in c["volumeMounts"] if m["name"] == "data")["mountPath"]
+            assert db["path"] == f"{mount}/{db_name}"
+            workload = w["metadata"]["name"] if deployment else pod_name
+            assert db["path_in_bucket"] == \
+                f"system:serviceaccount:{ns}:{pod['serviceAccountName']}/{workload}/{db_name}"
             # exactly the ARN MinIO derives for the audience the token carries
             assert resolved["role_arn"] == "arn:minio:iam:::role/oxnUw3DAuQF1uggjXGxI2AmW8IA"
             assert resolved["sts_endpoint"] == env["AWS_ENDPOINT_URL_STS"]
-
-
-def test_component_patches_are_generated_from_the_template() -> None:
-    out = subprocess.run([sys.executable, str(MANIFESTS / "generate.py"), "--check"], capture_output=True,
-                         text=True, check=False)
-    assert out.returncode == 0, out.stderr
+            # the app reads the same database through its own mount of the same volume
+            for app in pod["containers"]:
+                if app in ours(pod):
+                    continue
+                app_env = resolve_env(app, configmaps, pod, ns, pod_name, None)
+                app_mounts = {m["name"]: m["mountPath"] for m in app.get("volumeMounts", [])}
+                assert f"{app_mounts['data']}/{db_name}" in app_env.values()
 
 
 @pytest.mark.parametrize(("variant", "ca_dir"), [("minio-helm", "/etc/minio/certs/CAs"),
@@ -158,3 +176,77 @@ def test_minio_variants_patch_minio_and_keep_its_own_settings(variant: str, ca_d
     assert pod.get("securityContext") == before.get("securityContext")
     settings = next(d for d in docs if d["metadata"]["name"] == "minio-openid")["data"]
     assert all(k.endswith("_KUBERNETES") for k in settings if k.startswith("MINIO_IDENTITY_OPENID_"))
+
+
+def test_component_patches_are_generated_from_the_template() -> None:
+    out = subprocess.run([sys.executable, str(MANIFESTS / "generate.py"), "--check"], capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stderr
+
+
+# --- the Component on apps that are not ours (issue 13) ---
+
+USER_APPS = sorted(p.name for p in (WORKLOADS / "apps").iterdir() if (p / "kustomization.yaml").exists())
+
+
+def user_inputs(app: str) -> dict[tuple[str, str], dict]:
+    docs = [d for f in sorted((WORKLOADS / "apps" / app).glob("*.yaml")) if f.name != "kustomization.yaml"
+            for d in yaml.safe_load_all(f.read_text()) if d]
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+@pytest.mark.parametrize("app", USER_APPS)
+def test_component_on_a_users_app_passes_what_the_api_server_enforces(app: str) -> None:
+    from tests.k8s_rules import workload_problems
+    docs = kustomize(WORKLOADS / "apps" / app)
+    problems = []
+    for w in workloads(docs):
+        ns = w["metadata"].get("namespace")
+        same_namespace = {d["metadata"]["name"]: d for d in docs
+                          if d["kind"] == "ConfigMap" and d["metadata"].get("namespace") == ns}
+        problems += workload_problems(w, same_namespace)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("app", USER_APPS)
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_component_on_a_users_app_validates_strictly(tmp_path: Path, app: str, version: str | None) -> None:
+    test_builds_and_validates_strictly(tmp_path, WORKLOADS / "apps" / app, version)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("app", USER_APPS)
+def test_component_changes_nothing_but_adds(app: str) -> None:
+    """The render differs from the app as written only by additions, plus strategy: Recreate."""
+    from tests.k8s_rules import additions_only
+    inputs = user_inputs(app)
+    for w in workloads(kustomize(WORKLOADS / "apps" / app)):
+        before = inputs[(w["kind"], w["metadata"]["name"])]
+        if w["kind"] == "Deployment":
+            assert w["spec"]["strategy"] == {"type": "Recreate"}
+            before = {**before, "spec": {k: v for k, v in before["spec"].items() if k != "strategy"}}
+        # a reference the app made to the settings now names its hashed version: that is kustomize
+        unhashed = re.sub(r"litestream-supervisor-settings-[a-z0-9]{10}", "litestream-supervisor-settings",
+                          yaml.safe_dump(w))
+        rendered = yaml.safe_load(unhashed)
+        problems = additions_only(before, rendered)
+        assert not problems, "\n".join(problems)
+        added = [c["name"] for c in w["spec"]["template"]["spec"]["initContainers"]
+                 if c["name"] not in {i["name"] for i in before["spec"]["template"]["spec"].get("initContainers", [])}]
+        assert added == ["litestream-restore", "litestream"]  # first: the app's migration sees the restored db
+        new_volumes = {v["name"] for v in w["spec"]["template"]["spec"]["volumes"]} - \
+            {v["name"] for v in before["spec"]["template"]["spec"].get("volumes", [])}
+        assert all(name.startswith("litestream-") for name in new_volumes)
+
+
+def test_two_apps_in_one_namespace_never_share_settings_or_a_replica() -> None:
+    """Each app's settings ConfigMap is hashed (no overwrite when both are applied to one
+    namespace); each app's replica prefix carries its own workload name."""
+    renders = {app: kustomize(WORKLOADS / "apps" / app) for app in ("shop-orders", "shop-users")}
+    configmaps: dict[str, dict] = {}
+    for docs in renders.values():
+        for d in docs:
+            if d["kind"] == "ConfigMap":
+                name = d["metadata"]["name"]
+                assert name not in configmaps or configmaps[name]["data"] == d["data"], f"{name} overwritten"
+                configmaps[name] = d
+    assert len([n for n in configmaps if n.startswith("litestream-supervisor-settings-")]) == 2

@@ -1,0 +1,121 @@
+"""What the API server enforces beyond the OpenAPI schema (kubernetes-validate passes all of these),
+and "the render differs from the input only by additions". Used by the manifest tests and, for
+injected pods, by the webhook tests."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+VOLUME_SOURCES = frozenset({
+    "emptyDir", "persistentVolumeClaim", "configMap", "secret", "projected", "hostPath", "downwardAPI",
+    "ephemeral", "nfs", "csi", "image", "iscsi", "cephfs", "rbd", "awsElasticBlockStore", "gcePersistentDisk",
+    "azureDisk", "azureFile", "fc", "flexVolume", "flocker", "glusterfs", "photonPersistentDisk",
+    "portworxVolume", "quobyte", "scaleIO", "storageos", "vsphereVolume", "gitRepo", "cinder",
+})
+PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+WELL_KNOWN_CONFIGMAPS = frozenset({"kube-root-ca.crt"})
+
+
+def pod_problems(pod: dict[str, Any], configmaps: dict[str, dict[str, Any]],
+                 secrets: frozenset[str] = frozenset()) -> list[str]:
+    """Problems the API server (or the kubelet, for references) would reject or fail on."""
+    problems: list[str] = []
+    volumes = pod.get("volumes", [])
+    names = [v["name"] for v in volumes]
+    problems += [f"volume {n!r} declared twice" for n in sorted({n for n in names if names.count(n) > 1})]
+    for v in volumes:
+        sources = [k for k in v if k in VOLUME_SOURCES]
+        if len(sources) != 1:
+            problems.append(f"volume {v['name']!r} has {len(sources)} sources {sources} (exactly one allowed)")
+        if "configMap" in v and v["configMap"]["name"] not in configmaps | dict.fromkeys(WELL_KNOWN_CONFIGMAPS) \
+                and not v["configMap"].get("optional"):
+            problems.append(f"volume {v['name']!r}: ConfigMap {v['configMap']['name']!r} is not in the render")
+    claimed = set(names) | set(pod.get("_claim_templates", []))
+    init, main = pod.get("initContainers", []), pod.get("containers", [])
+    all_names = [c["name"] for c in init + main]
+    problems += [f"container {n!r} declared twice" for n in sorted({n for n in all_names if all_names.count(n) > 1})]
+    port_names: list[str] = []
+    for c in init + main:
+        where = f"container {c['name']!r}"
+        is_init = c in init
+        sidecar = is_init and c.get("restartPolicy") == "Always"
+        if "restartPolicy" in c and not (is_init and c["restartPolicy"] == "Always"):
+            problems.append(f"{where}: restartPolicy only 'Always' on an init container (a native sidecar)")
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            if is_init and not sidecar and probe in c:
+                problems.append(f"{where}: {probe} on an init container that is not a native sidecar")
+        if is_init and not sidecar and "lifecycle" in c:
+            problems.append(f"{where}: lifecycle on an init container that is not a native sidecar")
+        paths = [m["mountPath"] for m in c.get("volumeMounts", [])]
+        problems += [f"{where}: mountPath {p!r} twice" for p in sorted({p for p in paths if paths.count(p) > 1})]
+        for m in c.get("volumeMounts", []):
+            if m["name"] not in claimed:
+                problems.append(f"{where}: mounts volume {m['name']!r}, which the pod does not declare")
+        for p in c.get("ports", []):
+            if "name" in p:
+                port_names.append(p["name"])
+                if len(p["name"]) > 15 or not PORT_NAME.match(p["name"]):
+                    problems.append(f"{where}: port name {p['name']!r} is not an IANA_SVC_NAME (<= 15 chars)")
+        defined: set[str] = set()
+        for src in c.get("envFrom", []):
+            ref = src.get("configMapRef")
+            if ref is not None:
+                if ref["name"] not in configmaps:
+                    problems.append(f"{where}: envFrom ConfigMap {ref['name']!r} is not in the render")
+                else:
+                    defined |= set(configmaps[ref["name"]].get("data", {}))
+            sref = src.get("secretRef")
+            if sref is not None and sref["name"] not in secrets and not sref.get("optional"):
+                problems.append(f"{where}: envFrom Secret {sref['name']!r} is not in the render")
+        for e in c.get("env", []):
+            for ref in VAR_REF.findall(e.get("value", "")):
+                if ref not in defined:
+                    problems.append(f"{where}: env {e['name']} refers to $({ref}), not defined before it")
+            key_ref = e.get("valueFrom", {}).get("configMapKeyRef")
+            if key_ref is not None:
+                cm = configmaps.get(key_ref["name"])
+                if cm is None or key_ref["key"] not in cm.get("data", {}):
+                    problems.append(f"{where}: env {e['name']} refers to ConfigMap key "
+                                    f"{key_ref['name']}/{key_ref['key']}, not in the render")
+            defined.add(e["name"])
+    problems += [f"port name {n!r} used twice in the pod" for n in sorted({n for n in port_names
+                                                                          if port_names.count(n) > 1})]
+    return problems
+
+
+def workload_problems(workload: dict[str, Any], configmaps: dict[str, dict[str, Any]]) -> list[str]:
+    spec = workload["spec"]
+    pod = dict(spec["template"]["spec"])
+    pod["_claim_templates"] = [t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", [])]
+    problems = pod_problems(pod, configmaps)
+    strategy = spec.get("strategy", {})
+    if strategy.get("type") == "Recreate" and "rollingUpdate" in strategy:
+        problems.append("strategy Recreate with rollingUpdate set (the API server rejects it)")
+    return [f"{workload['kind']}/{workload['metadata']['name']}: {p}" for p in problems]
+
+
+def additions_only(before: Any, after: Any, path: str = "") -> list[str]:
+    """Every field of `before` is in `after` with the same value (lists of named items by name)."""
+    if isinstance(before, dict):
+        if not isinstance(after, dict):
+            return [f"{path}: was a mapping"]
+        out = []
+        for key, value in before.items():
+            if key not in after:
+                out.append(f"{path}.{key}: removed")
+            else:
+                out += additions_only(value, after[key], f"{path}.{key}")
+        return out
+    if isinstance(before, list) and before and all(isinstance(i, dict) and "name" in i for i in before):
+        if not isinstance(after, list):
+            return [f"{path}: was a list"]
+        by_name = {i.get("name"): i for i in after if isinstance(i, dict)}
+        out = []
+        for item in before:
+            match = by_name.get(item["name"])
+            out += [f"{path}[{item['name']}]: removed"] if match is None else \
+                additions_only(item, match, f"{path}[{item['name']}]")
+        return out
+    return [] if before == after else [f"{path}: {before!r} -> {after!r}"]
