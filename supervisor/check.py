@@ -8,6 +8,8 @@ failed one are skipped. Exit 0 only when every step passed.
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import time
 from collections.abc import Callable
 from typing import Any
@@ -95,6 +97,27 @@ def _clock_step(response_headers: dict[str, Any], report: Report) -> None:
         report.ok("clock", f"skew {skew:+.1f}s against the server")
 
 
+def _files_step(config: lsconfig.LitestreamConfig, report: Report) -> None:
+    """Can this process write what Litestream must write? (The app and the sidecars share the db,
+    its WAL and Litestream's meta dir: a uid mismatch is "attempt to write a readonly database".)"""
+    me = f"uid {os.getuid()} gid {os.getgid()}"
+    for db in config.databases:
+        paths = [db.path.parent, db.path, db.path.with_name(db.path.name + "-wal"),
+                 db.path.with_name(db.path.name + "-shm"), db.meta_dir]
+        for path in paths:
+            if not path.exists():
+                continue
+            if not os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0)):
+                st = path.stat()
+                report.fail("files", f"{path} is owned by uid {st.st_uid} gid {st.st_gid} (mode "
+                            f"{stat.filemode(st.st_mode)}) and not writable by this process ({me}): Litestream "
+                            "fails with 'attempt to write a readonly database'; run the sidecars as the app's "
+                            "user (pod-level runAsUser/runAsGroup) or make the files group-writable (fsGroup)")
+                break
+        else:
+            report.ok("files", f"{db.path} and its WAL, meta dir and directory are writable by {me}")
+
+
 def _role_hint(settings: Settings) -> str:
     """When STS refused a MinIO role: the ARN MinIO derives from the audience, if it differs."""
     arn = settings.aws.role_arn or ""
@@ -154,6 +177,8 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
                   + ", ".join(f"{db.path} -> {db.replica.location}" for db in config.databases))
     except SupervisorError as e:
         report.fail("config", str(e))
+    if config is not None:
+        _files_step(config, report)
     try:
         report.ok("litestream", litestream.version(settings.litestream))
     except SupervisorError as e:

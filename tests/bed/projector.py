@@ -26,6 +26,8 @@ class TokenProjector:
         self.rotations = 0
         self.current = ""
         self.written: list[str] = []  # every token ever projected, for secret scans
+        # The kubelet gives the file to the pod's runAsUser/runAsGroup when its containers share one.
+        self.owner: tuple[int, int] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -44,6 +46,8 @@ class TokenProjector:
         payload = ts_dir / self.filename
         payload.write_text(token)
         payload.chmod(0o600)
+        if self.owner is not None:
+            os.chown(payload, *self.owner)
         data_link = self.dir / "..data"
         old = os.readlink(data_link) if data_link.is_symlink() else None
         tmp_link = self.dir / "..data_tmp"
