@@ -108,7 +108,9 @@ def additions_only(before: Any, after: Any, path: str = "") -> list[str]:
             else:
                 out += additions_only(value, after[key], f"{path}.{key}")
         return out
-    if isinstance(before, list) and before and all(isinstance(i, dict) and "name" in i for i in before):
+    if isinstance(before, list) and not before:
+        return [] if isinstance(after, list) else [f"{path}: was a list"]
+    if isinstance(before, list) and all(isinstance(i, dict) and "name" in i for i in before):
         if not isinstance(after, list):
             return [f"{path}: was a list"]
         by_name = {i.get("name"): i for i in after if isinstance(i, dict)}
