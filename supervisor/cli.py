@@ -362,6 +362,42 @@ def inject(**options: Any) -> int:
 
 
 @cli.command()
+@_option("--addr", envvar=env("ADDR"), default="0.0.0.0:8443", show_default=True, help="HTTPS listen address.")
+@_option("--tls-cert-file", envvar=env("TLS_CERT_FILE"), required=True, type=click.Path(dir_okay=False),
+         help="Serving certificate (PEM); re-read when it changes.")
+@_option("--tls-key-file", envvar=env("TLS_KEY_FILE"), required=True, type=click.Path(dir_okay=False),
+         help="Its private key (PEM); re-read when it changes.")
+@_option("--namespace", envvar=[env("NAMESPACE"), "POD_NAMESPACE"],
+         help="The webhook's own namespace: never injected.")
+@_option("--log-level", envvar=env("LOG_LEVEL"), type=click.Choice(LEVELS), default="info", show_default=True)
+@_option("--log-format", envvar=env("LOG_FORMAT"), type=click.Choice(["auto", "json", "console"]), default="auto")
+@inject_defaults
+def webhook(**options: Any) -> int:
+    """Mutating admission webhook: POST /mutate (AdmissionReview v1) injects what `inject` does.
+
+    Pods opt in with the label litestream-supervisor.io/inject: "true"; the minimum is that label
+    plus the annotation litestream-supervisor.io/db. Only CREATE is mutated; a pod that opted in
+    but cannot be injected safely is refused with a message saying what to change.
+    """
+    from pathlib import Path
+
+    from supervisor import webhook as command
+
+    configure(options["log_level"], options["log_format"])
+    host, port = settings_mod.parse_addr(options["addr"], "--addr")
+    defaults = defaults_from(options)
+    from dataclasses import replace
+
+    defaults = replace(defaults, own_namespace=options.get("namespace"))
+
+    async def main(_settings: Any, signals: Signals) -> int:
+        return await command.main(defaults, host, port, Path(options["tls_cert_file"]),
+                                  Path(options["tls_key_file"]), signals)
+
+    return run_async(main, None, handles_signals=True)  # type: ignore[arg-type]
+
+
+@cli.command()
 @_option("--litestream", envvar=env("LITESTREAM"), help="Litestream binary to ask.")
 def version(litestream: str | None) -> int:
     """Print the supervisor's version and the Litestream binary's."""
