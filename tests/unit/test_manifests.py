@@ -17,7 +17,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 WORKLOADS = ROOT / "tests" / "workloads"
-BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component", "minio",
+BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component", "minio", "webhook",
           WORKLOADS / "minio-helm", WORKLOADS / "minio-root"]
 WORKLOAD_BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component"]
 K8S_VERSIONS = ["1.29.0", None]  # None: kubernetes-validate's newest
@@ -250,3 +250,83 @@ def test_two_apps_in_one_namespace_never_share_settings_or_a_replica() -> None:
                 assert name not in configmaps or configmaps[name]["data"] == d["data"], f"{name} overwritten"
                 configmaps[name] = d
     assert len([n for n in configmaps if n.startswith("litestream-supervisor-settings-")]) == 2
+
+
+# --- the admission webhook's manifests (issue 14) ---
+
+def test_webhook_configuration_is_scoped_and_fails_closed() -> None:
+    docs = kustomize("webhook")
+    (config,) = [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
+    (hook,) = config["webhooks"]
+    assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None" and hook["timeoutSeconds"] == 5
+    assert hook["reinvocationPolicy"] == "Never" and hook["admissionReviewVersions"] == ["v1"]
+    assert hook["rules"] == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                              "resources": ["pods"], "scope": "Namespaced"}]
+    assert hook["objectSelector"] == {"matchLabels": {"litestream-supervisor.io/inject": "true"}}
+    (excluded,) = hook["namespaceSelector"]["matchExpressions"]
+    assert excluded["operator"] == "NotIn" and set(excluded["values"]) == {
+        "kube-system", "kube-public", "kube-node-lease", "litestream-system"}
+    assert hook["clientConfig"]["service"]["path"] == "/mutate"
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
+        "litestream-system/litestream-supervisor-webhook"
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 2 and any(d["kind"] == "PodDisruptionBudget" for d in docs)
+    (c,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    from tests.k8s_rules import workload_problems
+    assert workload_problems(deployment, configmaps) == []
+
+
+def _policy() -> dict:
+    (policy,) = [d for d in kustomize("webhook") if d["kind"] == "ValidatingAdmissionPolicy"]
+    return policy["spec"]
+
+
+@pytest.mark.parametrize(("workload", "allowed"), [
+    ({"kind": "Deployment", "spec": {"replicas": 1, "strategy": {"type": "Recreate"}}}, True),
+    ({"kind": "Deployment", "spec": {"replicas": 1, "strategy": {"type": "RollingUpdate"}}}, False),
+    ({"kind": "Deployment", "spec": {"replicas": 1}}, False),  # the default strategy is RollingUpdate
+    ({"kind": "Deployment", "spec": {"replicas": 2, "strategy": {"type": "Recreate"}}}, False),
+    ({"kind": "StatefulSet", "spec": {"replicas": 1}}, True),
+    ({"kind": "StatefulSet", "spec": {}}, True),
+    ({"kind": "StatefulSet", "spec": {"replicas": 3}}, False),
+    ({"kind": "ReplicaSet", "spec": {"replicas": 2}}, False),
+])
+def test_validating_admission_policy_cel(workload: dict, allowed: bool) -> None:
+    """The policy's CEL evaluated as the API server does (cel-python), on opted-in and other workloads."""
+    import celpy
+    spec = _policy()
+    env = celpy.Environment()
+
+    def run(expression: str, obj: dict) -> bool:
+        return bool(env.program(env.compile(expression)).evaluate({"object": celpy.json_to_cel(obj)}))
+
+    opted_in = {**workload, "spec": {**workload["spec"], "template": {"metadata": {"labels": {
+        "litestream-supervisor.io/inject": "true"}}}}}
+    other = {**workload, "spec": {**workload["spec"], "template": {"metadata": {"labels": {"app": "x"}}}}}
+    (condition,) = spec["matchConditions"]
+    assert run(condition["expression"], opted_in) and not run(condition["expression"], other)
+    assert all(run(v["expression"], opted_in) for v in spec["validations"]) == allowed
+
+
+def test_without_cert_manager_overlay(tmp_path: Path) -> None:
+    """generate.sh makes a CA and serving certificate and an overlay with the Secret and caBundle."""
+    import base64
+    out = tmp_path / "webhook"
+    run = subprocess.run(["bash", str(MANIFESTS / "webhook/without-cert-manager/generate.sh"), str(out), "30"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    docs = kustomize(out)
+    kinds = {d["kind"] for d in docs}
+    assert "Certificate" not in kinds and "Issuer" not in kinds
+    (config,) = [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
+    assert "cert-manager.io/inject-ca-from" not in (config["metadata"].get("annotations") or {})
+    assert base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"]) == (out / "ca.crt").read_bytes()
+    (secret,) = [d for d in docs if d["kind"] == "Secret"]
+    assert secret["metadata"]["name"] == "litestream-supervisor-webhook-tls"
+    assert base64.b64decode(secret["data"]["tls.crt"]) == (out / "tls.crt").read_bytes()
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(out / "ca.crt"), str(out / "tls.crt")],
+                            capture_output=True, text=True, check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
