@@ -314,6 +314,76 @@ def bench_lease(bed: Bed, work: Path, runs: int) -> dict[str, Any]:
     return out
 
 
+def bench_admission(work: Path, requests: int = 400, seconds: float = 5.0) -> dict[str, Any]:
+    """The webhook over real TLS on loopback: latency of one AdmissionReview for a typical pod
+    (sequential), and throughput with 4 concurrent clients; plus the pure injection alone."""
+    import http.client
+    import ssl as ssl_mod
+
+    from supervisor.inject import Defaults, inject
+    from tests.unit.test_webhook import CA, review
+
+    fixture = json.loads((Path(__file__).parents[1] / "tests/fixtures/admission/deployment-own-data-volume.pod.json")
+                         .read_text())
+    defaults = Defaults(bucket="litestream", endpoint="http://minio:9000", role_arn="arn:minio:iam:::role/x")
+    pure = []
+    for _ in range(2000):
+        t0 = time.perf_counter()
+        inject(fixture, defaults, "shop")
+        pure.append(time.perf_counter() - t0)
+    ca = CA()
+    cert, key = work / "tls.crt", work / "tls.key"
+    ca.issue(cert, key)
+    port = __import__("tests.bed.net", fromlist=["free_port"]).free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "supervisor", "webhook", "--addr", f"127.0.0.1:{port}",
+                             "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--bucket", "litestream",
+                             "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    body = json.dumps(review(fixture)).encode()
+    context: ssl_mod.SSLContext = ca.client_context()
+
+    def one() -> float:
+        t0 = time.perf_counter()
+        conn = http.client.HTTPSConnection("localhost", port, context=context, timeout=10)
+        conn.request("POST", "/mutate", body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+        assert response.status == 200
+        return time.perf_counter() - t0
+
+    try:
+        wait_until(lambda: subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"],
+                                          check=False).returncode == 0, 30, "webhook up")
+        latencies = [one() for _ in range(requests)]
+        done = [0]
+        stop = time.monotonic() + seconds
+
+        def client() -> None:
+            while time.monotonic() < stop:
+                one()
+                done[0] += 1
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    def ms(values: list[float], p: float) -> float:
+        ordered = sorted(values)
+        return round(ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] * 1000, 3)
+
+    out = {"requests": requests, "p50_ms": ms(latencies, 50), "p99_ms": ms(latencies, 99),
+           "throughput_per_second": round(done[0] / seconds, 1), "clients": 4,
+           "inject_function_p50_ms": ms(pure, 50),
+           "note": "one TLS connection per request (as the API server's client does when it does not reuse), "
+                   "loopback, a Deployment's pod with the kube-api-access volume and managedFields"}
+    log(f"admission: {out}")
+    return out
+
+
 def write_markdown(results: dict[str, Any], path: Path) -> None:
     r = results["benchmarks"]
     rows = [
@@ -348,6 +418,13 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         ("scale: supervisor CPU, 1 vs 20 dbs", f"{r['scale_1']['supervisor_cpu_seconds']} s",
          f"{r['scale_20']['supervisor_cpu_seconds']} s (20 dbs)", ""),
     ]
+    if "admission" in r:
+        a = r["admission"]
+        rows += [
+            ("admission: one AdmissionReview over TLS, p50 / p99", f"{a['p50_ms']} ms / {a['p99_ms']} ms", "", ""),
+            (f"admission: throughput, {a['clients']} clients", f"{a['throughput_per_second']} /s", "", ""),
+            ("admission: the injection function alone, p50", f"{a['inject_function_p50_ms']} ms", "", ""),
+        ]
     if "lease" in r:
         lease = r["lease"]
         rows += [
@@ -375,6 +452,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
               "shutdown one PUT (the release), within noise."
               + (f" Lease rows measured {r['lease']['date']} (`python -m bench --only lease`)."
                  if r["lease"].get("date") and r["lease"]["date"] != results["date"] else ""),
+              "- admission: " + (r["admission"]["note"] + "." if "admission" in r else "not measured."),
               "- scale: light load (one commit per second per database) for the window; "
               "RSS and CPU of the supervisor process only (Litestream is one child for all databases).",
               "- raw figures: `bench/results.json`.", ""]
@@ -389,7 +467,8 @@ def main() -> int:
     parser.add_argument("--load-seconds", type=float, default=40)
     parser.add_argument("--rpo-trials", type=int, default=10)
     parser.add_argument("--out", type=Path, default=HERE)
-    parser.add_argument("--only", choices=["lease"], help="run one benchmark and update it in results.json")
+    parser.add_argument("--only", choices=["lease", "admission"],
+                        help="run one benchmark and update it in results.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="litestream-supervisor-bench-"))
     log(f"bed in {work}")
@@ -403,7 +482,8 @@ def main() -> int:
         b = results["benchmarks"]
         if args.only:
             results = json.loads((args.out / "results.json").read_text())
-            results["benchmarks"][args.only] = bench_lease(bed, work, args.runs)
+            results["benchmarks"][args.only] = (bench_lease(bed, work, args.runs) if args.only == "lease"
+                                                else bench_admission(work))
             results["benchmarks"][args.only]["date"] = datetime.date.today().isoformat()
             (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
             write_markdown(results, args.out / "RESULTS.md")
@@ -418,6 +498,7 @@ def main() -> int:
         b["scale_1"] = bench_idle(bed, work, 20, ("db0.db",), write_interval=1.0)
         b["scale_20"] = bench_idle(bed, work, 20, tuple(f"db{i}.db" for i in range(20)), write_interval=1.0)
         b["lease"] = bench_lease(bed, work, args.runs)
+        b["admission"] = bench_admission(work)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         write_markdown(results, args.out / "RESULTS.md")

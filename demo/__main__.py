@@ -34,6 +34,30 @@ def metric(sup: object, name: str, labels: str = "") -> float:
         return float("nan")
 
 
+def show_injection() -> None:
+    """What the admission webhook (or `inject`) adds to the example app, in a few lines."""
+    import subprocess
+
+    import yaml
+
+    app = yaml.safe_load((Path(__file__).parents[1] / "manifests/examples/app-component/deployment.yaml").read_text())
+    labels = app["spec"]["template"]["metadata"]["labels"]
+    labels["litestream-supervisor.io/inject"] = "true"
+    app["spec"]["template"]["metadata"]["annotations"] = {"litestream-supervisor.io/db": "/var/lib/wiki/wiki.db"}
+    say("the admission webhook's injection of the example app (litestream-supervisor inject -f -):")
+    out = subprocess.run([sys.executable, "-m", "supervisor", "inject", "-f", "-", "--bucket", "litestream",
+                          "--endpoint", "http://minio.minio.svc:9000"], input=yaml.safe_dump(app), text=True,
+                         capture_output=True, check=False)
+    if out.returncode != 0:
+        say(f"  inject failed: {out.stderr.strip()}")
+        return
+    for line in out.stderr.strip().splitlines():
+        say(f"  {line}")
+    injected = yaml.safe_load(out.stdout)["spec"]["template"]["spec"]
+    say("  init containers now: " + ", ".join(c["name"] for c in injected["initContainers"])
+        + "; the app's own containers, volumes and settings unchanged")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30, help="how long the app writes (default 30)")
@@ -110,6 +134,7 @@ def main() -> int:
         lost = sorted(set(committed) - set(restored))
         say(f"  exit {run.returncode}: {len(restored)} rows restored")
 
+        show_injection()
         ok = rc == 0 and run.returncode == 0 and not lost and restarts == 0
         rows = [
             ("rows written (committed)", f"{len(committed)}"),
