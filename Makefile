@@ -6,10 +6,10 @@ PY      := $(VENV)/bin/python
 # binary:package pairs; only the packages whose binary is missing are installed (npm is
 # normally there with Node.js; Debian's npm would conflict with a NodeSource nodejs).
 APT_NEEDS := radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd ceph:ceph-common openssl:openssl \
-             unshare:util-linux curl:curl npm:npm
+             unshare:util-linux curl:curl npm:npm promtool:prometheus setpriv:util-linux
 LS03_DIR := .work/litestream-0.3
 
-.PHONY: deps venv test test-fast lint demo image bench manifests clean coverage
+.PHONY: deps venv test test-fast lint demo image bench manifests clean coverage monitoring
 
 deps: venv
 	@missing=""; for need in $(APT_NEEDS); do command -v $${need%%:*} >/dev/null || missing="$$missing $${need#*:}"; done; \
@@ -57,3 +57,6 @@ clean:
 coverage: venv
 	$(PY) -m coverage run --source=supervisor -m pytest -q -p no:cacheprovider tests/unit
 	$(PY) -m coverage report
+
+monitoring: venv
+	$(PY) manifests/monitoring/generate.py

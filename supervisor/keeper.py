@@ -85,15 +85,18 @@ class CredentialKeeper:
             creds = await (budget.run(call, f"STS at {self.endpoint}") if budget is not None else call)
         except (CredentialsRefused, TokenError) as e:
             self.state.sts_requests["refused"] += 1
+            self.state.last_sts_result = "refused"
             self.state.last_sts_error = str(e)
             raise
         except Unreachable as e:
             self.state.sts_requests["unavailable"] += 1
+            self.state.last_sts_result = "unavailable"
             self.state.last_sts_error = str(e)
             raise
         first = self._current is None
         self._current = creds
         self.state.sts_requests["ok"] += 1
+        self.state.last_sts_result = "ok"
         self.state.last_sts_error = None
         self.state.credentials_expiration = creds.expiration
         self.state.credentials_obtained_at = creds.obtained_at

@@ -35,6 +35,11 @@ class StateCollector(Collector):
         for result in ("ok", "refused", "unavailable"):
             sts.add_metric([result], s.sts_requests.get(result, 0))
         yield sts
+        last = GaugeMetricFamily(P + "sts_last_result", "1 for the outcome of the newest STS exchange.",
+                                 labels=["result"])
+        for result in ("ok", "refused", "unavailable"):
+            last.add_metric([result], 1 if s.last_sts_result == result else 0)
+        yield last
         yield CounterMetricFamily(P + "credential_refreshes", "Credentials replaced after the first.",
                                   value=s.credential_refreshes)
         yield CounterMetricFamily(P + "token_rotations", "Token rotations seen in the token directory.",

@@ -42,6 +42,7 @@ class State:
     credentials_obtained_at: float | None = None
     sts_requests: Counter[str] = field(default_factory=Counter)
     last_sts_error: str | None = None
+    last_sts_result: str | None = None  # ok | refused | unavailable: the newest exchange's outcome
     credential_refreshes: int = 0
     token_rotations: int = 0
     # written by the child supervisor

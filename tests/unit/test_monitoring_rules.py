@@ -1,0 +1,136 @@
+"""The shipped rules with promtool (issue 15): `promtool check rules` clean, and `promtool test rules`
+for every alert: it fires when it should and stays silent when it should not. Series are minute
+samples; labels as the PodMonitor gives them (namespace, pod)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+MONITORING = ROOT / "manifests" / "monitoring"
+sys.path.insert(0, str(MONITORING))
+import generate as monitoring  # noqa: E402
+
+POD = 'namespace="shop",pod="orders-0"'
+DB = POD + ',db="/data/app.db"'
+
+# alert -> (input series, minute at which it must be firing, series under which it must stay silent)
+CASES: dict[str, dict[str, Any]] = {
+    "LitestreamReplicationLagHigh": {
+        "fire": [(f"litestream_supervisor_replication_lag_seconds{{{DB}}}", "0 30 90x15")],
+        "quiet": [(f"litestream_supervisor_replication_lag_seconds{{{DB}}}", "0 30 50x15")],
+        "at": 12, "labels": {"db": "/data/app.db"}},
+    "LitestreamReplicaProbeFailing": {
+        "fire": [(f"litestream_supervisor_replica_probe_ok{{{DB}}}", "1 0x15")],
+        "quiet": [(f"litestream_supervisor_replica_probe_ok{{{DB}}}", "1 0 0 1x13")],
+        "at": 10, "labels": {"db": "/data/app.db"}},
+    "LitestreamNoUploadWhileChanging": {
+        # txid grows each minute, the newest upload stays at t=0
+        "fire": [(f"litestream_supervisor_local_txid{{{DB}}}", "1+1x30"),
+                 (f"litestream_supervisor_last_upload_timestamp_seconds{{{DB}}}", "1x30")],
+        "quiet": [(f"litestream_supervisor_local_txid{{{DB}}}", "1+1x30"),
+                  (f"litestream_supervisor_last_upload_timestamp_seconds{{{DB}}}", "0+60x30")],
+        "at": 20, "labels": {"db": "/data/app.db"}},
+    "LitestreamCredentialsInvalid": {
+        "fire": [(f"litestream_supervisor_credentials_valid{{{POD}}}", "1 1 0x10"),
+                 (f"litestream_supervisor_uptime_seconds{{{POD}}}", "600+60x12")],
+        "quiet": [(f"litestream_supervisor_credentials_valid{{{POD}}}", "1x12"),
+                  (f"litestream_supervisor_uptime_seconds{{{POD}}}", "600+60x12")],
+        "at": 8, "labels": {}},
+    "LitestreamCredentialsExpiringRefreshFailing": {
+        # expiry at t=10m; from t=3m every refresh is unavailable
+        "fire": [(f"litestream_supervisor_credentials_expiration_timestamp_seconds{{{POD}}}", "600x12"),
+                 (f'litestream_supervisor_sts_requests_total{{{POD},result="unavailable"}}', "0 0 0 1+1x10"),
+                 (f'litestream_supervisor_sts_requests_total{{{POD},result="ok"}}', "1x12")],
+        "quiet": [(f"litestream_supervisor_credentials_expiration_timestamp_seconds{{{POD}}}", "3600x12"),
+                  (f'litestream_supervisor_sts_requests_total{{{POD},result="unavailable"}}', "0 0 0 1+1x10"),
+                  (f'litestream_supervisor_sts_requests_total{{{POD},result="ok"}}', "1x12")],
+        "at": 8, "labels": {}},
+    "LitestreamSTSRefusing": {
+        "fire": [(f'litestream_supervisor_sts_last_result{{{POD},result="refused"}}', "0 1x10")],
+        "quiet": [(f'litestream_supervisor_sts_last_result{{{POD},result="refused"}}', "0 1 0x10")],
+        "at": 5, "labels": {"result": "refused"}},
+    "LitestreamSTSUnavailable": {
+        "fire": [(f'litestream_supervisor_sts_last_result{{{POD},result="unavailable"}}', "0 1x12")],
+        # a blip: the next exchange succeeded
+        "quiet": [(f'litestream_supervisor_sts_last_result{{{POD},result="unavailable"}}', "0 1 0x12")],
+        "at": 8, "labels": {"result": "unavailable"}},
+    "LitestreamRestartingRepeatedly": {
+        "fire": [(f"litestream_supervisor_litestream_restarts_total{{{POD}}}", "0 1 2 3 4 5x10")],
+        "quiet": [(f"litestream_supervisor_litestream_restarts_total{{{POD}}}", "0 1 1 1 1x10")],
+        "at": 6, "labels": {}},
+    "LitestreamSidecarNotReady": {
+        "fire": [(f"litestream_supervisor_ready{{{POD}}}", "1 0x15")],
+        "quiet": [(f"litestream_supervisor_ready{{{POD}}}", "1 0 0 0 1x12")],
+        "at": 13, "labels": {}},
+    "LitestreamLeaseLost": {
+        "fire": [(f"litestream_supervisor_lease_lost{{{DB}}}", "0 0 1x5")],
+        "quiet": [(f"litestream_supervisor_lease_lost{{{DB}}}", "0x8")],
+        "at": 4, "labels": {"db": "/data/app.db"}},
+    "LitestreamLeaseWaiting": {
+        "fire": [(f"litestream_supervisor_lease_held{{{DB}}}", "0x10"),
+                 (f"litestream_supervisor_lease_lost{{{DB}}}", "0x10")],
+        "quiet": [(f"litestream_supervisor_lease_held{{{DB}}}", "0 0 1x8"),
+                  (f"litestream_supervisor_lease_lost{{{DB}}}", "0x10")],
+        "at": 8, "labels": {"db": "/data/app.db"}},
+}
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    assert found, "promtool is missing: make deps installs Debian's prometheus package"
+    return found
+
+
+def alerts() -> dict[str, dict[str, Any]]:
+    return {r["alert"]: r for g in monitoring.rules()["groups"] for r in g["rules"] if "alert" in r}
+
+
+def render(template: str, labels: dict[str, str]) -> str:
+    return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m[1], ""), template)
+
+
+def test_every_alert_has_a_case_summary_description_and_runbook() -> None:
+    assert set(alerts()) == set(CASES)
+    for name, rule in alerts().items():
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), name
+        assert rule["annotations"]["runbook_url"].endswith(f"#runbook-{name.lower()}")
+
+
+def test_promtool_check_rules_is_clean() -> None:
+    out = subprocess.run([promtool(), "check", "rules", str(MONITORING / "prometheus-rules.yml")],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
+
+
+def test_rules_files_are_generated_from_the_thresholds() -> None:
+    out = subprocess.run([sys.executable, str(MONITORING / "generate.py"), "--check"], capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_alert_fires_when_it_should_and_not_otherwise(tmp_path: Path, name: str) -> None:
+    rule = alerts()[name]
+    case = CASES[name]
+    labels = {"namespace": "shop", "pod": "orders-0", **case["labels"], "severity": rule["labels"]["severity"]}
+    annotations = {k: render(v, labels) for k, v in rule["annotations"].items()}
+    tests = []
+    for kind in ("fire", "quiet"):
+        expected = [{"exp_labels": labels, "exp_annotations": annotations}] if kind == "fire" else []
+        tests.append({"interval": "1m",
+                      "input_series": [{"series": s, "values": v} for s, v in case[kind]],
+                      "alert_rule_test": [{"eval_time": f"{case['at']}m", "alertname": name, "exp_alerts": expected}]})
+    test_file = tmp_path / "test.yml"
+    test_file.write_text(yaml.safe_dump({"rule_files": [str(MONITORING / "prometheus-rules.yml")],
+                                         "evaluation_interval": "1m", "tests": tests}, sort_keys=False))
+    out = subprocess.run([promtool(), "test", "rules", str(test_file)], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
