@@ -12,6 +12,7 @@ import os
 import stat
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -36,7 +37,8 @@ MAX_SKEW_SECONDS = 60.0
 async def obtain_once(settings: Settings) -> Credentials:
     """One exchange for `credentials`: bounded by --timeout; no config needed."""
     config = lsconfig.load_for(settings) if settings.one_db or settings.config_path.exists() else None
-    service = CredentialService(settings, State(), config)
+    # The app's own credentials: the role's policy, not the supervisor's narrowed session.
+    service = CredentialService(replace(settings, session_policy=False), State(), config)
     try:
         return await service.keeper.obtain(Budget(settings.timeout_seconds))
     finally:
@@ -118,6 +120,21 @@ def _files_step(config: lsconfig.LitestreamConfig, report: Report) -> None:
             report.ok("files", f"{db.path} and its WAL, meta dir and directory are writable by {me}")
 
 
+async def _policy_hint(service: CredentialService, settings: Settings, error: SupervisorError) -> str:
+    """Refused with a session policy: would the same exchange pass without it?"""
+    if service.keeper.policy is None or error.exit_code != ExitCode.CREDENTIALS_REFUSED:
+        return ""
+    policy, service.keeper.policy = service.keeper.policy, None
+    try:
+        await service.keeper.obtain(Budget(settings.timeout_seconds))
+    except SupervisorError:
+        return ""
+    finally:
+        service.keeper.policy = policy
+    return ("; without the session policy STS accepts the token: this store refuses inline session policies, "
+            "set --session-policy off")
+
+
 def _role_hint(settings: Settings) -> str:
     """When STS refused a MinIO role: the ARN MinIO derives from the audience, if it differs."""
     arn = settings.aws.role_arn or ""
@@ -197,7 +214,7 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
             report.ok("sts", f"{service.endpoint}: credentials valid for {int(creds.seconds_left())}s "
                       f"(role {settings.aws.role_arn})")
         except SupervisorError as e:
-            report.fail("sts", str(e) + _role_hint(settings))
+            report.fail("sts", str(e) + _role_hint(settings) + await _policy_hint(service, settings, e))
     try:
         if config is None or service is None or creds is None:
             report.skip("replica", "needs a valid config and credentials")

@@ -56,6 +56,9 @@ COMMON = [
     _option("--log-level", envvar=env("LOG_LEVEL"), type=click.Choice(LEVELS), default="info", show_default=True),
     _option("--log-format", envvar=env("LOG_FORMAT"), type=click.Choice(["auto", "json", "console"]),
             default="auto", show_default=True, help="auto: console on a TTY, JSON lines otherwise."),
+    _option("--session-policy", envvar=env("SESSION_POLICY"), type=click.Choice(["on", "off"]), default="on",
+            show_default=True, help="Send an inline session policy so the credentials reach only the replicas' "
+            "prefixes and leases (off: the role's whole policy, for stores that reject session policies)."),
 ]
 
 
@@ -395,6 +398,56 @@ def webhook(**options: Any) -> int:
                                   Path(options["tls_key_file"]), signals)
 
     return run_async(main, None, handles_signals=True)  # type: ignore[arg-type]
+
+
+@cli.command(name="rgw-setup", epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.UNREACHABLE,
+                                                         ExitCode.ACCESS_DENIED]))
+@_option("--endpoint", envvar=env("ENDPOINT"), required=True, help="RGW's S3/IAM endpoint URL.")
+@_option("--issuer", envvar=env("ISSUER"), required=True,
+         help="The cluster's service-account issuer URL (`kubectl get --raw /.well-known/openid-configuration`).")
+@_option("--issuer-ca", envvar=env("ISSUER_CA"), type=click.Path(dir_okay=False),
+         help="CA that signed the issuer's TLS certificate (in a pod: the service account's ca.crt).")
+@_option("--namespace", "namespace", envvar=env("SA_NAMESPACE"), required=True,
+         help="Namespace of the app's service account.")
+@_option("--service-account", envvar=env("SERVICE_ACCOUNT"), required=True, help="The app's service account.")
+@_option("--bucket", envvar=env("BUCKET"), required=True, help="The replica bucket.")
+@_option("--role-name", envvar=env("ROLE_NAME"), help="[default: litestream-<namespace>-<service account>]")
+@_option("--audience", envvar=env("AUDIENCE"), default="sts.amazonaws.com", show_default=True,
+         help="The projected token's audience (the provider's client id).")
+@_option("--region", envvar=env("REGION"), default="us-east-1", show_default=True)
+def rgw_setup(**options: Any) -> int:
+    """Create or update, idempotently, RGW's side for one app: OIDC provider, role, trust and policy.
+
+    Uses admin credentials from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: in a
+    Job, from a Secret). Prints the role ARN to use as AWS_ROLE_ARN; a second run changes nothing.
+    """
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from supervisor import rgw
+
+    configure("info", "auto")
+    plan = rgw.Plan(issuer=options["issuer"].rstrip("/"), audience=options["audience"], bucket=options["bucket"],
+                    namespace=options["namespace"], service_account=options["service_account"],
+                    role_name=options.get("role_name")
+                    or f"litestream-{options['namespace']}-{options['service_account']}")
+    endpoint = settings_mod._endpoint(options["endpoint"], "--endpoint")
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name=options["region"],
+                       config=Config(retries={"max_attempts": 3}, connect_timeout=10, read_timeout=30))
+    try:
+        thumbprints = rgw.issuer_thumbprints(plan.issuer, options.get("issuer_ca"))
+        arn, changes = rgw.apply(iam, plan, thumbprints)
+    except ClientError as e:
+        code = (e.response.get("Error") or {}).get("Code") or e.response["ResponseMetadata"]["HTTPStatusCode"]
+        raise SupervisorError(f"--endpoint {endpoint}: RGW's IAM API refused ({code}); the admin credentials "
+                              "need the roles and oidc-provider caps", exit_code=ExitCode.ACCESS_DENIED) from None
+    except BotoCoreError as e:
+        raise SupervisorError(f"--endpoint {endpoint}: {e}", exit_code=ExitCode.UNREACHABLE) from None
+    for change in changes or ["nothing to change: provider, role, trust and policy are as wanted"]:
+        click.echo(change, err=True)
+    click.echo(arn)
+    return 0
 
 
 @cli.command()

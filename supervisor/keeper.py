@@ -57,7 +57,8 @@ def next_delay(creds: Credentials | None, failures: int, margin_seconds: float, 
 
 class CredentialKeeper:
     def __init__(self, aws: AwsSettings, settings: KeeperSettings, state: State,
-                 endpoint: str, role_arn: str, token_file: Path, client: Any = None) -> None:
+                 endpoint: str, role_arn: str, token_file: Path, client: Any = None,
+                 policy: str | None = None) -> None:
         self.aws = aws
         self.settings = settings
         self.state = state
@@ -65,6 +66,7 @@ class CredentialKeeper:
         self.role_arn = role_arn
         self.token_file = token_file
         self._client = client if client is not None else sts.new_client(aws, endpoint)
+        self.policy = policy  # the session policy sent with every exchange (None: the role's whole policy)
         self.backoff = Backoff(settings.retry_initial_seconds, settings.retry_max_seconds)
         self._skew_warned = False
         self._current: Credentials | None = None
@@ -81,7 +83,8 @@ class CredentialKeeper:
         try:
             token = tokens.read(self.token_file)
             self._token_fingerprint = token.fingerprint
-            call = asyncio.to_thread(sts.exchange, self._client, self.aws, self.endpoint, self.role_arn, token)
+            call = asyncio.to_thread(sts.exchange, self._client, self.aws, self.endpoint, self.role_arn, token,
+                                     self.policy)
             creds = await (budget.run(call, f"STS at {self.endpoint}") if budget is not None else call)
         except (CredentialsRefused, TokenError) as e:
             self.state.sts_requests["refused"] += 1

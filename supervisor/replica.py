@@ -77,7 +77,9 @@ def explain(error: Exception, replica: Replica) -> SupervisorError:
                                    "'bucket' in litestream.yml)", exit_code=ExitCode.NO_SUCH_BUCKET)
         if status == 403 or code == "AccessDenied":
             return SupervisorError(f"{where}: access denied ({code}): the role's policy must allow "
-                                   "s3:ListBucket, s3:GetObject and s3:PutObject on this bucket and prefix",
+                                   "s3:ListBucket, s3:GetObject and s3:PutObject on this bucket and prefix (Ceph "
+                                   "RGW also answers AccessDenied for lapsed credentials: a fresh exchange was "
+                                   "tried first; on RGW, `rgw-setup` writes the policy)",
                                    exit_code=ExitCode.ACCESS_DENIED)
         if status >= 500 or status == 429 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
             return Unreachable(f"{where}: S3 is not available ({code})")

@@ -22,6 +22,7 @@ from supervisor.credentials import Credentials
 from supervisor.keeper import CredentialKeeper
 from supervisor.litestream import child_env
 from supervisor.logs import get_logger
+from supervisor.scope import session_policy
 from supervisor.settings import Settings, require_web_identity
 from supervisor.state import State
 
@@ -48,8 +49,12 @@ class CredentialService:
         self.state = state
         self.config = config
         self.endpoint = sts_endpoint(settings, config)
+        policy = session_policy(config.databases) if config is not None and settings.session_policy else None
+        if config is not None and settings.session_policy and policy is None:
+            log.warning("session_policy_too_large", databases=len(config.databases),
+                        detail="the credentials carry the role's whole policy")
         self.keeper = CredentialKeeper(settings.aws, settings.keeper, state, self.endpoint,
-                                       role_arn, token_file)
+                                       role_arn, token_file, policy=policy)
         self.broker = CredentialsBroker(lambda: self.keeper.current)
         self.address: BrokerAddress | None = None
         self._stop_watch = asyncio.Event()

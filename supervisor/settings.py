@@ -93,6 +93,8 @@ class Settings:
     lease: bool = True
     # How long a crashed holder blocks its successor; renewals every third of it.
     lease_ttl_seconds: float = 30.0
+    # Narrow the credentials to the replicas' prefixes and leases with an inline session policy.
+    session_policy: bool = True
     # --db + --bucket: the Litestream config comes from flags; litestream.yml is not read.
     one_db: OneDatabase | None = None
     # The process environment as read once at start-up: litestream.yml's $VARs expand from it
@@ -230,6 +232,7 @@ def build(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> S
         lease=(options.get("lease") or "on") == "on",
         lease_ttl_seconds=float(options.get("lease_ttl") or 30.0),
         one_db=_one_db(options, env),
+        session_policy=(options.get("session_policy") or "on") == "on",
         environment=MappingProxyType(dict(env)),
     )
 

@@ -102,7 +102,8 @@ def classify(error: Exception, token: Token, endpoint: str, audience: str) -> Ex
     return error
 
 
-def exchange(client: Any, aws: AwsSettings, endpoint: str, role_arn: str, token: Token) -> Credentials:
+def exchange(client: Any, aws: AwsSettings, endpoint: str, role_arn: str, token: Token,
+             policy: str | None = None) -> Credentials:
     """One AssumeRoleWithWebIdentity call. Blocking: run it in a thread from async code."""
     params: dict[str, Any] = {
         "RoleArn": role_arn,
@@ -111,6 +112,8 @@ def exchange(client: Any, aws: AwsSettings, endpoint: str, role_arn: str, token:
     }
     if aws.duration_seconds:
         params["DurationSeconds"] = aws.duration_seconds
+    if policy:
+        params["Policy"] = policy  # narrows the session to the replicas (supervisor/scope.py)
     try:
         answer = client.assume_role_with_web_identity(**params)
     except Exception as e:  # noqa: BLE001 (classified, then re-raised)

@@ -17,7 +17,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 WORKLOADS = ROOT / "tests" / "workloads"
-BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component", "minio", "webhook",
+BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component", "minio", "webhook", "ceph-rgw",
           WORKLOADS / "minio-helm", WORKLOADS / "minio-root"]
 WORKLOAD_BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component"]
 K8S_VERSIONS = ["1.29.0", None]  # None: kubernetes-validate's newest
