@@ -213,7 +213,12 @@ class Replicator:
         finals: list[FinalPosition] = []
         forced = self.signals.force.is_set()
         if self.child is not None and not forced and not lost:
-            # Only while this pod provably holds every lease may it upload once more.
+            # Only while this pod provably holds every lease may it upload once more: a lease not
+            # confirmed lately (an outage just ended) gets one renewal to prove it first.
+            for lease in self.leases.values():
+                if lease.must_fence() and not lease.state.lost:
+                    with contextlib.suppress(SupervisorError):
+                        await lease.renew(Budget(max(0.1, min(5.0, budget.left())), "--shutdown-timeout"))
             fenced = [name for name, lease in self.leases.items() if lease.must_fence() or lease.state.lost]
             if fenced:
                 log.error("final_sync_skipped", dbs=fenced, detail="lease not confirmed: no upload allowed")

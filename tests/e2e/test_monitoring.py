@@ -124,6 +124,9 @@ def test_alerts_fire_and_resolve_on_a_live_prometheus(pod: Pod, watched: Any) ->
     assert prometheus.alert_state("LitestreamSTSRefusing") is None  # an outage, not a refusal
     sts.restore()
     prometheus.wait(lambda: prometheus.alert_state("LitestreamCredentialsInvalid") is None, 90, "credentials back")
+    # replication resumes: the lease is confirmed again (it was fenced while nothing could renew it)
+    sup.wait_for(lambda: sup.metric("litestream_supervisor_lease_fenced", f'{{db="{pod.db()}"}}') == 0, 60,
+                 "lease confirmed again")
     writer.stop()
     sup.scrape()
     assert sup.terminate(timeout=90) == 0, sup.output()[-3000:]
