@@ -8,33 +8,50 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from supervisor.errors import ExitCode
-from tests.bed.ceph import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
+from tests.bed.ceph import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, Cluster
+from tests.bed.iam import admin_client
 from tests.bed.pod import Pod, Writer, supervisor_cmd
 from tests.bed.replicas import restore_and_compare
 
 pytestmark = pytest.mark.bed
 
 
+@pytest.fixture
+def empty_rgw(pod: Pod, tmp_path: Path) -> Iterator[str]:
+    """A second, empty RGW (no provider, no role) with STS, trusting the bed's issuer CA."""
+    cluster = Cluster(tmp_path / "ceph2", pod.bed.issuer.ca_file)
+    cluster.start()
+    try:
+        admin_client("s3", cluster.endpoint).create_bucket(Bucket=pod.bed.role.bucket)
+        yield cluster.endpoint
+    finally:
+        cluster.stop()
+
+
 def rgw_setup(pod: Pod, role: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in pod.env().items() if not k.startswith("AWS_")}
     env.update(AWS_ACCESS_KEY_ID=ADMIN_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=ADMIN_SECRET_KEY)
-    return subprocess.run(supervisor_cmd("rgw-setup", "--endpoint", pod.bed.endpoint, "--issuer", pod.bed.issuer.url,
+    return subprocess.run(supervisor_cmd("rgw-setup", "--endpoint", pod.endpoint, "--issuer", pod.bed.issuer.url,
                                          "--issuer-ca", str(pod.bed.issuer.ca_file), "--namespace", "default",
                                          "--service-account", "app", "--bucket", pod.bed.role.bucket,
                                          "--role-name", role),
                           env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_rgw_setup_then_the_whole_pod_life(pod: Pod) -> None:
+def test_rgw_setup_then_the_whole_pod_life(pod: Pod, empty_rgw: str) -> None:
+    pod.endpoint = empty_rgw  # S3, STS and IAM of the empty RGW
     role = f"setup-{uuid.uuid4().hex[:8]}"
     first = rgw_setup(pod, role)
     assert first.returncode == 0, first.stderr
     arn = first.stdout.strip()
     assert arn.endswith(f"role/{role}") and f"created role {role}" in first.stderr
+    assert "created OIDC provider" in first.stderr
     second = rgw_setup(pod, role)
     assert second.returncode == 0 and second.stdout.strip() == arn
     assert "nothing to change" in second.stderr, second.stderr
