@@ -14,6 +14,9 @@ from typing import Any
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from rendered import write_or_check
+
 HERE = Path(__file__).parent
 P = "litestream_supervisor_"
 BY = "namespace, pod"
@@ -118,18 +121,7 @@ def rendered() -> dict[str, str]:
 
 
 def main() -> int:
-    stale = []
-    for name, text in rendered().items():
-        path = HERE / name
-        if "--check" in sys.argv:
-            if not path.exists() or path.read_text() != text:
-                stale.append(name)
-        else:
-            path.write_text(text)
-    if stale:
-        print(f"stale: {', '.join(stale)}: run `make monitoring`", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(rendered(), HERE, "monitoring")
 
 
 if __name__ == "__main__":
