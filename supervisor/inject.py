@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 PREFIX = "litestream-supervisor.io/"
 INJECT_LABEL = PREFIX + "inject"
 STATUS = PREFIX + "status"
+REPLICATED_LABEL = PREFIX + "replicated"
 MESH_FIRST = ("istio-init", "istio-validation", "linkerd-init", "istio-proxy", "linkerd-proxy")
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 TOKEN_DIR = "/var/run/secrets/litestream"  # noqa: S105 (a path, not a secret)
@@ -249,6 +250,8 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
         patch += [{"op": "add", "path": "/spec/volumes/-", "value": v} for v in added_volumes]
     summary = {"containers": [c["name"] for c in (restore, sidecar)], "volumes": [v["name"] for v in added_volumes],
                "db": db, "data_volume": data[0], "sidecar": d.sidecar}
+    # the same pod label the Component adds (what the optional NetworkPolicy selects on)
+    patch.append({"op": "add", "path": f"/metadata/labels/{_escape(REPLICATED_LABEL)}", "value": "true"})
     status = json.dumps(summary, sort_keys=True, separators=(",", ":"))
     if pod.get("metadata") is None:
         patch.append({"op": "add", "path": "/metadata", "value": {"annotations": {STATUS: status}}})
