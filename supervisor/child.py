@@ -40,10 +40,15 @@ class ChildSupervisor:
         self._done = asyncio.Event()
         self.allowed = asyncio.Event()  # cleared while fenced: no Litestream, no upload
         self.allowed.set()
+        # Litestream was not running at some point while the app may have written (fenced, or it
+        # died): SQLite may then have checkpointed frames Litestream never saw into the db file,
+        # which a restarted Litestream does not notice. The final upload must be a full snapshot.
+        self.missed_writes = False
 
     async def fence(self) -> None:
         """Stop uploading now: SIGKILL, not SIGTERM (SIGTERM makes Litestream upload once more)."""
         self.allowed.clear()
+        self.missed_writes = True
         if self.proc is not None:
             await process.kill(self.proc)
 
@@ -106,6 +111,7 @@ class ChildSupervisor:
                 if not self.allowed.is_set():
                     log.info("litestream_fenced", returncode=rc)
                     continue
+                self.missed_writes = True
                 failures = 1 if time.monotonic() - began > HEALTHY_RUN_SECONDS else failures + 1
                 delay = self.backoff.delay(failures)
                 self.state.child_restarts += 1

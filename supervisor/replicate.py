@@ -173,6 +173,11 @@ class Replicator:
             return True
         assert self.child is not None
         cmd = litestream.replicate_cmd(self.binary, self.child_config, once=True)
+        if self.child.missed_writes:
+            # Litestream was down while the app wrote: only a full snapshot proves the final state.
+            cmd.append("-force-snapshot")
+            log.info("final_snapshot", detail="Litestream was stopped during the run (fence or crash): the "
+                     "final upload is a full snapshot of the database")
         try:
             proc = await process.spawn(cmd, self.child.env, self.processes)
         except SupervisorError as e:
