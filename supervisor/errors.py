@@ -99,6 +99,24 @@ class LocalNotSQLite(SupervisorError):
     exit_code = ExitCode.NOT_SQLITE
 
 
+class LeaseConflict(SupervisorError):
+    """412: the lease object changed since it was read (someone else wrote it)."""
+
+
+class LeaseHeld(SupervisorError):
+    exit_code = ExitCode.LEASE_HELD
+
+
+class LeaseLost(SupervisorError):
+    exit_code = ExitCode.LEASE_LOST
+
+
+class LeaseUnsupported(SupervisorError):
+    """The store ignores conditional writes: a lease there would be a lie."""
+
+    exit_code = ExitCode.USAGE
+
+
 class LitestreamMissing(SupervisorError):
     exit_code = ExitCode.LITESTREAM_MISSING
 

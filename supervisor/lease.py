@@ -31,28 +31,12 @@ from botocore.exceptions import ClientError
 from supervisor import __version__
 from supervisor import replica as replicas
 from supervisor.config import Replica
-from supervisor.errors import ExitCode, SupervisorError
+from supervisor.errors import LeaseConflict, LeaseUnsupported, SupervisorError
 from supervisor.sts import server_time
 
 SUFFIX = ".lease"
 PROBE_SUFFIX = ".lease-probe"
 DEFAULT_TTL_SECONDS = 30.0
-
-
-class LeaseConflict(SupervisorError):
-    """412: the object changed since we read it (someone else wrote it)."""
-
-
-class LeaseHeld(SupervisorError):
-    exit_code = ExitCode.LEASE_HELD
-
-
-class LeaseLost(SupervisorError):
-    exit_code = ExitCode.LEASE_LOST
-
-
-class LeaseUnsupported(SupervisorError):
-    exit_code = ExitCode.USAGE
 
 
 @dataclass(frozen=True)

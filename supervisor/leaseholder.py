@@ -15,13 +15,10 @@ from typing import Any
 from supervisor.backoff import Backoff
 from supervisor.budget import Budget
 from supervisor.config import Database
-from supervisor.errors import SupervisorError
+from supervisor.errors import LeaseConflict, LeaseHeld, LeaseLost, SupervisorError
 from supervisor.lease import (
     Identity,
     LeaseBody,
-    LeaseConflict,
-    LeaseHeld,
-    LeaseLost,
     LeaseStore,
     Observed,
     fence_after,

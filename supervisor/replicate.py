@@ -23,10 +23,9 @@ from supervisor import litestream, process
 from supervisor import restore as restorer
 from supervisor.budget import Budget
 from supervisor.child import ChildSupervisor
-from supervisor.errors import CredentialsRefused, ExitCode, SupervisorError, TokenError
+from supervisor.errors import CredentialsRefused, ExitCode, LeaseLost, SupervisorError, TokenError
 from supervisor.health import HealthServer
 from supervisor.lag import LagProbe
-from supervisor.lease import LeaseLost
 from supervisor.leaseholder import leases_for
 from supervisor.logs import get_logger
 from supervisor.outcome import FinalPosition, has_data, shutdown_exit_code

@@ -14,12 +14,11 @@ import pytest
 from supervisor import replica
 from supervisor.config import Replica
 from supervisor.credentials import Credentials
+from supervisor.errors import LeaseConflict, LeaseUnsupported
 from supervisor.lease import (
     Identity,
     LeaseBody,
-    LeaseConflict,
     LeaseStore,
-    LeaseUnsupported,
     Observed,
     fence_after,
     judge,
