@@ -4,6 +4,10 @@ A refresh never restarts it (credentials come from the broker). An unexpected ex
 and followed by a restart with the one backoff policy (reset after a minute of healthy running).
 A stop reaches whatever process exists or is being started: a child spawned while the stop was
 landing is signalled by the loop itself, so no daemon ever runs beside the final `-once`.
+
+Litestream away: while none holds its read lock (it died, was fenced, or a previous sidecar
+instance stopped while the app kept writing) SQLite may checkpoint frames it never saw; before the
+next one starts, the WAL is emptied (supervisor/walreset.py) so that Litestream snapshots.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Awaitable, Callable
 
 from supervisor import process
 from supervisor.backoff import Backoff
@@ -27,8 +32,10 @@ RESTART_BACKOFF = Backoff(initial_seconds=1.0, max_seconds=30.0)
 
 class ChildSupervisor:
     def __init__(self, cmd: list[str], env: dict[str, str], state: State, table: ProcessTable | None = None,
-                 backoff: Backoff = RESTART_BACKOFF) -> None:
+                 backoff: Backoff = RESTART_BACKOFF, reset_wal: Callable[[], Awaitable[bool]] | None = None,
+                 needs_snapshot: bool = False) -> None:
         self.cmd = cmd
+        self.reset_wal = reset_wal
         self.env = env
         self.state = state
         self.table = table
@@ -40,15 +47,14 @@ class ChildSupervisor:
         self._done = asyncio.Event()
         self.allowed = asyncio.Event()  # cleared while fenced: no Litestream, no upload
         self.allowed.set()
-        # Litestream was not running at some point while the app may have written (fenced, or it
-        # died): SQLite may then have checkpointed frames Litestream never saw into the db file,
-        # which a restarted Litestream does not notice. The final upload must be a full snapshot.
-        self.missed_writes = False
+        # No Litestream held the read lock for a while (see the module docstring): the WAL must be
+        # emptied before the next daemon, or the final `-once`, runs.
+        self.needs_snapshot = needs_snapshot
 
     async def fence(self) -> None:
         """Stop uploading now: SIGKILL, not SIGTERM (SIGTERM makes Litestream upload once more)."""
         self.allowed.clear()
-        self.missed_writes = True
+        self.needs_snapshot = True
         if self.proc is not None:
             await process.kill(self.proc)
 
@@ -84,6 +90,14 @@ class ChildSupervisor:
                 if self.stopping.is_set():
                     return
                 began = time.monotonic()
+                if self.needs_snapshot and not await self.catch_up():
+                    failures += 1
+                    delay = self.backoff.delay(failures)
+                    log.error("litestream_held_back", retry_in=round(delay, 1),
+                              detail="Litestream stays stopped until the WAL could be emptied")
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), delay)
+                    continue
                 proc = await process.spawn(self.cmd, self.env, self.table)
                 self.proc = proc
                 self.state.child_running = True
@@ -111,7 +125,7 @@ class ChildSupervisor:
                 if not self.allowed.is_set():
                     log.info("litestream_fenced", returncode=rc)
                     continue
-                self.missed_writes = True
+                self.needs_snapshot = True
                 failures = 1 if time.monotonic() - began > HEALTHY_RUN_SECONDS else failures + 1
                 delay = self.backoff.delay(failures)
                 self.state.child_restarts += 1
@@ -121,6 +135,13 @@ class ChildSupervisor:
                     await asyncio.wait_for(self.stopping.wait(), delay)
         finally:
             self._done.set()
+
+    async def catch_up(self) -> bool:
+        """Empty the WAL(s) so the next Litestream snapshots; True when done or not needed."""
+        if self.reset_wal is None or await self.reset_wal():
+            self.needs_snapshot = False
+            return True
+        return False
 
     async def stop(self, budget: Budget, force: asyncio.Event) -> int | None:
         """SIGTERM to whatever runs (Litestream then makes its final upload), within the budget."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import config as lsconfig
-from supervisor import litestream, process
+from supervisor import litestream, process, walreset
 from supervisor import restore as restorer
 from supervisor.budget import Budget
 from supervisor.child import ChildSupervisor
@@ -28,7 +28,7 @@ from supervisor.health import HealthServer
 from supervisor.lag import LagProbe
 from supervisor.leaseholder import leases_for
 from supervisor.logs import get_logger
-from supervisor.outcome import FinalPosition, has_data, shutdown_exit_code
+from supervisor.outcome import FinalPosition, has_data, has_state, shutdown_exit_code
 from supervisor.process import ProcessTable
 from supervisor.reaper import reap_orphans
 from supervisor.service import CredentialService
@@ -104,7 +104,12 @@ class Replicator:
             self.tasks["reaper"] = asyncio.create_task(reap_orphans(self.processes), name="reaper")
         self.child_config = self.service.child_config()
         cmd = litestream.replicate_cmd(self.binary, self.child_config)
-        self.child = ChildSupervisor(cmd, self.service.child_environment(), self.state, self.processes)
+        paths = [db.path for db in self.config.databases]
+        self.child = ChildSupervisor(
+            cmd, self.service.child_environment(), self.state, self.processes,
+            reset_wal=lambda: walreset.truncate_all(paths, "start"),
+            # a previous Litestream left state here (this sidecar restarted beside a running app)
+            needs_snapshot=any(has_state(db.meta_dir) for db in self.config.databases))
         self.tasks["litestream"] = asyncio.create_task(self.child.run(), name="litestream")
         await self.child.wait_started(self.tasks["litestream"])
         for name, lease in self.leases.items():
@@ -171,12 +176,12 @@ class Replicator:
         if not any(has_data(db.path) for db in self.config.databases):
             return True
         assert self.child is not None
+        # Litestream was away during the run and did not catch up since: empty the WAL so that this
+        # -once snapshots. Not on every stop: an emptied WAL makes Litestream upload the whole db.
+        if self.child.needs_snapshot and not await walreset.truncate_all(
+                [db.path for db in self.config.databases], "final_sync"):
+            return False  # Litestream would upload a replica missing checkpointed rows: unconfirmed
         cmd = litestream.replicate_cmd(self.binary, self.child_config, once=True)
-        if self.child.missed_writes:
-            # Litestream was down while the app wrote: only a full snapshot proves the final state.
-            cmd.append("-force-snapshot")
-            log.info("final_snapshot", detail="Litestream was stopped during the run (fence or crash): the "
-                     "final upload is a full snapshot of the database")
         try:
             proc = await process.spawn(cmd, self.child.env, self.processes)
         except SupervisorError as e:

@@ -7,6 +7,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 from tests.bed.ceph import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
@@ -100,3 +101,52 @@ def restore_and_compare(pod: Pod, committed: list[int]) -> None:
 def restoring(pod: Pod) -> bool:
     """A restore is under way: its temp file sits beside the target."""
     return any("restoring" in p.name for p in pod.data.iterdir())
+
+
+def replica_row_ids(pod: Pod, db: Path) -> set[int]:
+    """What the replica holds right now, read by bare Litestream into a scratch file: the pod's own
+    files (and a supervisor running on them) are left alone."""
+    out = pod.root / "replica-view.db"
+    for p in out.parent.glob(out.name + "*"):
+        p.unlink()
+    run = subprocess.run([litestream_binary(), "restore", "-config", str(pod.config), "-o", str(out), str(db)],
+                         env=bare_env(pod), capture_output=True, text=True, timeout=120)
+    if run.returncode != 0:
+        return set()
+    return set(row_ids(out))
+
+
+def commit_rows(db: Path, start: int, rows: int, con: sqlite3.Connection | None = None) -> list[int]:
+    """One commit per row, on `con` when given (left open), else on a connection of its own."""
+    own = con is None
+    con = con or connect(db)
+    ids = list(range(start, start + rows))
+    for i in ids:
+        con.execute("INSERT INTO rows(id, payload) VALUES (?, ?)", (i, os.urandom(64).hex()))
+        con.commit()
+    if own:
+        con.close()
+    return ids
+
+
+def commit_rows_and_checkpoint(con: sqlite3.Connection, start: int, rows: int) -> tuple[list[int], tuple[int, ...]]:
+    """What an app does while no Litestream holds its read lock: commits (each its own WAL frames),
+    then SQLite's automatic PASSIVE checkpoint copies them all into the db file, and the next commit
+    restarts the WAL from its first frame with new salts (the file keeps its length). The app's
+    connection stays open, as an app's does: the last connection's close would delete the WAL."""
+    ids = commit_rows(Path(), start, rows, con)
+    busy, frames, backfilled = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return ids + commit_rows(Path(), start + rows, 5, con), (busy, frames, backfilled)
+
+
+def replica_catches_up(pod: Pod, committed: list[int], timeout: float = 45) -> None:
+    """While the supervisor runs: the replica comes to hold every committed row (not only after the
+    final upload: a pod that dies later must not lose them)."""
+    deadline = time.monotonic() + timeout
+    missing = sorted(committed)
+    while time.monotonic() < deadline:
+        missing = sorted(set(committed) - replica_row_ids(pod, pod.db()))
+        if not missing:
+            return
+        time.sleep(1)
+    raise AssertionError(f"{len(missing)} committed rows never reached the replica while it ran, first {missing[:5]}")

@@ -12,8 +12,15 @@ from pathlib import Path
 import pytest
 
 from supervisor.errors import ExitCode
-from tests.bed.pod import Pod, Supervisor, Writer, row_ids
-from tests.bed.replicas import forget_local, role_s3
+from tests.bed.pod import Pod, Supervisor, Writer, connect, row_ids
+from tests.bed.replicas import (
+    commit_rows,
+    commit_rows_and_checkpoint,
+    forget_local,
+    replica_catches_up,
+    restore_and_compare,
+    role_s3,
+)
 
 pytestmark = pytest.mark.bed
 TTL = "8"
@@ -164,6 +171,33 @@ def test_lost_lease_uploads_nothing_more_and_exits_15(pod: Pod, tmp_path: Path) 
     assert set(b_committed) <= ids  # B's rows all there
     late = set(a_committed[cut_at + 100:])  # A's rows written well after its path was cut
     assert late and not ids & late  # A uploaded none of them
+
+
+def test_a_fenced_pod_that_confirms_its_lease_again_replicates_every_row(pod: Pod) -> None:
+    """S3 cut past the fence time: Litestream is SIGKILLed while the app commits and SQLite
+    checkpoints alone (the CI failure: 404 rows lost, exit 0). When the lease is confirmed again
+    Litestream resumes from an emptied WAL, so the replica gets every row, mid-run and at the end."""
+    with pod.through_forwarder() as fwd:
+        sup = pod.start_replicate("--lease-ttl", TTL, env=pod.env(AWS_ENDPOINT_URL_STS=pod.bed.endpoint))
+        sup.wait_ready()
+        app = connect(pod.db())
+        try:
+            committed = commit_rows(pod.db(), 1, 100, app)
+            replica_catches_up(pod, committed)
+            fwd.cut()
+            sup.wait_for(lambda: sup.count("lease_fenced") >= 1, 30, "fenced")
+            ids, (busy, frames, backfilled) = commit_rows_and_checkpoint(app, 1000, 300)
+            committed += ids
+            assert busy == 0 and frames == backfilled > 0, "the checkpoint must complete while fenced"
+            fwd.restore()
+            sup.wait_for(lambda: sup.count("litestream_started") == 2, 60, "Litestream resumed")
+            committed += commit_rows(pod.db(), 5000, 5, app)
+            replica_catches_up(pod, committed)
+            assert sup.count("wal_reset") == 1
+        finally:
+            app.close()
+        assert sup.terminate() == 0, sup.output()[-3000:]
+    restore_and_compare(pod, committed)
 
 
 def test_check_names_the_lease_holder(pod: Pod) -> None:

@@ -100,3 +100,45 @@ def test_a_stop_landing_while_litestream_is_being_spawned_reaches_the_new_proces
         assert rc == -15 or marker.exists()
 
     asyncio.run(scenario())
+
+
+def test_litestream_restarts_only_on_an_emptied_wal(tmp_path: Path) -> None:
+    """After Litestream died (or was fenced) the next one starts only once the WAL was emptied;
+    while that fails it stays stopped (a faked reset: a busy db is what the real part cannot show
+    on demand; the bed tests show the real reset)."""
+    runs = tmp_path / "runs"
+    script = tmp_path / "dies.py"
+    script.write_text(f"open({str(runs)!r}, 'a').write('run\\n')\nimport sys; sys.exit(3)\n")
+    resets: list[bool] = []
+
+    async def scenario() -> None:
+        answers = iter([False, False, True])
+
+        async def reset() -> bool:
+            resets.append(next(answers, True))
+            return resets[-1]
+
+        from supervisor.backoff import Backoff
+        child = ChildSupervisor([sys.executable, str(script)], {}, State(), backoff=Backoff(0.01, 0.02),
+                                reset_wal=reset)
+        run = asyncio.create_task(child.run())
+        deadline = time.monotonic() + 10
+        while (not runs.exists() or runs.read_text().count("run") < 2) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await child.stop(Budget(5, "--shutdown-timeout"), asyncio.Event())
+        await asyncio.wait_for(run, 5)
+
+    asyncio.run(scenario())
+    # first start: no reset needed; after the death: two failed resets held it back, the third let it run
+    assert resets[:3] == [False, False, True]
+    assert runs.read_text().count("run") >= 2
+
+
+def test_a_sidecar_finding_litestream_state_resets_the_wal_before_the_first_start(tmp_path: Path) -> None:
+    from supervisor.outcome import has_state
+    meta = tmp_path / ".app.db-litestream"
+    assert not has_state(meta)
+    (meta / "ltx" / "0").mkdir(parents=True)
+    assert not has_state(meta)  # empty dirs: nothing to continue from
+    (meta / "ltx" / "0" / "0000000000000001-0000000000000001.ltx").write_bytes(b"x")
+    assert has_state(meta)
