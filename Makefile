@@ -21,13 +21,18 @@ deps: venv
 	@[ -x $(LS03_DIR)/node_modules/@flydotio/litestream-linux-x64/litestream ] || \
 	  (mkdir -p $(LS03_DIR) && cd $(LS03_DIR) && npm install --silent --no-audit --no-fund @flydotio/litestream-linux-x64@1.0.1 >/dev/null)
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed supervisor/_botocore_data/VERSION
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
+
+# botocore's S3/STS models cut to what the supervisor calls (supervisor/clients.py), for the
+# installed botocore: written once here rather than parsed whole by every process.
+supervisor/_botocore_data/VERSION: $(VENV)/.installed
+	$(PY) -m supervisor.clients
 
 test: deps
 	$(VENV)/bin/ruff check .
@@ -46,6 +51,7 @@ image: deps
 	bash images/build-and-test.sh
 
 bench: deps
+	@$(PY) -c "import matplotlib" 2>/dev/null || $(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m bench
 
 manifests: venv

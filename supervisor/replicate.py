@@ -20,7 +20,6 @@ from typing import Any
 
 from supervisor import config as lsconfig
 from supervisor import litestream, process, walreset
-from supervisor import restore as restorer
 from supervisor.budget import Budget
 from supervisor.child import ChildSupervisor
 from supervisor.errors import CredentialsRefused, ExitCode, LeaseLost, SupervisorError, TokenError
@@ -94,6 +93,8 @@ class Replicator:
         self.service.start_background()
         if self.settings.replicate.exec_command:
             self.restoring = True
+            from supervisor import restore as restorer  # --exec only: the sidecar need not load it
+
             await restorer.restore(self.service, self.binary, list(self.config.databases),
                                    Budget(self.settings.timeout_seconds), require_replica=False, leases=self.leases)
             self.restoring = False

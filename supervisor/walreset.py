@@ -16,7 +16,6 @@ frames with other salts) and takes a full snapshot itself.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
 from supervisor.logs import get_logger
@@ -29,6 +28,8 @@ def truncate(db: Path, busy_seconds: float = BUSY_SECONDS) -> tuple[bool, str]:
     """(done, why not). A missing db needs nothing; the db is never created."""
     if not db.exists():
         return True, ""
+    import sqlite3  # only after Litestream was away: the sidecar does not carry it otherwise (~1 MB)
+
     try:
         con = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=busy_seconds, isolation_level=None)
     except sqlite3.Error as e:
