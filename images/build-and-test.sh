@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 W=${IMAGE_WORK:-$ROOT/.work/image}
 TAG=${IMAGE_TAG:-localhost/litestream-supervisor:0.1.0}
-BASE=localhost/litestream-supervisor-base:bookworm
+# The tag names the recipe: a change to base() below must bump it, or a machine keeps its old base.
+BASE=localhost/litestream-supervisor-base:bookworm-slim3
+ROOTFS=$W/rootfs-slim3.tar
 PY=${PY:-$ROOT/.venv/bin/python}
 mkdir -p "$W"
 
@@ -38,9 +40,35 @@ CONF
 
 export CONTAINERS_CONF=$W/containers.conf CONTAINERS_STORAGE_CONF=$W/storage.conf
 
+# What a container that runs one Python program never reads (~90 MB of the 176 MB minbase):
+# documentation (the copyright notices stay), manuals, translations, glibc's iconv modules, time
+# zones (logs are UTC), the package manager and what only it links (the image is rebuilt, never
+# upgraded in place), e2fsprogs, and Python's 2to3, distutils, test support and pydoc data.
+# Python's own modules and the libraries they link stay (checked below: none may go missing).
+PURGE="apt perl-base debconf libapt-pkg6.0 libgnutls30 libp11-kit0 libstdc++6 libunistring2 libtasn1-6
+  libnettle8 libhogweed6 libidn2-0 tzdata e2fsprogs libext2fs2 libss2 logsave python3-lib2to3 python3-distutils"
+slim_rootfs() {
+  local r=$1
+  find "$r/usr/share/doc" -type f ! -name copyright -delete
+  find "$r/usr/share/doc" -type d -empty -delete
+  rm -rf "$r"/usr/share/{man,info,locale,lintian,linda,bug,debconf,menu}/* "$r/usr/lib/x86_64-linux-gnu/gconv"
+  # shellcheck disable=SC2086
+  chroot "$r" dpkg --purge --force-remove-essential --force-depends $PURGE >/dev/null 2>&1 \
+    || log "dpkg --purge reported errors (checked below)"
+  rm -rf "$r"/usr/lib/python3.11/{lib2to3,pydoc_data,idlelib,turtledemo,test,distutils} "$r"/var/cache/debconf/*-old
+  rm -rf "$r"/usr/lib/x86_64-linux-gnu/perl* "$r"/usr/share/perl* "$r"/etc/apt "$r"/var/lib/apt "$r"/var/cache/apt
+  rm -f "$r"/var/lib/dpkg/*-old
+  local missing
+  missing=$(chroot "$r" sh -c 'for f in /usr/bin/python3.11 /usr/lib/python3.11/lib-dynload/*.so; do ldd "$f"; done' \
+    | grep "not found" | grep -v -e libdb -e libnsl -e libtirpc | sort -u || true)
+  [ -z "$missing" ] || { log "slim_rootfs removed what Python links: $missing"; return 1; }
+  chroot "$r" python3 -c "import ssl, sqlite3, ctypes, hashlib, lzma, bz2, zlib, uuid, decimal, asyncio, venv; \
+    ssl.create_default_context()" || { log "slim_rootfs broke Python"; return 1; }
+}
+
 base() {
   if buildah inspect --type image "$BASE" >/dev/null 2>&1; then log "base $BASE present"; return; fi
-  if [ ! -f "$W/rootfs.tar" ]; then
+  if [ ! -f "$ROOTFS" ]; then
     local mirror
     mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
     mirror=${mirror:-http://deb.debian.org/debian}
@@ -48,10 +76,11 @@ base() {
     rm -rf "$W/rootfs"
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$W/rootfs" "$mirror" >"$W/debootstrap.log" 2>&1
     rm -rf "$W/rootfs/var/cache/apt/archives"/*.deb "$W/rootfs/var/lib/apt/lists"/*
-    tar --numeric-owner -C "$W/rootfs" -cf "$W/rootfs.tar.tmp" . && mv "$W/rootfs.tar.tmp" "$W/rootfs.tar"
+    slim_rootfs "$W/rootfs"
+    tar --numeric-owner -C "$W/rootfs" -cf "$ROOTFS.tmp" . && mv "$ROOTFS.tmp" "$ROOTFS"
     rm -rf "$W/rootfs"
   fi
-  mkdir -p "$W/basectx" && ln -f "$W/rootfs.tar" "$W/basectx/rootfs.tar"
+  mkdir -p "$W/basectx" && ln -f "$ROOTFS" "$W/basectx/rootfs.tar"
   printf 'FROM scratch\nADD rootfs.tar /\nENV LANG=C.UTF-8\nCMD ["python3"]\n' > "$W/basectx/Dockerfile"
   log "base image $BASE"
   buildah bud --runtime runc --layers=false -q -t "$BASE" "$W/basectx" >/dev/null
