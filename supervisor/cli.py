@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -477,4 +478,8 @@ def main() -> None:
         sys.exit(int(ExitCode.INTERRUPTED))
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+    # The work is done and logged: skip the interpreter's teardown of every module, object and
+    # thread (~0.1 s after a restore, paid at every pod start). Nothing is buffered elsewhere.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0)

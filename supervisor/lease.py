@@ -176,15 +176,13 @@ class LeaseStore:
 
     def check_conditional_writes(self, body: LeaseBody) -> None:
         """A store that ignores If-None-Match / If-Match would make the lease a lie: refuse it.
-        Both conditional writes must fail on the probe object; they are sent at once (restore
-        waits for this probe before it takes the lease)."""
+        On the probe object both conditional writes must fail: If-Match with an ETag it cannot
+        have, and If-None-Match: * once it exists. They are sent at once (restore waits for this);
+        only the very first probe of a bucket, which creates the object, takes a second round."""
         probe = self.replica.path + PROBE_SUFFIX
-        try:
-            self.client().put_object(Bucket=self.replica.bucket, Key=probe, Body=body.encode())
-        except Exception as e:  # noqa: BLE001 (explained)
-            raise self._explain(e) from None
 
         def conditional(condition: dict[str, str]) -> SupervisorError | None:
+            """None when refused as it must be; the error (or LeaseUnsupported) otherwise."""
             try:
                 self.client().put_object(Bucket=self.replica.bucket, Key=probe, Body=body.encode(), **condition)
             except Exception as e:  # noqa: BLE001 (explained)
@@ -197,11 +195,13 @@ class LeaseStore:
                 "that supports conditional writes, or --lease off (unsafe: overlapping pods can fork the replica)")
 
         # a daemon thread, as every blocking call here: an abandoned call must not hold the process
-        other: list[SupervisorError | None] = []
-        thread = threading.Thread(target=lambda: other.append(conditional({"IfMatch": "0" * 32})), daemon=True)
+        bogus: list[SupervisorError | None] = []
+        thread = threading.Thread(target=lambda: bogus.append(conditional({"IfMatch": "0" * 32})), daemon=True)
         thread.start()
-        first = conditional({"IfNoneMatch": "*"})
+        create = conditional({"IfNoneMatch": "*"})
         thread.join()
-        for outcome in (first, *other):
+        if isinstance(create, LeaseUnsupported):  # it wrote: the probe object did not exist yet
+            create = conditional({"IfNoneMatch": "*"})  # now it does: this one must be refused
+        for outcome in (create, *bogus):
             if outcome is not None:
                 raise outcome

@@ -45,6 +45,7 @@ class Lease:
         self.etag: str | None = None
         self.acquired_at = 0.0
         self.confirmed_at: float | None = None  # monotonic time a confirmed write was *sent*
+        self._probe: asyncio.Future[object] | None = None
 
     async def _call(self, budget: Budget, fn: Callable[..., object], *args: object, **kw: object) -> object:
         return await budget.run(asyncio.to_thread(fn, *args, **kw), self.store.location)
@@ -54,24 +55,36 @@ class Lease:
         return LeaseBody(self.me.holder, self.me.pod_uid, self.me.instance, self.acquired_at or now, now,
                          self.ttl, released)
 
-    async def acquire(self, budget: Budget) -> None:
-        """Hold the lease, waiting (within the budget) for another holder to release it or expire."""
+    async def acquire(self, budget: Budget, *, verify_later: bool = False) -> None:
+        """Hold the lease, waiting (within the budget) for another holder to release it or expire.
+
+        The store probe (supervisor/lease.py) runs beside the first looks at the lease. By default
+        it must pass before the lease is written; `verify_later` (restore) writes at once and the
+        caller awaits `verified()` before it commits anything: one round trip less on the path."""
         started = self.clock()
-        probed = not self.check_store
+        probe = asyncio.ensure_future(self._call(budget, self.store.check_conditional_writes, self._body())) \
+            if self.check_store else None
+        try:
+            await self._acquire(budget, started, None if verify_later else probe)
+        except BaseException:
+            if probe is not None:
+                probe.add_done_callback(lambda f: f.cancelled() or f.exception())  # reported: the other error
+            raise
+        self._probe = probe if verify_later else None
+
+    async def verified(self) -> None:
+        """After acquire(verify_later=True): raises LeaseUnsupported if the store failed the probe."""
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            await probe
+
+    async def _acquire(self, budget: Budget, started: float, probe: asyncio.Future[object] | None) -> None:
         waiting_logged: str | None = None
         held_by: Observed | None = None
         attempt = 0
         while True:
             try:
-                if probed:
-                    seen: Observed = await self._call(budget, self.store.read)  # type: ignore[assignment]
-                else:
-                    # The store probe and the first look at the lease touch different objects: at
-                    # once. Nothing is written to the lease before the probe passed.
-                    seen, _ = await asyncio.gather(self._call(budget, self.store.read),
-                                                   self._call(budget, self.store.check_conditional_writes,
-                                                              self._body()))
-                    probed = True
+                seen: Observed = await self._call(budget, self.store.read)  # type: ignore[assignment]
                 verdict = judge(seen, self.me)
                 if verdict == "held":
                     assert seen.body is not None
@@ -87,6 +100,8 @@ class Lease:
                         raise self._held(seen, budget)
                     await asyncio.sleep(min(WAIT_POLL_SECONDS, seen.remaining_seconds + 0.5, budget.left()))
                     continue
+                if probe is not None:
+                    await probe  # nothing is written to the lease before the store passed the probe
                 self.acquired_at = time.time()
                 sent = self.clock()
                 if verdict == "free":

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from supervisor import config as lsconfig
 from supervisor import litestream, process
@@ -171,8 +172,29 @@ def move_aside(paths: list[Path], stamp: str) -> list[str]:
     return moved
 
 
+class HeldLog:
+    """Litestream's lines, held back until we know the replica is one to restore: on an empty
+    prefix its "no matching backup files" must not reach the log of a normal fresh start."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[str, tuple[Any, ...], dict[str, Any]]] | None = []
+
+    def __getattr__(self, level: str) -> Any:
+        def emit(*args: Any, **kwargs: Any) -> None:
+            if self.held is None:
+                getattr(log, level)(*args, **kwargs)
+            else:
+                self.held.append((level, args, kwargs))
+        return emit
+
+    def release(self) -> None:
+        held, self.held = self.held or [], None
+        for level, args, kwargs in held:
+            getattr(log, level)(*args, **kwargs)
+
+
 async def run_litestream_restore(service: CredentialService, binary: str, config_path: Path,
-                                 db: Database, tmp: Path, budget: Budget) -> None:
+                                 db: Database, tmp: Path, budget: Budget, relay_log: Any = log) -> None:
     proc = await process.spawn(litestream.restore_cmd(binary, config_path, db.path, tmp), service.child_environment())
     tail: deque[str] = deque(maxlen=5)
     started = time.monotonic()
@@ -188,7 +210,7 @@ async def run_litestream_restore(service: CredentialService, binary: str, config
                      seconds=round(time.monotonic() - started), timeout_left=round(budget.left()))
 
     assert proc.stdout is not None
-    relay_task = asyncio.create_task(process.relay(proc.stdout, log, {"db": db.name}, tail, secrets.redact))
+    relay_task = asyncio.create_task(process.relay(proc.stdout, relay_log, {"db": db.name}, tail, secrets.redact))
     progress_task = asyncio.create_task(progress())
     try:
         try:
@@ -215,7 +237,13 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
     started = time.monotonic()
     if lease is not None:
         # Before anything is inspected: the previous holder's final upload must be in the replica.
-        await lease.acquire(budget)
+        await lease.acquire(budget, verify_later=True)
+
+    async def verified() -> None:
+        """The store passed the lease's probe: before any outcome is final or any file renamed."""
+        if lease is not None:
+            await lease.verified()
+
     removed = remove_stale_temps(db.path)
     if removed:
         log.warning("stale_restore_files_removed", db=db.name, files=removed,
@@ -223,6 +251,7 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
     kind, size = local_kind(db.path)
     if kind == "sqlite":
         log.info("db_present", db=db.name, detail="left untouched")
+        await verified()
         return Outcome(db.path, "present")
     if db.path.parent.exists() and not os.access(db.path.parent, os.W_OK):
         raise RestoreFailed(f"{db.path.parent} is not writable (mount a volume there, writable by uid {os.getuid()})")
@@ -235,39 +264,51 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
                                "the restored data; kept under these names, delete them when not needed")
     db.path.parent.mkdir(parents=True, exist_ok=True)
     where = db.replica.location
-    found = await inspect_replica(service, db, budget)
-    log.info("replica_inspected", db=db.name, replica=where, layout=found.kind,
-             objects=found.objects, description=found.describe())
-    if found.kind == "empty":
-        if require_replica:
-            raise SupervisorError(f"{where} is empty and --require-replica is set",
-                                  exit_code=ExitCode.REPLICA_REQUIRED)
-        if kind == "not_sqlite":
-            log.info("db_present", db=db.name, bytes=size,
-                     detail="not a SQLite database yet (e.g. 0 bytes); replica is empty, so it is the app's to fill")
-            return Outcome(db.path, "present", found.kind)
-        log.info("fresh_start", db=db.name, replica=where, detail="replica is empty; no file created")
-        return Outcome(db.path, "fresh", found.kind)
-    if found.kind == "unknown":
-        raise ReplicaError(f"{where} holds {found.objects} object(s) that are not a Litestream replica "
-                           f"(e.g. {found.unexpected}); refusing to start on an empty database: "
-                           "fix 'path' in litestream.yml or move those objects")
-    if kind == "not_sqlite":
-        raise LocalNotSQLite(f"{db.path} is not a SQLite database ({size} bytes, no 'SQLite format 3' header) "
-                             f"while {where} holds a replica ({found.describe()}); Litestream would overwrite the "
-                             "replica with it: move the file away (it is never deleted) and restart to restore")
-    if found.unexpected:
-        log.warning("replica_has_foreign_objects", db=db.name, example=found.unexpected)
     tmp = db.path.parent / f"{temp_name(db.path)}{random_secrets.token_hex(4)}"
+    # Litestream starts downloading while we look at the replica (one listing): the answer decides
+    # whether its work is kept or it is stopped and its file removed, as if it had never run.
+    held = HeldLog()
+    restoring = asyncio.create_task(run_litestream_restore(service, binary, config_path, db, tmp, budget, held))
     try:
-        await run_litestream_restore(service, binary, config_path, db, tmp, budget)
+        found = await inspect_replica(service, db, budget)
+        log.info("replica_inspected", db=db.name, replica=where, layout=found.kind,
+                 objects=found.objects, description=found.describe())
+        if found.kind == "empty":
+            if require_replica:
+                raise SupervisorError(f"{where} is empty and --require-replica is set",
+                                      exit_code=ExitCode.REPLICA_REQUIRED)
+            if kind == "not_sqlite":
+                log.info("db_present", db=db.name, bytes=size, detail="not a SQLite database yet (e.g. 0 bytes); "
+                         "replica is empty, so it is the app's to fill")
+                await verified()
+                return Outcome(db.path, "present", found.kind)
+            log.info("fresh_start", db=db.name, replica=where, detail="replica is empty; no file created")
+            await verified()
+            return Outcome(db.path, "fresh", found.kind)
+        if found.kind == "unknown":
+            raise ReplicaError(f"{where} holds {found.objects} object(s) that are not a Litestream replica "
+                               f"(e.g. {found.unexpected}); refusing to start on an empty database: "
+                               "fix 'path' in litestream.yml or move those objects")
+        if kind == "not_sqlite":
+            raise LocalNotSQLite(f"{db.path} is not a SQLite database ({size} bytes, no 'SQLite format 3' header) "
+                                 f"while {where} holds a replica ({found.describe()}); Litestream would overwrite "
+                                 "the replica with it: move the file away (it is never deleted) and restart to restore")
+        if found.unexpected:
+            log.warning("replica_has_foreign_objects", db=db.name, example=found.unexpected)
+        held.release()
+        await restoring
         if not tmp.exists():
             raise RestoreFailed(f"litestream restore wrote nothing although {where} holds "
                                 f"{found.objects} object(s) ({found.describe()})")
         await asyncio.to_thread(integrity_check, tmp)
         size = tmp.stat().st_size
+        await verified()
         await asyncio.to_thread(fsync_and_rename, tmp, db.path)
     finally:
+        if not restoring.done():
+            restoring.cancel()
+        with contextlib.suppress(asyncio.CancelledError, SupervisorError):
+            await restoring  # its process is killed and gone before the temp files are removed
         _remove_temp(tmp)
     seconds = time.monotonic() - started
     log.info("restored", db=db.name, layout=found.kind, bytes=size, seconds=round(seconds, 2))
