@@ -84,6 +84,15 @@ def bench_restore(bed: Bed, work: Path, runs: int, megabytes: int) -> dict[str, 
                     "PRAGMA integrity_check before the atomic rename"}
 
 
+def bench_restore_sizes(bed: Bed, work: Path, runs: int, sizes_mb: list[int]) -> list[dict[str, Any]]:
+    out = []
+    for mb in sizes_mb:
+        out.append(bench_restore(bed, work, runs, mb))
+        out[-1]["megabytes"] = mb
+        out[-1]["overhead_seconds"] = round(out[-1]["supervisor_seconds"] - out[-1]["bare_seconds"], 3)
+    return out
+
+
 def bench_startup(bed: Bed, work: Path, runs: int) -> dict[str, Any]:
     to_child, to_ready = [], []
     for _ in range(runs):
@@ -197,6 +206,84 @@ def bench_refresh(bed: Bed, work: Path, seconds: float) -> dict[str, Any]:
                    "(RGW refuses a role MaxSessionDuration below 3600): it does not refresh within the window, "
                    "which makes it the no-refresh baseline")
     out["seconds"] = seconds
+    return out
+
+
+def bench_timeline(bed: Bed, work: Path, seconds: float = 60) -> dict[str, Any]:
+    """Both side by side in one window, each behind its own S3 forwarder: a 20/s writer, the
+    supervisor on 10 s credentials (a refresh every ~5 s), a token rotation at 1/4 of the window
+    and an S3 outage (both forwarders cut) from 1/2 to 2/3. Every 0.5 s: replication lag
+    (measured from outside, alike for both) and how long the credentials in use stay valid."""
+    from tests.bed.net import Forwarder
+
+    rotation_at, outage = seconds / 4, (seconds / 2, seconds * 2 / 3)
+    pods, forwarders, samplers, writers = {}, {}, {}, {}
+    for who in ("supervisor", "bare"):
+        pod = new_pod(bed, work)
+        connect(pod.db()).close()
+        fwd = Forwarder(bed.cluster.rgw_port)
+        fwd.start()
+        pod.endpoint = fwd.url
+        pod.write_config()
+        pods[who], forwarders[who] = pod, fwd
+    sup = pods["supervisor"].start_replicate(
+        "--duration-seconds", "10", env=pods["supervisor"].env(AWS_ENDPOINT_URL_STS=bed.endpoint))
+    wait_until(lambda: sup.get("/readyz")[0] == 200, 60, "ready")
+    bare = bare_replicate(pods["bare"])
+    bare_started = time.time()
+    time.sleep(2)
+    series: dict[str, dict[str, list[float]]] = {w: {"t": [], "lag_seconds": [], "credentials_left_seconds": []}
+                                                 for w in pods}
+    for who, pod in pods.items():
+        samplers[who] = LagSampler(bed.admin_s3(), replica_of(bed, pod)).start()
+        writers[who] = Writer(pod.db(), 0.05).start()
+    t0 = time.time()
+    rotated = cut = restored = False
+    while (now := time.time() - t0) < seconds:
+        if not rotated and now >= rotation_at:
+            for pod in pods.values():
+                pod.projector.rotate()
+            rotated = True
+        if not cut and now >= outage[0]:
+            for fwd in forwarders.values():
+                fwd.cut()
+            cut = True
+        if cut and not restored and now >= outage[1]:
+            for fwd in forwarders.values():
+                fwd.restore()
+            restored = True
+        for who in pods:
+            lag = samplers[who].samples[-1] if samplers[who].samples else 0.0
+            if who == "supervisor":
+                expiry = sup.metric("litestream_supervisor_credentials_expiration_timestamp_seconds")
+                left = max(0.0, expiry - time.time())
+            else:  # Litestream's own chain: no DurationSeconds, so RGW grants 3600 s once at start
+                left = max(0.0, bare_started + 3600 - time.time())
+            series[who]["t"].append(round(now, 2))
+            series[who]["lag_seconds"].append(round(lag, 3))
+            series[who]["credentials_left_seconds"].append(round(left, 1))
+        time.sleep(0.5)
+    for who in pods:
+        writers[who].stop()
+        samplers[who].stop()
+    refreshes = sup.metric("litestream_supervisor_credential_refreshes_total")
+    sup.terminate()
+    bare.send_signal(signal.SIGTERM)
+    bare.wait(timeout=60)
+    for who, pod in pods.items():
+        forwarders[who].stop()
+        pod.close()
+    out: dict[str, Any] = {**series, "rotation": rotation_at, "outage": list(outage), "seconds": seconds,
+                           "supervisor_refreshes": refreshes,
+                           "credentials_note": "credentials valid for: supervisor from its metrics (10 s "
+                           "credentials, refreshed at half-life); bare Litestream: 3600 s granted once at start "
+                           "(its chain sends no DurationSeconds)"}
+    for who in pods:
+        lags = series[who]["lag_seconds"]
+        out[f"{who}_lag_max_seconds"] = max(lags)
+        out[f"{who}_lag_p50_seconds"] = percentile(lags, 50)
+    log(f"timeline: lag max supervisor {out['supervisor_lag_max_seconds']} s, bare {out['bare_lag_max_seconds']} s, "
+        f"{refreshes:.0f} refreshes")
     return out
 
 
@@ -384,7 +471,79 @@ def bench_admission(work: Path, requests: int = 400, seconds: float = 5.0) -> di
     return out
 
 
-def write_markdown(results: dict[str, Any], path: Path) -> None:
+def bench_image(bed: Bed, work: Path, runs: int) -> dict[str, Any]:
+    """Build the image (images/build-and-test.sh build) and measure it: the base, what the
+    supervisor adds on top, and a container's start (`version`, as non-root on a read-only root)."""
+    root = HERE.parent
+    env = {**os.environ, "CONTAINERS_CONF": str(root / ".work/image/containers.conf"),
+           "CONTAINERS_STORAGE_CONF": str(root / ".work/image/storage.conf")}
+    subprocess.run(["bash", str(root / "images/build-and-test.sh"), "build"], check=True, env=env,
+                   capture_output=True, timeout=1800)
+    script = (root / "images/build-and-test.sh").read_text()
+    base_tag = next(line.split("=", 1)[1] for line in script.splitlines() if line.startswith("BASE="))
+    tag = "localhost/litestream-supervisor:0.1.0"
+
+    def size(image: str) -> int:
+        return int(subprocess.run(["podman", "image", "inspect", "--format", "{{.Size}}", image], env=env,
+                                  check=True, capture_output=True, text=True).stdout.strip())
+
+    starts = []
+    for _ in range(max(3, runs)):
+        t0 = time.monotonic()
+        subprocess.run(["podman", "run", "--rm", "--read-only", "--user", "10001:10001", "--network", "none",
+                        tag, "version"], env=env, check=True, capture_output=True, timeout=120)
+        starts.append(time.monotonic() - t0)
+    total, base = size(tag), size(base_tag)
+    out = {"image_mb": round(total / 1e6, 1), "base_mb": round(base / 1e6, 1),
+           "supervisor_added_mb": round((total - base) / 1e6, 1), "container_version_seconds": median(starts),
+           "base": base_tag}
+    log(f"image: {out}")
+    return out
+
+
+# Why each headline figure moved this round (RESULTS.md's "what changed"); a figure that moved
+# without an entry here is reported as unexplained.
+WHY = {
+    "idle RSS": "botocore's loader keeps slim models: only the S3/STS operations the supervisor calls and the "
+                "shapes they reach, and endpoints.json's entries for S3/STS only (it held 7 MB of dicts for every "
+                "AWS service); freed parse buffers are returned to the OS (malloc_trim) and glibc keeps two malloc "
+                "arenas instead of one per thread",
+    "restore": "the restore imports only what it uses (no health server, metrics, watcher), and the same slim "
+               "botocore models make the S3 and STS clients cheaper to create",
+    "image": "the base drops what a one-program container never reads (docs but copyright notices, manuals, "
+             "translations, iconv modules, apt, perl, debconf) and botocore keeps the data of S3, STS and IAM only",
+}
+
+
+def changes(previous: dict[str, Any] | None, results: dict[str, Any]) -> list[str]:
+    """Figures that moved by more than 5 % since the previous results.json, and why."""
+    if not previous:
+        return []
+    figures = {
+        "idle RSS": ("idle", "supervisor_rss_mb", "MB"),
+        "restore": ("restore", "ratio", "x"),
+        "restore overhead": ("restore", "overhead_seconds", "s"),
+        "start to ready": ("startup", "exec_to_readyz_200_seconds", "s"),
+        "scale RSS, 20 dbs": ("scale_20", "supervisor_rss_mb", "MB"),
+        "image": ("image", "image_mb", "MB"),
+    }
+    lines = []
+    for label, (bench, key, unit) in figures.items():
+        before = previous["benchmarks"].get(bench, {}).get(key)
+        now = results["benchmarks"].get(bench, {}).get(key)
+        if before is None or now is None or abs(now - before) <= 0.05 * abs(before):
+            continue
+        why = next((text for name, text in WHY.items() if label.startswith(name)), "not explained: noise or "
+                   "a change not listed in bench/__main__.py WHY")
+        lines.append(f"| {label} | {before} {unit} | {now} {unit} | {why} |")
+    if not lines:
+        return []
+    return [f"## What changed since {previous.get('date')}", "", "| figure | before | now | why |",
+            "|---|---|---|---|", *lines, ""]
+
+
+def write_markdown(results: dict[str, Any], path: Path, plots: list[str] | None = None,
+                   previous: dict[str, Any] | None = None) -> None:
     r = results["benchmarks"]
     rows = [
         (f"restore of a {r['restore']['db_bytes'] // 1_000_000} MB db (wall)",
@@ -418,6 +577,24 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         ("scale: supervisor CPU, 1 vs 20 dbs", f"{r['scale_1']['supervisor_cpu_seconds']} s",
          f"{r['scale_20']['supervisor_cpu_seconds']} s (20 dbs)", ""),
     ]
+    if "restore" in r and "overhead_seconds" in r["restore"]:
+        rows.insert(1, ("restore: fixed overhead (supervisor - bare, same db)", f"{r['restore']['overhead_seconds']} s",
+                        "", ""))
+    if "timeline" in r:
+        t = r["timeline"]
+        rows += [
+            (f"timeline ({t['seconds']:g} s: refreshes, a rotation, an S3 outage): lag max / p50",
+             f"{t['supervisor_lag_max_seconds']} s / {t['supervisor_lag_p50_seconds']} s",
+             f"{t['bare_lag_max_seconds']} s / {t['bare_lag_p50_seconds']} s", ""),
+        ]
+    if "image" in r:
+        i = r["image"]
+        rows += [
+            ("image size: total (base + supervisor)", f"{i['image_mb']} MB",
+             f"{i['base_mb']} MB base + {i['supervisor_added_mb']} MB added", ""),
+            ("container start: `podman run ... version` (read-only root, non-root)",
+             f"{i['container_version_seconds']} s", "", ""),
+        ]
     if "admission" in r:
         a = r["admission"]
         rows += [
@@ -443,6 +620,12 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "| measure | litestream-supervisor | peer | ratio |", "|---|---|---|---|",
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    lines += ["", *changes(previous, results)]
+    captions = {"timeline.png": "Replication lag and credential validity through refreshes, a token rotation "
+                                "and an S3 outage, supervisor and bare Litestream in the same window",
+                "restore-sizes.png": "Restore wall time per database size (integrity check on)"}
+    for plot in plots or []:
+        lines += [f"![{captions.get(plot, plot)}]({plot})", "", f"*{captions.get(plot, plot)}.*", ""]
     lines += ["", "Notes:", "", f"- restore: {r['restore']['note']}.", f"- refresh impact: {r['refresh']['note']}.",
               "- commit -> in the replica: for each commit of a 20-per-second writer, the time until the first "
               "level-0 LTX upload after it (S3 LastModified); Litestream syncs every second.",
@@ -462,51 +645,74 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--restore-mb", type=int, default=200)
+    parser.add_argument("--restore-mb", type=int, nargs="+", default=[25, 50, 100, 200],
+                        help="database sizes for the restore benchmark; the largest gives the headline ratio")
+    parser.add_argument("--restore-runs", type=int, default=5,
+                        help="runs per size (the ratio is a difference of a few percent: more runs than the rest)")
     parser.add_argument("--idle-seconds", type=float, default=60)
     parser.add_argument("--load-seconds", type=float, default=40)
+    parser.add_argument("--timeline-seconds", type=float, default=60)
     parser.add_argument("--rpo-trials", type=int, default=10)
     parser.add_argument("--out", type=Path, default=HERE)
-    parser.add_argument("--only", choices=["lease", "admission"],
-                        help="run one benchmark and update it in results.json")
+    parser.add_argument("--only", help="comma-separated benchmarks to run, updating results.json in place: "
+                        + ", ".join(BENCHMARKS))
     args = parser.parse_args()
+    only = [name.strip() for name in args.only.split(",")] if args.only else list(BENCHMARKS)
+    unknown = [name for name in only if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"--only: unknown benchmark {', '.join(unknown)}; expected some of {', '.join(BENCHMARKS)}")
     work = Path(tempfile.mkdtemp(prefix="litestream-supervisor-bench-"))
     log(f"bed in {work}")
     bed = Bed.up(work / "bed")
+    today = datetime.date.today().isoformat()
     try:
         results: dict[str, Any] = {
-            "date": datetime.date.today().isoformat(), "version": __version__,
+            "date": today, "version": __version__,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
             "runs": args.runs, "benchmarks": {},
         }
-        b = results["benchmarks"]
-        if args.only:
+        if args.only and (args.out / "results.json").exists():
             results = json.loads((args.out / "results.json").read_text())
-            results["benchmarks"][args.only] = (bench_lease(bed, work, args.runs) if args.only == "lease"
-                                                else bench_admission(work))
-            results["benchmarks"][args.only]["date"] = datetime.date.today().isoformat()
-            (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-            write_markdown(results, args.out / "RESULTS.md")
-            log(f"updated {args.only} in {args.out / 'results.json'}")
-            return 0
-        b["restore"] = bench_restore(bed, work, args.runs, args.restore_mb)
-        b["startup"] = bench_startup(bed, work, args.runs)
-        b["idle"] = bench_idle(bed, work, args.idle_seconds)
-        b["refresh"] = bench_refresh(bed, work, args.load_seconds)
-        b["rotation"] = bench_rotation(bed, work, max(5, args.runs))
-        b["rpo"] = bench_rpo(bed, work, args.rpo_trials)
-        b["scale_1"] = bench_idle(bed, work, 20, ("db0.db",), write_interval=1.0)
-        b["scale_20"] = bench_idle(bed, work, 20, tuple(f"db{i}.db" for i in range(20)), write_interval=1.0)
-        b["lease"] = bench_lease(bed, work, args.runs)
-        b["admission"] = bench_admission(work)
+        b = results["benchmarks"]
+        for name in only:
+            value = BENCHMARKS[name](bed, work, args)
+            if name == "restore":
+                b["restore_sizes"] = value
+                b["restore"] = max(value, key=lambda r: r["db_bytes"])
+                value = b["restore"]
+            else:
+                b[name] = value
+            if args.only:
+                value["date"] = today
         args.out.mkdir(parents=True, exist_ok=True)
+        previous = json.loads((args.out / "results.json").read_text()) if (args.out / "results.json").exists() \
+            else None
         (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        write_markdown(results, args.out / "RESULTS.md")
-        log(f"wrote {args.out / 'results.json'} and {args.out / 'RESULTS.md'}")
+        from bench.plots import draw
+        plots = draw(results, args.out)
+        write_markdown(results, args.out / "RESULTS.md", plots, previous)
+        log(f"wrote {args.out / 'results.json'}, {args.out / 'RESULTS.md'} and {', '.join(plots)}")
     finally:
         bed.down()
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+BENCHMARKS: dict[str, Any] = {
+    "restore": lambda bed, work, a: bench_restore_sizes(bed, work, a.restore_runs, sorted(a.restore_mb)),
+    "startup": lambda bed, work, a: bench_startup(bed, work, a.runs),
+    "idle": lambda bed, work, a: bench_idle(bed, work, a.idle_seconds),
+    "refresh": lambda bed, work, a: bench_refresh(bed, work, a.load_seconds),
+    "timeline": lambda bed, work, a: bench_timeline(bed, work, a.timeline_seconds),
+    "rotation": lambda bed, work, a: bench_rotation(bed, work, max(5, a.runs)),
+    "rpo": lambda bed, work, a: bench_rpo(bed, work, a.rpo_trials),
+    "scale_1": lambda bed, work, a: bench_idle(bed, work, 20, ("db0.db",), write_interval=1.0),
+    "scale_20": lambda bed, work, a: bench_idle(bed, work, 20, tuple(f"db{i}.db" for i in range(20)),
+                                                write_interval=1.0),
+    "lease": lambda bed, work, a: bench_lease(bed, work, a.runs),
+    "admission": lambda bed, work, a: bench_admission(work),
+    "image": lambda bed, work, a: bench_image(bed, work, a.runs),
+}
 
 
 if __name__ == "__main__":

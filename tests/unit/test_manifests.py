@@ -71,7 +71,7 @@ def test_workloads_are_hardened(path: str) -> None:
             assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
             assert sc["capabilities"]["drop"] == ["ALL"] and sc["runAsNonRoot"] is True
             assert sc["seccompProfile"]["type"] == "RuntimeDefault"
-            # bench: ~59 MB supervisor + ~35 MB Litestream idle
+            # bench: ~46 MB supervisor + ~35 MB Litestream idle
             assert c["resources"]["requests"]["memory"] == "128Mi" and c["resources"]["limits"]["memory"]
         names = [c["name"] for c in ours(pod)]
         assert names.count("litestream-restore") == 1 and names.count("litestream") == 1

@@ -1,0 +1,53 @@
+"""bench/plots.py draws every plot from results.json's raw values alone (what `make bench` and
+`python -m bench.plots` do), and RESULTS.md links exactly the plots that were drawn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.__main__ import changes, write_markdown
+from bench.plots import draw
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _results() -> dict:
+    t = [i * 0.5 for i in range(40)]
+    series = {"t": t, "lag_seconds": [1.0 if 8 <= x <= 12 else 0.2 for x in t],
+              "credentials_left_seconds": [10 - (x % 5) for x in t]}
+    return {"date": "2026-11-29", "machine": "x", "runs": 1, "benchmarks": {
+        "timeline": {"supervisor": series, "bare": {**series, "credentials_left_seconds": [3600 - x for x in t]},
+                     "rotation": 5.0, "outage": [8.0, 12.0], "seconds": 20, "credentials_note": "note",
+                     "supervisor_lag_max_seconds": 1.0, "supervisor_lag_p50_seconds": 0.2,
+                     "bare_lag_max_seconds": 1.0, "bare_lag_p50_seconds": 0.2},
+        "restore_sizes": [{"db_bytes": mb * 1_000_000, "supervisor_seconds": mb / 50 + 0.3,
+                           "bare_seconds": mb / 50, "ratio": round((mb / 50 + 0.3) / (mb / 50), 3)}
+                          for mb in (25, 50, 100, 200)],
+    }}
+
+
+def test_every_plot_is_drawn_from_the_results_alone(tmp_path: Path) -> None:
+    written = draw(_results(), tmp_path)
+    assert written == ["timeline.png", "restore-sizes.png"]
+    for name in written:
+        data = (tmp_path / name).read_bytes()
+        assert data.startswith(PNG) and len(data) > 10_000
+
+
+def test_results_md_says_what_moved_and_why() -> None:
+    before = {"date": "2026-11-28", "benchmarks": {"idle": {"supervisor_rss_mb": 58.4},
+                                                   "startup": {"exec_to_readyz_200_seconds": 0.27}}}
+    now = {"date": "2026-11-29", "benchmarks": {"idle": {"supervisor_rss_mb": 45.8},
+                                                "startup": {"exec_to_readyz_200_seconds": 0.28}}}
+    lines = "\n".join(changes(before, now))
+    assert "| idle RSS | 58.4 MB | 45.8 MB |" in lines and "slim" in lines  # moved, explained
+    assert "start to ready" not in lines  # within 5 %: not listed
+
+
+def test_results_md_links_the_plots(tmp_path: Path) -> None:
+    import json
+
+    results = json.loads((Path(__file__).parents[2] / "bench" / "results.json").read_text())
+    write_markdown(results, tmp_path / "RESULTS.md", ["timeline.png"], None)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "](timeline.png)" in text and "restore-sizes.png" not in text
