@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def timeline(data: dict[str, Any], path: Path) -> None:
     cred_ax.set_ylim(bottom=0)
     lag_ax.set_ylim(bottom=0)
     cred_ax.set_xlabel("seconds since the writer started")
-    cred_ax.set_title(data["credentials_note"], fontsize=8)
+    cred_ax.set_title(textwrap.fill(data["credentials_note"], 120), fontsize=8)
     cred_ax.legend(loc="center left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

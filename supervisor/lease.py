@@ -174,7 +174,7 @@ class LeaseStore:
             raise self._explain(e) from None
         return _etag(answer["ETag"])
 
-    def check_conditional_writes(self, body: LeaseBody) -> None:
+    def check_conditional_writes(self, body: LeaseBody, parallel: bool = True) -> None:
         """A store that ignores If-None-Match / If-Match would make the lease a lie: refuse it.
         On the probe object both conditional writes must fail: If-Match with an ETag it cannot
         have, and If-None-Match: * once it exists. They are sent at once (restore waits for this);
@@ -194,12 +194,18 @@ class LeaseStore:
                 f"s3://{self.replica.bucket}/{probe}: it cannot guarantee one writer per replica; use a store "
                 "that supports conditional writes, or --lease off (unsafe: overlapping pods can fork the replica)")
 
-        # a daemon thread, as every blocking call here: an abandoned call must not hold the process
+        # `parallel` (restore, where time counts): a daemon thread, as every blocking call here (an
+        # abandoned call must not hold the process). The sidecar goes one by one: concurrent calls
+        # leave a second pooled connection and thread arena resident for the pod's lifetime.
         bogus: list[SupervisorError | None] = []
         thread = threading.Thread(target=lambda: bogus.append(conditional({"IfMatch": "0" * 32})), daemon=True)
-        thread.start()
-        create = conditional({"IfNoneMatch": "*"})
-        thread.join()
+        if parallel:
+            thread.start()
+            create = conditional({"IfNoneMatch": "*"})
+            thread.join()
+        else:
+            create = conditional({"IfNoneMatch": "*"})
+            bogus.append(conditional({"IfMatch": "0" * 32}))
         if isinstance(create, LeaseUnsupported):  # it wrote: the probe object did not exist yet
             create = conditional({"IfNoneMatch": "*"})  # now it does: this one must be refused
         for outcome in (create, *bogus):

@@ -58,19 +58,20 @@ class Lease:
     async def acquire(self, budget: Budget, *, verify_later: bool = False) -> None:
         """Hold the lease, waiting (within the budget) for another holder to release it or expire.
 
-        The store probe (supervisor/lease.py) runs beside the first looks at the lease. By default
-        it must pass before the lease is written; `verify_later` (restore) writes at once and the
-        caller awaits `verified()` before it commits anything: one round trip less on the path."""
+        The store probe (supervisor/lease.py) must pass before the lease is written; with
+        `verify_later` (restore, where time counts) it runs beside the looks at the lease, the lease
+        is written at once and the caller awaits `verified()` before it commits anything."""
         started = self.clock()
-        probe = asyncio.ensure_future(self._call(budget, self.store.check_conditional_writes, self._body())) \
-            if self.check_store else None
+        probe: asyncio.Future[object] | None = None
+        if self.check_store and verify_later:
+            probe = asyncio.ensure_future(self._call(budget, self.store.check_conditional_writes, self._body()))
         try:
-            await self._acquire(budget, started, None if verify_later else probe)
+            await self._acquire(budget, started, sequential_probe=self.check_store and not verify_later)
         except BaseException:
             if probe is not None:
                 probe.add_done_callback(lambda f: f.cancelled() or f.exception())  # reported: the other error
             raise
-        self._probe = probe if verify_later else None
+        self._probe = probe
 
     async def verified(self) -> None:
         """After acquire(verify_later=True): raises LeaseUnsupported if the store failed the probe."""
@@ -78,7 +79,7 @@ class Lease:
         if probe is not None:
             await probe
 
-    async def _acquire(self, budget: Budget, started: float, probe: asyncio.Future[object] | None) -> None:
+    async def _acquire(self, budget: Budget, started: float, sequential_probe: bool) -> None:
         waiting_logged: str | None = None
         held_by: Observed | None = None
         attempt = 0
@@ -100,8 +101,11 @@ class Lease:
                         raise self._held(seen, budget)
                     await asyncio.sleep(min(WAIT_POLL_SECONDS, seen.remaining_seconds + 0.5, budget.left()))
                     continue
-                if probe is not None:
-                    await probe  # nothing is written to the lease before the store passed the probe
+                if sequential_probe and verdict != "mine":
+                    # The sidecar, one call at a time (see check_conditional_writes); not when it
+                    # adopts its own pod's restore lease: that restore probed this store moments ago.
+                    await self._call(budget, self.store.check_conditional_writes, self._body(), parallel=False)
+                    sequential_probe = False
                 self.acquired_at = time.time()
                 sent = self.clock()
                 if verdict == "free":

@@ -40,7 +40,7 @@ def test_results_md_says_what_moved_and_why() -> None:
     now = {"date": "2026-11-29", "benchmarks": {"idle": {"supervisor_rss_mb": 45.8},
                                                 "startup": {"exec_to_readyz_200_seconds": 0.28}}}
     lines = "\n".join(changes(before, now))
-    assert "| idle RSS | 58.4 MB | 45.8 MB |" in lines and "slim" in lines  # moved, explained
+    assert "| idle RSS | 58.4 MB | 45.8 MB |" in lines and "botocore" in lines  # moved, explained
     assert "start to ready" not in lines  # within 5 %: not listed
 
 
