@@ -80,6 +80,7 @@ def bench_restore(bed: Bed, work: Path, runs: int, megabytes: int) -> dict[str, 
     pod.close()
     return {"db_bytes": size, "supervisor_seconds": median(ours), "bare_seconds": median(bare),
             "ratio": round(median(ours) / median(bare), 3), "runs": runs,
+            "supervisor_runs_seconds": [round(x, 3) for x in ours], "bare_runs_seconds": [round(x, 3) for x in bare],
             "note": "both exchange the token at STS; the supervisor also lists the prefix and runs "
                     "PRAGMA integrity_check before the atomic rename"}
 
@@ -108,7 +109,8 @@ def bench_startup(bed: Bed, work: Path, runs: int) -> dict[str, Any]:
         pod.close()
     log(f"startup: child {median(to_child):.2f}s, ready {median(to_ready):.2f}s")
     return {"exec_to_litestream_started_seconds": median(to_child),
-            "exec_to_readyz_200_seconds": median(to_ready), "runs": runs}
+            "exec_to_readyz_200_seconds": median(to_ready), "runs": runs,
+            "exec_to_readyz_200_runs_seconds": [round(x, 3) for x in to_ready]}
 
 
 def bench_idle(bed: Bed, work: Path, seconds: float, names: tuple[str, ...] = ("app.db",),
@@ -146,6 +148,7 @@ def bench_idle(bed: Bed, work: Path, seconds: float, names: tuple[str, ...] = ("
     result = {
         "seconds": seconds, "databases": len(names),
         "supervisor_rss_mb": median([r[0] for r in rss]), "litestream_rss_mb": median([r[1] for r in rss]),
+        "supervisor_rss_samples_mb": [r[0] for r in rss], "litestream_rss_samples_mb": [r[1] for r in rss],
         "supervisor_cpu_seconds": round(cpu1[0] - cpu0[0], 3), "litestream_cpu_seconds": round(cpu1[1] - cpu0[1], 3),
     }
     result["rss_ratio"] = round(result["supervisor_rss_mb"] / result["litestream_rss_mb"], 3)
