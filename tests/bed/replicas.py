@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.bed.ceph import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
@@ -116,27 +117,33 @@ def replica_row_ids(pod: Pod, db: Path) -> set[int]:
     return set(row_ids(out))
 
 
-def commit_rows(db: Path, start: int, rows: int, con: sqlite3.Connection | None = None) -> list[int]:
-    """One commit per row, on `con` when given (left open), else on a connection of its own."""
-    own = con is None
-    con = con or connect(db)
+def commit_rows(db: Path | sqlite3.Connection, start: int, rows: int) -> list[int]:
+    """One commit per row: on the app's open connection when given one (left open), else on a
+    connection of its own."""
+    con = connect(db) if isinstance(db, Path) else db
     ids = list(range(start, start + rows))
     for i in ids:
         con.execute("INSERT INTO rows(id, payload) VALUES (?, ?)", (i, os.urandom(64).hex()))
         con.commit()
-    if own:
+    if con is not db:
         con.close()
     return ids
 
 
-def commit_rows_and_checkpoint(con: sqlite3.Connection, start: int, rows: int) -> tuple[list[int], tuple[int, ...]]:
-    """What an app does while no Litestream holds its read lock: commits (each its own WAL frames),
-    then SQLite's automatic PASSIVE checkpoint copies them all into the db file, and the next commit
-    restarts the WAL from its first frame with new salts (the file keeps its length). The app's
-    connection stays open, as an app's does: the last connection's close would delete the WAL."""
-    ids = commit_rows(Path(), start, rows, con)
-    busy, frames, backfilled = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    return ids + commit_rows(Path(), start + rows, 5, con), (busy, frames, backfilled)
+def rows_checkpointed_while_litestream_is_away(pod: Pod, app: sqlite3.Connection,
+                                               send_away: Callable[[], None]) -> list[int]:
+    """100 rows that reach the replica; then Litestream is sent away (killed, fenced, stopped) and
+    the app does alone what SQLite's automatic checkpoint does: 300 commits, a PASSIVE checkpoint
+    that copies them all into the db file, and 5 more commits that restart the WAL from its first
+    frame with new salts (the file keeps its length). The app's connection stays open, as an app's
+    does: the last connection's close would delete the WAL. Returns every row committed."""
+    committed = commit_rows(app, 1, 100)
+    replica_catches_up(pod, committed)
+    send_away()
+    committed += commit_rows(app, 1000, 300)
+    busy, frames, backfilled = app.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and frames == backfilled > 0, "the checkpoint must complete while Litestream is away"
+    return committed + commit_rows(app, 1300, 5)
 
 
 def replica_catches_up(pod: Pod, committed: list[int], timeout: float = 45) -> None:

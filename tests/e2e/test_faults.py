@@ -19,11 +19,11 @@ from tests.bed.net import Forwarder
 from tests.bed.pod import Pod, Supervisor, Writer, connect
 from tests.bed.replicas import (
     commit_rows,
-    commit_rows_and_checkpoint,
     make_db,
     push_with_litestream,
     replica_catches_up,
     restore_and_compare,
+    rows_checkpointed_while_litestream_is_away,
 )
 
 pytestmark = pytest.mark.bed
@@ -198,14 +198,10 @@ def test_writes_checkpointed_while_litestream_was_down_reach_the_replica_while_i
     sup.wait_ready()
     app = connect(pod.db())
     try:
-        committed = commit_rows(pod.db(), 1, 100, app)
-        replica_catches_up(pod, committed)
-        os.kill(sup.litestream_pid(), signal.SIGKILL)
-        ids, (busy, frames, backfilled) = commit_rows_and_checkpoint(app, 1000, 300)
-        committed += ids
-        assert busy == 0 and frames == backfilled > 0, "the checkpoint must complete while Litestream is down"
+        committed = rows_checkpointed_while_litestream_is_away(
+            pod, app, lambda: os.kill(sup.litestream_pid(), signal.SIGKILL))
         sup.wait_for(lambda: sup.count("litestream_started") == 2, 30, "Litestream restarted")
-        committed += commit_rows(pod.db(), 5000, 5, app)
+        committed += commit_rows(app, 5000, 5)
         replica_catches_up(pod, committed)
     finally:
         app.close()
@@ -220,15 +216,13 @@ def test_a_sidecar_restarted_after_the_app_checkpointed_alone_replicates_every_r
     sup.wait_ready()
     app = connect(pod.db())
     try:
-        committed = commit_rows(pod.db(), 1, 100, app)
-        replica_catches_up(pod, committed)
-        assert sup.terminate() == 0, sup.output()[-3000:]
-        ids, (busy, frames, backfilled) = commit_rows_and_checkpoint(app, 1000, 300)
-        committed += ids
-        assert busy == 0 and frames == backfilled > 0
+        def stop_sidecar() -> None:
+            assert sup.terminate() == 0, sup.output()[-3000:]
+
+        committed = rows_checkpointed_while_litestream_is_away(pod, app, stop_sidecar)
         sup = pod.start_replicate()
         sup.wait_ready()
-        committed += commit_rows(pod.db(), 5000, 5, app)
+        committed += commit_rows(app, 5000, 5)
         replica_catches_up(pod, committed)
     finally:
         app.close()

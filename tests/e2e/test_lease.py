@@ -15,11 +15,11 @@ from supervisor.errors import ExitCode
 from tests.bed.pod import Pod, Supervisor, Writer, connect, row_ids
 from tests.bed.replicas import (
     commit_rows,
-    commit_rows_and_checkpoint,
     forget_local,
     replica_catches_up,
     restore_and_compare,
     role_s3,
+    rows_checkpointed_while_litestream_is_away,
 )
 
 pytestmark = pytest.mark.bed
@@ -182,16 +182,14 @@ def test_a_fenced_pod_that_confirms_its_lease_again_replicates_every_row(pod: Po
         sup.wait_ready()
         app = connect(pod.db())
         try:
-            committed = commit_rows(pod.db(), 1, 100, app)
-            replica_catches_up(pod, committed)
-            fwd.cut()
-            sup.wait_for(lambda: sup.count("lease_fenced") >= 1, 30, "fenced")
-            ids, (busy, frames, backfilled) = commit_rows_and_checkpoint(app, 1000, 300)
-            committed += ids
-            assert busy == 0 and frames == backfilled > 0, "the checkpoint must complete while fenced"
+            def fence() -> None:
+                fwd.cut()
+                sup.wait_for(lambda: sup.count("lease_fenced") >= 1, 30, "fenced")
+
+            committed = rows_checkpointed_while_litestream_is_away(pod, app, fence)
             fwd.restore()
             sup.wait_for(lambda: sup.count("litestream_started") == 2, 60, "Litestream resumed")
-            committed += commit_rows(pod.db(), 5000, 5, app)
+            committed += commit_rows(app, 5000, 5)
             replica_catches_up(pod, committed)
             assert sup.count("wal_reset") == 1
         finally:
