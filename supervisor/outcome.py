@@ -56,14 +56,6 @@ def has_data(db: Path) -> bool:
     return False
 
 
-def has_state(meta_dir: Path) -> bool:
-    """Litestream's local state (LTX files) from an earlier process."""
-    try:
-        return any(p.is_file() for p in meta_dir.rglob("*"))
-    except OSError:
-        return True  # unreadable: assume the worst, a full snapshot costs only time
-
-
 def shutdown_exit_code(finals: Sequence[FinalPosition], *, forced: bool, task_failed: bool,
                        app_code: int | None = None, extra: int | None = None) -> int:
     """The exit code of `replicate`, from what shutdown found.

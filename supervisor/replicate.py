@@ -27,7 +27,7 @@ from supervisor.health import HealthServer
 from supervisor.lag import LagProbe
 from supervisor.leaseholder import leases_for
 from supervisor.logs import get_logger
-from supervisor.outcome import FinalPosition, has_data, has_state, shutdown_exit_code
+from supervisor.outcome import FinalPosition, has_data, shutdown_exit_code
 from supervisor.process import ProcessTable
 from supervisor.reaper import reap_orphans
 from supervisor.service import CredentialService
@@ -110,7 +110,7 @@ class Replicator:
             cmd, self.service.child_environment(), self.state, self.processes,
             reset_wal=lambda: walreset.truncate_all(paths, "start"),
             # a previous Litestream left state here (this sidecar restarted beside a running app)
-            needs_snapshot=any(has_state(db.meta_dir) for db in self.config.databases))
+            needs_snapshot=any(walreset.litestream_left_state(db.meta_dir) for db in self.config.databases))
         self.tasks["litestream"] = asyncio.create_task(self.child.run(), name="litestream")
         await self.child.wait_started(self.tasks["litestream"])
         for name, lease in self.leases.items():

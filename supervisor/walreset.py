@@ -24,6 +24,14 @@ log = get_logger("walreset")
 BUSY_SECONDS = 5.0  # per attempt: a checkpoint waits for the app's open transactions to end
 
 
+def litestream_left_state(meta_dir: Path) -> bool:
+    """Litestream's local state (LTX files) from an earlier process."""
+    try:
+        return any(p.is_file() for p in meta_dir.rglob("*"))
+    except OSError:
+        return True  # unreadable: assume the worst, a full snapshot costs only time
+
+
 def truncate(db: Path, busy_seconds: float = BUSY_SECONDS) -> tuple[bool, str]:
     """(done, why not). A missing db needs nothing; the db is never created."""
     if not db.exists():

@@ -135,7 +135,7 @@ def test_litestream_restarts_only_on_an_emptied_wal(tmp_path: Path) -> None:
 
 
 def test_a_sidecar_finding_litestream_state_resets_the_wal_before_the_first_start(tmp_path: Path) -> None:
-    from supervisor.outcome import has_state
+    from supervisor.walreset import litestream_left_state as has_state
     meta = tmp_path / ".app.db-litestream"
     assert not has_state(meta)
     (meta / "ltx" / "0").mkdir(parents=True)
