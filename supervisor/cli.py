@@ -173,16 +173,21 @@ def run_async(command: Callable[[settings_mod.Settings, Signals], Coroutine[Any,
         return int(e.exit_code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+# Help texts are strings passed to click, not docstrings: the image runs Python with -OO
+# (PYTHONOPTIMIZE=2: ~2 MB less resident per pod), which strips docstrings from the code.
+CLI_HELP = """Run Litestream with short-lived S3 credentials from a Kubernetes service-account token.
+
+The projected token (AWS_WEB_IDENTITY_TOKEN_FILE) is traded at STS
+(AssumeRoleWithWebIdentity) for temporary credentials, served to Litestream on a loopback
+credentials endpoint and refreshed before they expire, with no restart.
+
+Every option is also an environment variable LITESTREAM_SUPERVISOR_<OPTION>.
+"""
+
+
+@click.group(help=CLI_HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 def cli() -> None:
-    """Run Litestream with short-lived S3 credentials from a Kubernetes service-account token.
-
-    The projected token (AWS_WEB_IDENTITY_TOKEN_FILE) is traded at STS
-    (AssumeRoleWithWebIdentity) for temporary credentials, served to Litestream on a loopback
-    credentials endpoint and refreshed before they expire, with no restart.
-
-    Every option is also an environment variable LITESTREAM_SUPERVISOR_<OPTION>.
-    """
+    pass
 
 
 RESTORE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, ExitCode.UNREACHABLE,
@@ -191,7 +196,14 @@ RESTORE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, Exit
                  ExitCode.NOT_SQLITE, ExitCode.LEASE_HELD, ExitCode.INTERRUPTED]
 
 
-@cli.command(epilog=exit_codes_epilog(RESTORE_CODES))
+RESTORE_HELP = """Restore each database from its replica (initContainer); fail closed.
+
+A database already on disk is left untouched. An empty replica prefix means a fresh start
+(no file created). Anything the supervisor cannot read or recognise stops the pod.
+"""
+
+
+@cli.command(help=RESTORE_HELP, epilog=exit_codes_epilog(RESTORE_CODES))
 @common_options
 @_option("--db", envvar=env("DB"), type=click.Path(dir_okay=False),
          help="Restore only this database [default: all in the config]; with --bucket, the one database.")
@@ -203,11 +215,6 @@ RESTORE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, Exit
 @lease_options
 @DRY_RUN
 def restore(**options: Any) -> int:
-    """Restore each database from its replica (initContainer); fail closed.
-
-    A database already on disk is left untouched. An empty replica prefix means a fresh start
-    (no file created). Anything the supervisor cannot read or recognise stops the pod.
-    """
     from supervisor import restore as command
 
     settings = build_settings(options)
@@ -221,7 +228,15 @@ REPLICATE_CODES = [ExitCode.OK, ExitCode.INTERNAL, ExitCode.USAGE, ExitCode.CRED
                    ExitCode.LEASE_LOST]
 
 
-@cli.command(epilog=exit_codes_epilog(REPLICATE_CODES)
+REPLICATE_HELP = """Run `litestream replicate` with fresh credentials (sidecar).
+
+Credentials are refreshed before expiry and after each token rotation without restarting
+Litestream. Replication lag is measured against the replica itself. On SIGTERM: one signal
+to Litestream, wait for its final upload, verify the replica holds the final position.
+"""
+
+
+@cli.command(help=REPLICATE_HELP, epilog=exit_codes_epilog(REPLICATE_CODES)
              + "\n\n  0 also when stopped before Litestream ever ran (still waiting for credentials)."
              "\n  With --exec: the app's own exit code (10 when the final upload is unconfirmed,"
              " 143 when stopped during the initial restore).")
@@ -245,12 +260,6 @@ REPLICATE_CODES = [ExitCode.OK, ExitCode.INTERNAL, ExitCode.USAGE, ExitCode.CRED
 @lease_options
 @DRY_RUN
 def replicate(**options: Any) -> int:
-    """Run `litestream replicate` with fresh credentials (sidecar).
-
-    Credentials are refreshed before expiry and after each token rotation without restarting
-    Litestream. Replication lag is measured against the replica itself. On SIGTERM: one signal
-    to Litestream, wait for its final upload, verify the replica holds the final position.
-    """
     import shlex
 
     from supervisor import replicate as command
@@ -267,7 +276,12 @@ def replicate(**options: Any) -> int:
     return run_async(command.main, settings, handles_signals=True)
 
 
-@cli.command(epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.CHECK_FAILED, ExitCode.INTERRUPTED]))
+CHECK_HELP = """Explain what is wrong: token claims, STS answer, bucket access, replica layout, clock skew.
+"""
+
+
+@cli.command(help=CHECK_HELP,
+             epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.CHECK_FAILED, ExitCode.INTERRUPTED]))
 @common_options
 @_option("--db", envvar=env("DB"), type=click.Path(dir_okay=False),
          help="With --bucket: the one database to check (no litestream.yml).")
@@ -276,19 +290,21 @@ def replicate(**options: Any) -> int:
 @_option("--timeout", envvar=env("TIMEOUT"), type=click.FloatRange(min=0.1), default=20, show_default=True,
          help="Seconds for each network step.")
 def check(**options: Any) -> int:
-    """Explain what is wrong: token claims, STS answer, bucket access, replica layout, clock skew."""
     from supervisor import check as command
 
     return run_async(command.main, build_settings(options))
 
 
-@cli.command(epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED,
-                                       ExitCode.UNREACHABLE, ExitCode.INTERRUPTED]))
+CREDENTIALS_HELP = """Print credentials in the AWS credential_process JSON format (for the app or the aws CLI).
+"""
+
+
+@cli.command(help=CREDENTIALS_HELP, epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED,
+                                                              ExitCode.UNREACHABLE, ExitCode.INTERRUPTED]))
 @common_options
 @_option("--timeout", envvar=env("TIMEOUT"), type=click.FloatRange(min=0.1), default=30, show_default=True,
          help="Seconds to obtain credentials.")
 def credentials(**options: Any) -> int:
-    """Print credentials in the AWS credential_process JSON format (for the app or the aws CLI)."""
     from supervisor import check as command
 
     settings = build_settings(options)
@@ -331,18 +347,20 @@ def defaults_from(options: dict[str, Any]) -> Any:
                     token_expiration_seconds=options["token_expiration"], sidecar=options["sidecar"])
 
 
-@cli.command()
+INJECT_HELP = """Print the YAML with the injection applied to pods and pod templates that opted in.
+
+Opt in with the pod label litestream-supervisor.io/inject: "true" and the annotation
+litestream-supervisor.io/db: /data/app.db; other annotations litestream-supervisor.io/<name>
+override the defaults below. Everything else is printed unchanged. What was added goes to
+standard error, one line per workload.
+"""
+
+
+@cli.command(help=INJECT_HELP)
 @_option("-f", "--filename", "filename", envvar=env("FILENAME"), required=True,
          help="YAML file (one or more documents), or - for standard input.")
 @inject_defaults
 def inject(**options: Any) -> int:
-    """Print the YAML with the injection applied to pods and pod templates that opted in.
-
-    Opt in with the pod label litestream-supervisor.io/inject: "true" and the annotation
-    litestream-supervisor.io/db: /data/app.db; other annotations litestream-supervisor.io/<name>
-    override the defaults below. Everything else is printed unchanged. What was added goes to
-    standard error, one line per workload.
-    """
     import yaml
 
     from supervisor.inject import Refused, inject_documents
@@ -365,7 +383,15 @@ def inject(**options: Any) -> int:
     return 0
 
 
-@cli.command()
+WEBHOOK_HELP = """Mutating admission webhook: POST /mutate (AdmissionReview v1) injects what `inject` does.
+
+Pods opt in with the label litestream-supervisor.io/inject: "true"; the minimum is that label
+plus the annotation litestream-supervisor.io/db. Only CREATE is mutated; a pod that opted in
+but cannot be injected safely is refused with a message saying what to change.
+"""
+
+
+@cli.command(help=WEBHOOK_HELP)
 @_option("--addr", envvar=env("ADDR"), default="0.0.0.0:8443", show_default=True, help="HTTPS listen address.")
 @_option("--tls-cert-file", envvar=env("TLS_CERT_FILE"), required=True, type=click.Path(dir_okay=False),
          help="Serving certificate (PEM); re-read when it changes.")
@@ -377,12 +403,6 @@ def inject(**options: Any) -> int:
 @_option("--log-format", envvar=env("LOG_FORMAT"), type=click.Choice(["auto", "json", "console"]), default="auto")
 @inject_defaults
 def webhook(**options: Any) -> int:
-    """Mutating admission webhook: POST /mutate (AdmissionReview v1) injects what `inject` does.
-
-    Pods opt in with the label litestream-supervisor.io/inject: "true"; the minimum is that label
-    plus the annotation litestream-supervisor.io/db. Only CREATE is mutated; a pod that opted in
-    but cannot be injected safely is refused with a message saying what to change.
-    """
     from pathlib import Path
 
     from supervisor import webhook as command
@@ -401,8 +421,15 @@ def webhook(**options: Any) -> int:
     return run_async(main, None, handles_signals=True)  # type: ignore[arg-type]
 
 
-@cli.command(name="rgw-setup", epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.UNREACHABLE,
-                                                         ExitCode.ACCESS_DENIED]))
+RGW_SETUP_HELP = """Create or update, idempotently, RGW's side for one app: OIDC provider, role, trust and policy.
+
+Uses admin credentials from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: in a
+Job, from a Secret). Prints the role ARN to use as AWS_ROLE_ARN; a second run changes nothing.
+"""
+
+
+@cli.command(name="rgw-setup", help=RGW_SETUP_HELP,
+             epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.UNREACHABLE, ExitCode.ACCESS_DENIED]))
 @_option("--endpoint", envvar=env("ENDPOINT"), required=True, help="RGW's S3/IAM endpoint URL.")
 @_option("--issuer", envvar=env("ISSUER"), required=True,
          help="The cluster's service-account issuer URL (`kubectl get --raw /.well-known/openid-configuration`).")
@@ -417,11 +444,6 @@ def webhook(**options: Any) -> int:
          help="The projected token's audience (the provider's client id).")
 @_option("--region", envvar=env("REGION"), default="us-east-1", show_default=True)
 def rgw_setup(**options: Any) -> int:
-    """Create or update, idempotently, RGW's side for one app: OIDC provider, role, trust and policy.
-
-    Uses admin credentials from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: in a
-    Job, from a Secret). Prints the role ARN to use as AWS_ROLE_ARN; a second run changes nothing.
-    """
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
@@ -451,10 +473,13 @@ def rgw_setup(**options: Any) -> int:
     return 0
 
 
-@cli.command()
+VERSION_HELP = """Print the supervisor's version and the Litestream binary's.
+"""
+
+
+@cli.command(help=VERSION_HELP)
 @_option("--litestream", envvar=env("LITESTREAM"), help="Litestream binary to ask.")
 def version(litestream: str | None) -> int:
-    """Print the supervisor's version and the Litestream binary's."""
     click.echo(f"litestream-supervisor {__version__}")
     try:
         click.echo(f"litestream {ls.version(litestream or 'litestream')}")

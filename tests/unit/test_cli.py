@@ -25,6 +25,32 @@ def test_help_lists_every_command() -> None:
         assert command in out.stdout
 
 
+COMMAND_SUMMARIES = {
+    "restore": "Restore each database from its replica",
+    "replicate": "Run `litestream replicate` with fresh credentials",
+    "check": "Explain what is wrong",
+    "credentials": "Print credentials in the AWS credential_process JSON format",
+    "inject": "Print the YAML with the injection applied",
+    "webhook": "Mutating admission webhook",
+    "rgw-setup": "Create or update, idempotently, RGW's side for one app",
+    "version": "Print the supervisor's version",
+}
+
+
+@pytest.mark.parametrize("optimize", ["", "-OO"])
+def test_every_command_keeps_its_help_when_docstrings_are_stripped(optimize: str) -> None:
+    """The image runs Python with PYTHONOPTIMIZE=2 (-OO strips docstrings): help must not come from them."""
+    flags = [optimize] if optimize else []
+    top = subprocess.run([sys.executable, *flags, "-m", "supervisor", "--help"], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert "Run Litestream with short-lived S3 credentials" in top
+    for command, summary in COMMAND_SUMMARIES.items():
+        assert " ".join(summary.split()[:3]) in " ".join(top.split()), (command, top)
+        out = subprocess.run([sys.executable, *flags, "-m", "supervisor", command, "--help"], capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+        assert summary in " ".join(out.split()), (command, out)
+
+
 def test_restore_help_documents_exit_codes_and_env() -> None:
     out = run("restore", "--help").stdout
     assert "Exit codes:" in out and "143" in out and "LITESTREAM_SUPERVISOR_TIMEOUT" in out
