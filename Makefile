@@ -21,7 +21,8 @@ deps: venv
 	@[ -x $(LS03_DIR)/node_modules/@flydotio/litestream-linux-x64/litestream ] || \
 	  (mkdir -p $(LS03_DIR) && cd $(LS03_DIR) && npm install --silent --no-audit --no-fund @flydotio/litestream-linux-x64@1.0.1 >/dev/null)
 
-venv: $(VENV)/.installed supervisor/_botocore_data/VERSION
+venv: $(VENV)/.installed supervisor/_botocore_data/VERSION $(VENV)/.optimized
+	@$(PY) -OO -m compileall -q supervisor >/dev/null
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,6 +34,14 @@ $(VENV)/.installed: pyproject.toml
 # installed botocore: written once here rather than parsed whole by every process.
 supervisor/_botocore_data/VERSION: $(VENV)/.installed
 	$(PY) -m supervisor.clients
+
+# The image runs Python with -OO (PYTHONOPTIMIZE=2) and so do the tests and the bench
+# (tests/bed/pod.py): its bytecode compiled once, for the stdlib too, rather than per process.
+$(VENV)/.optimized: $(VENV)/.installed
+	$(PY) -OO -m compileall -q -j0 -x '/(test|tests|lib2to3|idlelib)/' \
+	  $$($(PY) -c 'import sysconfig; print(sysconfig.get_path("stdlib"), sysconfig.get_path("purelib"))') >/dev/null \
+	  || echo "note: some bytecode could not be precompiled at -OO (only process start-up is slower)"
+	touch $@
 
 test: deps
 	$(VENV)/bin/ruff check .

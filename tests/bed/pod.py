@@ -33,7 +33,8 @@ SERVED_SECRETS: set[str] = set()
 
 
 def supervisor_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "supervisor", *args]
+    # -OO as the image runs it (PYTHONOPTIMIZE=2): what the tests and the bench run is what ships.
+    return [sys.executable, "-OO", "-m", "supervisor", *args]
 
 
 @dataclass
