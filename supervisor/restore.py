@@ -356,7 +356,9 @@ async def main(settings: Settings, signals: Signals) -> int:
     leases = leases_for(settings, databases, service.s3, state)
 
     async def work() -> list[Outcome]:
-        await service.start(budget)
+        # No token watch: a restore is over within --timeout, the keeper's scheduled refreshes
+        # re-read the token, and loading the watcher would delay Litestream's start (~30 ms).
+        await service.start(budget, watch_token=False)
         return await restore(service, binary, databases, budget, settings.require_replica, leases)
 
     task = asyncio.create_task(work(), name="restore")

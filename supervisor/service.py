@@ -62,20 +62,21 @@ class CredentialService:
         self._workdir = Path(tempfile.mkdtemp(prefix="litestream-supervisor-"))
         self._clients: dict[tuple[str, str], Any] = {}
 
-    async def start(self, budget: Budget) -> Credentials:
+    async def start(self, budget: Budget, *, watch_token: bool = True) -> Credentials:
         """Obtain the first credentials (within the budget), then keep them fresh in the background."""
         self.address = await self.broker.start()
         creds = await self.keeper.obtain(budget)
-        self.start_background()
+        self.start_background(watch_token=watch_token)
         return creds
 
-    def start_background(self) -> None:
-        token_file = self.keeper.token_file
-        self._tasks = [
-            asyncio.create_task(self.keeper.run(), name="keeper"),
-            asyncio.create_task(tokens.watch(token_file, self.keeper.on_token_change, self._stop_watch),
-                                name="token-watch"),
-        ]
+    def start_background(self, *, watch_token: bool = True) -> None:
+        """The keeper refreshes before expiry (re-reading the token each time); the token watch adds
+        a refresh right after each rotation, which only a long-running sidecar needs."""
+        self._tasks = [asyncio.create_task(self.keeper.run(), name="keeper")]
+        if watch_token:
+            self._tasks.append(asyncio.create_task(
+                tokens.watch(self.keeper.token_file, self.keeper.on_token_change, self._stop_watch),
+                name="token-watch"))
 
     @property
     def tasks(self) -> list[asyncio.Task[Any]]:

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import watchfiles
-
 from supervisor.errors import TokenError
 from supervisor.logs import get_logger, secrets
 
@@ -112,13 +110,17 @@ POLL_SECONDS = 5.0
 
 
 async def watch(path: Path, on_change: Callable[[], Awaitable[None]], stop: asyncio.Event,
-                awatch: Callable[..., Any] = watchfiles.awatch, poll_seconds: float = POLL_SECONDS) -> None:
+                awatch: Callable[..., Any] | None = None, poll_seconds: float = POLL_SECONDS) -> None:
     """Call on_change after each batch of changes in the token's directory, until stop is set.
 
     If the watch cannot be had or dies (inotify limits, EMFILE), poll instead: every exchange
     re-reads the token anyway, so a dead watcher must cost latency, never the sidecar.
     """
     try:
+        if awatch is None:
+            import watchfiles  # only the sidecar watches: restore need not load it (and anyio)
+
+            awatch = watchfiles.awatch
         async for _changes in awatch(path.parent, stop_event=stop, debounce=200, step=50, watch_filter=None,
                                      recursive=False, yield_on_timeout=False):
             await on_change()
