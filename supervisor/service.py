@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ class CredentialService:
         self._tasks: list[asyncio.Task[Any]] = []
         self._workdir = Path(tempfile.mkdtemp(prefix="litestream-supervisor-"))
         self._clients: dict[tuple[str, str], Any] = {}
+        self._clients_lock = threading.Lock()
 
     async def start(self, budget: Budget, *, watch_token: bool = True) -> Credentials:
         """Obtain the first credentials (within the budget), then keep them fresh in the background."""
@@ -110,10 +112,13 @@ class CredentialService:
         assert creds is not None
         # A client per endpoint and addressing style, not per database: clients are not small.
         key = (creds.access_key_id, f"{db.replica.endpoint}|{db.replica.region}|{db.replica.force_path_style}")
-        client = self._clients.get(key)
-        if client is None:
-            if any(k[0] != creds.access_key_id for k in self._clients):
-                self._clients.clear()
-            client = replicas.s3_client(creds, db.replica, ca_bundle=self.settings.aws.ca_bundle)
-            self._clients[key] = client
+        # Threads ask at once (restore's lease read beside its store probe): one builds, the others
+        # wait for it, rather than each building its own under the GIL (3 x 12 ms became 3 x 40).
+        with self._clients_lock:
+            client = self._clients.get(key)
+            if client is None:
+                if any(k[0] != creds.access_key_id for k in self._clients):
+                    self._clients.clear()
+                client = replicas.s3_client(creds, db.replica, ca_bundle=self.settings.aws.ca_bundle)
+                self._clients[key] = client
         return client
