@@ -507,20 +507,25 @@ def bench_image(bed: Bed, work: Path, runs: int) -> dict[str, Any]:
 # Why each headline figure moved this round (RESULTS.md's "what changed"); a figure that moved
 # without an entry here is reported as unexplained.
 WHY = {
-    "idle RSS": "botocore's S3/STS models are written once cut to the operations the supervisor calls (and "
-                "the shapes they reach) and endpoints.json to our services' entries: the full files held "
-                "~10 MB of dicts and left the heap fragmented after parsing; the sidecar no longer imports "
-                "restore or sqlite3 unless used; its lease probe sends one request at a time (concurrent calls "
-                "kept a second connection and thread arena resident)",
-    "scale RSS": "the same slim botocore models (one S3 client per endpoint, whatever the number of databases)",
-    "restore": "Litestream downloads while the replica is inspected, the lease's store probe runs beside the "
-               "lease (its two conditional PUTs at once), the integrity check reads through mmap, and the "
-               "process skips the interpreter's teardown; the lease (added 2026-11-29) had cost +0.2 s",
-    "start to ready": "the lease (issue 12, added after the previous figures): the sidecar reads the lease, "
-                      "probes the store's conditional writes and writes the lease before Litestream starts",
+    "idle RSS": "botocore's S3/STS models are written once cut to the operations the supervisor calls (the "
+                "full files held ~10 MB of dicts and left the heap fragmented); Python runs with -OO as the image "
+                "runs it (PYTHONOPTIMIZE=2: no docstrings or asserts loaded, -2 MB); the sidecar loads neither "
+                "restore nor sqlite3, and its lease probe sends one request at a time (concurrent calls kept a "
+                "second connection and thread arena resident)",
+    "scale RSS": "the same slim botocore models and -OO (one S3 client per endpoint, whatever the number of "
+                 "databases)",
+    "restore": "not comparable with the previous run: the bed's RGW now has Nagle off (tcp_nodelay=1, as MinIO); "
+               "before, every GET, 404 and 412 waited ~40 ms for a delayed ACK, which slowed bare Litestream "
+               "most (230 MB: 3.2 -> 1.9 s) and hid the supervisor's fixed cost. That cost went down meanwhile: "
+               "Litestream downloads while the replica is inspected, the store probe runs beside the lease, one "
+               "S3 client is built instead of three, restore loads no token watcher, the integrity check reads "
+               "through mmap, no interpreter teardown; the lease added in between costs one GET and one PUT",
+    "start to ready": "the lease (issue 12) reads the lease, probes the store's conditional writes and writes the "
+                      "lease before Litestream starts: each answer took ~44 ms on the old bed (Nagle on) and takes "
+                      "~2 ms with tcp_nodelay",
     "image": "the base drops what a one-program container never reads (docs but copyright notices, manuals, "
-             "translations, iconv modules, time zones, apt, perl, debconf, e2fsprogs) and botocore keeps the data "
-             "of S3, STS and IAM only",
+             "translations, iconv modules, time zones, apt, perl, debconf, e2fsprogs), botocore keeps the data "
+             "of S3, STS and IAM only, and bytecode is compiled at -OO only (the stdlib's in the base)",
 }
 
 
@@ -639,7 +644,10 @@ def write_markdown(results: dict[str, Any], path: Path, plots: list[str] | None 
                 "restore-sizes.png": "Restore wall time per database size (integrity check on)"}
     for plot in plots or []:
         lines += [f"![{captions.get(plot, plot)}]({plot})", "", f"*{captions.get(plot, plot)}.*", ""]
-    lines += ["", "Notes:", "", f"- restore: {r['restore']['note']}.", f"- refresh impact: {r['refresh']['note']}.",
+    lines += ["", "Notes:", "",
+              "- how it runs: the supervisor as `python -OO -m supervisor` (the image sets PYTHONOPTIMIZE=2), "
+              "bytecode precompiled; the bed's RGW with Nagle off (`tcp_nodelay=1`, as MinIO has it).",
+              f"- restore: {r['restore']['note']}.", f"- refresh impact: {r['refresh']['note']}.",
               "- commit -> in the replica: for each commit of a 20-per-second writer, the time until the first "
               "level-0 LTX upload after it (S3 LastModified); Litestream syncs every second.",
               "- lease: B's restore waits while A holds the lease; it polls every 2 s, so the hand-off after A's "
@@ -681,6 +689,9 @@ def main() -> int:
     unknown = [name for name in only if name not in BENCHMARKS]
     if unknown:
         parser.error(f"--only: unknown benchmark {', '.join(unknown)}; expected some of {', '.join(BENCHMARKS)}")
+    if args.only and not (args.out / "results.json").is_file():
+        parser.error(f"--only updates {args.out / 'results.json'}, which does not exist: run every benchmark "
+                     "first (make bench)")
     work = Path(tempfile.mkdtemp(prefix="litestream-supervisor-bench-"))
     log(f"bed in {work}")
     bed = Bed.up(work / "bed")
