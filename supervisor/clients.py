@@ -114,6 +114,21 @@ class SlimLoader(botocore.loaders.Loader):
         """Our slim files stand for botocore's own (endpoint resolution treats others differently)."""
         return super().is_builtin_path(path) or Path(path).is_relative_to(DATA_DIR)
 
+    @botocore.loaders.instance_cache
+    def list_available_services(self, type_name: str) -> list[str]:
+        """Only the services we call: this session builds no other client (rgw-setup's IAM client
+        comes from boto3's own session). botocore's own answer walks every service it ships (~900
+        directories per type, ~25 ms of each process's start before the first request)."""
+        def has(service: str) -> bool:
+            for base in self.search_paths:
+                directory = os.path.join(base, service)
+                if os.path.isdir(directory) and any(self.file_loader.exists(os.path.join(directory, version, type_name))
+                                                    for version in os.listdir(directory)):
+                    return True
+            return False
+
+        return [service for service in sorted(OPERATIONS) if has(service)]
+
     def load_data_with_path(self, name: str) -> tuple[Any, str]:
         key = ("load_data_with_path", name)
         if key in self._cache:

@@ -120,3 +120,30 @@ def test_every_operation_the_supervisor_calls_is_kept() -> None:
     called |= set(re.findall(r'get_paginator\("([a-z_0-9]+)"\)', source))
     kept = {xform_name(op) for ops in clients.OPERATIONS.values() for op in ops}
     assert called and called <= kept
+
+
+def test_building_the_clients_does_not_walk_botocore_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore validates a service name by listing every service it ships (~900 directories, tens
+    of milliseconds before a restore's first request): our loader looks at our two only."""
+    import os
+
+    listed: list[str] = []
+    real_listdir = os.listdir
+
+    def counting_listdir(path: Any = ".") -> list[str]:
+        listed.append(str(path))
+        return real_listdir(path)
+
+    clients.session.cache_clear()
+    monkeypatch.setattr(os, "listdir", counting_listdir)
+    try:
+        s = clients.session()
+        s.create_client("sts", endpoint_url="http://127.0.0.1:9", region_name="us-east-1",
+                        config=Config(signature_version=UNSIGNED))
+        s.create_client("s3", endpoint_url="http://127.0.0.1:9", region_name="us-east-1",
+                        aws_access_key_id="AK", aws_secret_access_key="SK")
+    finally:
+        clients.session.cache_clear()
+    assert 0 < len(listed) < 30, f"{len(listed)} directories listed"
+    with pytest.raises(botocore.exceptions.UnknownServiceError):
+        s.create_client("iam", region_name="us-east-1", aws_access_key_id="AK", aws_secret_access_key="SK")
