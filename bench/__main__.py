@@ -518,8 +518,9 @@ WHY = {
                "before, every GET, 404 and 412 waited ~40 ms for a delayed ACK, which slowed bare Litestream "
                "most (230 MB: 3.2 -> 1.9 s) and hid the supervisor's fixed cost. That cost went down meanwhile: "
                "Litestream downloads while the replica is inspected, the store probe runs beside the lease, one "
-               "S3 client is built instead of three, restore loads no token watcher, the integrity check reads "
-               "through mmap, no interpreter teardown; the lease added in between costs one GET and one PUT",
+               "S3 client is built instead of three, botocore's loader no longer walks its ~900 service directories, "
+               "restore loads no token watcher, the integrity check reads through mmap, no interpreter teardown; "
+               "the lease added in between costs one GET and one PUT",
     "start to ready": "the lease (issue 12) reads the lease, probes the store's conditional writes and writes the "
                       "lease before Litestream starts: each answer took ~44 ms on the old bed (Nagle on) and takes "
                       "~2 ms with tcp_nodelay",
