@@ -100,6 +100,16 @@ def test_restore_replicate_sigterm_restore_in_the_container(image: str, containe
         time.sleep(0.5)
     else:
         raise AssertionError(podman("logs", name, check=False).stderr[-3000:])
+    # Python runs at -OO as the image says, and finds that level's bytecode for every module the
+    # commands load: on a read-only root a missing .pyc is compiled again by every process.
+    check = ("import importlib.util, os, sys\n"
+             "import supervisor.cli, supervisor.replicate, supervisor.restore, supervisor.check, watchfiles\n"
+             "files = [m.__file__ for m in list(sys.modules.values()) if (getattr(m, '__file__', None) or '')"
+             ".endswith('.py')]\n"
+             "missing = [f for f in files if not os.path.exists(importlib.util.cache_from_source(f))]\n"
+             "print(sys.flags.optimize, len(files), missing[:5])")
+    optimized = podman("exec", name, "/opt/venv/bin/python", "-c", check).stdout.split(" ", 2)
+    assert optimized[0] == "2" and int(optimized[1]) > 300 and optimized[2].strip() == "[]", optimized
     # the app (as uid 10001, inside the container) commits new rows
     insert = ("import sqlite3; c = sqlite3.connect('/data/app.db'); "
               "c.executemany('INSERT INTO rows(id, payload) VALUES (?, ?)', [(i, 'c') for i in range(201, 501)]); "
