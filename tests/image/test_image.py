@@ -41,15 +41,20 @@ def image() -> str:
     return TAG
 
 
-@pytest.fixture
-def container_pod(pod: Pod) -> Iterator[Pod]:
+def for_the_container(pod: Pod) -> Pod:
+    """The pod's token and data dirs owned by the image's user, its litestream.yml as the container sees it."""
     for d in (pod.projector.dir, pod.data):
         subprocess.run(["chown", "-R", f"{UID}:{UID}", str(d)], check=True)
     (pod.root / "etc").mkdir()
     (pod.root / "etc" / "litestream.yml").write_text(
         f"dbs:\n  - path: /data/app.db\n    replica:\n      type: s3\n      bucket: {pod.bed.role.bucket}\n"
         f"      path: {pod.prefix}/app.db\n      endpoint: {pod.bed.endpoint}\n")
-    yield pod
+    return pod
+
+
+@pytest.fixture
+def container_pod(pod: Pod) -> Iterator[Pod]:
+    yield for_the_container(pod)
     podman("rm", "-f", "-a", check=False)
 
 
@@ -66,6 +71,29 @@ def run_args(pod: Pod, *args: str, name: str | None = None, detach: bool = False
         cmd += ["--name", name]
     cmd += ["-d"] if detach else ["--rm"]
     return [*cmd, TAG, *args]
+
+
+PYC_CHECK = """
+import importlib.util, os, struct, sys
+import supervisor.cli, supervisor.replicate, supervisor.restore, supervisor.check, watchfiles
+files = [m.__file__ for m in list(sys.modules.values()) if (getattr(m, "__file__", None) or "").endswith(".py")]
+bad = []
+for f in files:
+    try:
+        head = open(importlib.util.cache_from_source(f), "rb").read(16)
+    except OSError:
+        bad.append(f + " (none)")
+        continue
+    flags = struct.unpack("<I", head[4:8])[0]
+    if flags & 1:  # hash-based: unchecked is never compared; checked re-hashes the source each time
+        if flags & 2:
+            bad.append(f + " (checked hash)")
+        continue
+    st = os.stat(f)
+    if struct.unpack("<II", head[8:16]) != (int(st.st_mtime) & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF):
+        bad.append(f + " (stale)")
+print(sys.flags.optimize, len(files), bad[:5])
+"""
 
 
 def test_version_as_non_root(image: str) -> None:
@@ -100,15 +128,10 @@ def test_restore_replicate_sigterm_restore_in_the_container(image: str, containe
         time.sleep(0.5)
     else:
         raise AssertionError(podman("logs", name, check=False).stderr[-3000:])
-    # Python runs at -OO as the image says, and finds that level's bytecode for every module the
-    # commands load: on a read-only root a missing .pyc is compiled again by every process.
-    check = ("import importlib.util, os, sys\n"
-             "import supervisor.cli, supervisor.replicate, supervisor.restore, supervisor.check, watchfiles\n"
-             "files = [m.__file__ for m in list(sys.modules.values()) if (getattr(m, '__file__', None) or '')"
-             ".endswith('.py')]\n"
-             "missing = [f for f in files if not os.path.exists(importlib.util.cache_from_source(f))]\n"
-             "print(sys.flags.optimize, len(files), missing[:5])")
-    optimized = podman("exec", name, "/opt/venv/bin/python", "-c", check).stdout.split(" ", 2)
+    # Python runs at -OO as the image says, and finds valid bytecode at that level for every module
+    # the commands load: on a read-only root a missing or stale .pyc (its recorded source mtime no
+    # longer the file's) is compiled again by every process.
+    optimized = podman("exec", name, "/opt/venv/bin/python", "-c", PYC_CHECK).stdout.split(" ", 2)
     assert optimized[0] == "2" and int(optimized[1]) > 300 and optimized[2].strip() == "[]", optimized
     # the app (as uid 10001, inside the container) commits new rows
     insert = ("import sqlite3; c = sqlite3.connect('/data/app.db'); "
