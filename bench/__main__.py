@@ -501,8 +501,37 @@ def bench_image(bed: Bed, work: Path, runs: int) -> dict[str, Any]:
     out = {"image_mb": round(total / 1e6, 1), "base_mb": round(base / 1e6, 1),
            "supervisor_added_mb": round((total - base) / 1e6, 1), "container_version_seconds": median(starts),
            "base": base_tag, **image_sidecar_idle(bed, work, seconds=20)}
+    out["container_restore"] = image_restore(bed, work, max(3, runs), megabytes=200)
     log(f"image: {out}")
     return out
+
+
+def image_restore(bed: Bed, work: Path, runs: int, megabytes: int) -> dict[str, Any]:
+    """Restore in the image as an initContainer runs it, against `litestream restore` run from the
+    same image with its own web-identity chain: a container's start is in both."""
+    from tests.image.test_image import TAG, for_the_container, podman, run_args
+
+    pod = for_the_container(new_pod(bed, work))
+    make_db(pod.db(), megabytes * 1024 * 1024 // 4200, payload_bytes=2048)
+    push_with_litestream(pod, pod.db())
+    ours_cmd = run_args(pod, "restore")
+    bare_cmd = run_args(pod, "restore", "-config", "/etc/litestream/litestream.yml", "/data/app.db")
+    bare_cmd[bare_cmd.index(TAG):bare_cmd.index(TAG)] = ["--entrypoint", "litestream"]
+    ours, bare = [], []
+    try:
+        for _ in range(runs):
+            for cmd, times in ((ours_cmd, ours), (bare_cmd, bare)):
+                forget_local(pod.db())
+                t0 = time.monotonic()
+                podman(*cmd, timeout=600)
+                times.append(time.monotonic() - t0)
+                assert pod.db().stat().st_size > megabytes * 1_000_000 // 2
+    finally:
+        pod.close()
+    log(f"  image restore of {megabytes} MB: supervisor {median(ours)}s, bare litestream {median(bare)}s")
+    return {"megabytes": megabytes, "supervisor_seconds": median(ours), "bare_seconds": median(bare),
+            "ratio": round(median(ours) / median(bare), 3), "supervisor_runs_seconds": [round(x, 3) for x in ours],
+            "bare_runs_seconds": [round(x, 3) for x in bare]}
 
 
 def image_sidecar_idle(bed: Bed, work: Path, seconds: float) -> dict[str, Any]:
@@ -650,6 +679,9 @@ def write_markdown(results: dict[str, Any], path: Path, plots: list[str] | None 
                 f"{i['container_supervisor_rss_mb']} MB", f"{i['container_litestream_rss_mb']} MB (its child)",
                 round(i["container_supervisor_rss_mb"] / i["container_litestream_rss_mb"], 3))]
               if "container_supervisor_rss_mb" in i else []),
+            *([(f"restore of a {i['container_restore']['megabytes']} MB db in the image (container start in both)",
+                f"{i['container_restore']['supervisor_seconds']} s", f"{i['container_restore']['bare_seconds']} s",
+                i["container_restore"]["ratio"])] if "container_restore" in i else []),
         ]
     if "admission" in r:
         a = r["admission"]
