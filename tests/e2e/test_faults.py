@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -188,43 +189,47 @@ def test_broker_is_loopback_only_and_private_files_are_0600(pod: Pod) -> None:
     assert sup.terminate() == 0
 
 
+def every_row_reaches_the_replica_across(pod: Pod, away: Callable[[Supervisor], None],
+                                         back: Callable[[Supervisor], Supervisor]) -> None:
+    """Litestream is sent `away` while the app commits and checkpoints on its open connection, then
+    comes `back`: every committed row reaches the replica while it runs, and after SIGTERM (exit 0)
+    a restore holds them all."""
+    sup = pod.start_replicate()
+    sup.wait_ready()
+    app = connect(pod.db())
+    try:
+        committed = rows_checkpointed_while_litestream_is_away(pod, app, lambda: away(sup))
+        sup = back(sup)
+        committed += commit_rows(app, 5000, 5)
+        replica_catches_up(pod, committed)
+    finally:
+        app.close()
+    assert sup.terminate() == 0, sup.output()[-3000:]
+    restore_and_compare(pod, committed)
+
+
 def test_writes_checkpointed_while_litestream_was_down_reach_the_replica_while_it_runs(pod: Pod) -> None:
     """Litestream dies while the app commits and SQLite checkpoints (PASSIVE, as its automatic
     checkpoint does) and then restarts the WAL: a restarted Litestream 0.5.17 takes the new WAL for
     its own continuation and never uploads the checkpointed frames (reproduced with bare Litestream;
     it needs the app's connection open and the new WAL shorter than Litestream's last position).
     Invariant: once Litestream is back, every committed row reaches the replica, mid-run."""
-    sup = pod.start_replicate()
-    sup.wait_ready()
-    app = connect(pod.db())
-    try:
-        committed = rows_checkpointed_while_litestream_is_away(
-            pod, app, lambda: os.kill(sup.litestream_pid(), signal.SIGKILL))
+    def restarted(sup: Supervisor) -> Supervisor:
         sup.wait_for(lambda: sup.count("litestream_started") == 2, 30, "Litestream restarted")
-        committed += commit_rows(app, 5000, 5)
-        replica_catches_up(pod, committed)
-    finally:
-        app.close()
-    assert sup.terminate() == 0, sup.output()[-3000:]
-    restore_and_compare(pod, committed)
+        return sup
+
+    every_row_reaches_the_replica_across(pod, lambda sup: os.kill(sup.litestream_pid(), signal.SIGKILL), restarted)
 
 
 def test_a_sidecar_restarted_after_the_app_checkpointed_alone_replicates_every_row(pod: Pod) -> None:
     """The sidecar container restarts (OOM, liveness, a rollout of the sidecar alone) while the app
     keeps writing on the same volume: the next Litestream finds its old meta dir and the same hole."""
-    sup = pod.start_replicate()
-    sup.wait_ready()
-    app = connect(pod.db())
-    try:
-        def stop_sidecar() -> None:
-            assert sup.terminate() == 0, sup.output()[-3000:]
+    def stopped(sup: Supervisor) -> None:
+        assert sup.terminate() == 0, sup.output()[-3000:]
 
-        committed = rows_checkpointed_while_litestream_is_away(pod, app, stop_sidecar)
+    def started_again(_: Supervisor) -> Supervisor:
         sup = pod.start_replicate()
         sup.wait_ready()
-        committed += commit_rows(app, 5000, 5)
-        replica_catches_up(pod, committed)
-    finally:
-        app.close()
-    assert sup.terminate() == 0, sup.output()[-3000:]
-    restore_and_compare(pod, committed)
+        return sup
+
+    every_row_reaches_the_replica_across(pod, stopped, started_again)
