@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -63,6 +64,14 @@ def s3_client(creds: Credentials, replica: Replica, *, ca_bundle: Path | None, t
             s3={"addressing_style": "path" if replica.force_path_style else "auto"},
         ),
     )
+
+
+def load_models(replica: Replica) -> None:
+    """Parse S3's model and endpoint rules now, with a throwaway unsigned client (no credentials
+    looked up, nothing sent): the first real client then takes ~2 ms rather than ~13. Called
+    while the first STS answer is awaited, when the process has nothing else to do."""
+    session().create_client("s3", endpoint_url=replica.endpoint, region_name=replica.region,
+                            config=Config(signature_version=UNSIGNED))
 
 
 def explain(error: Exception, replica: Replica) -> SupervisorError:

@@ -67,9 +67,23 @@ class CredentialService:
     async def start(self, budget: Budget, *, watch_token: bool = True) -> Credentials:
         """Obtain the first credentials (within the budget), then keep them fresh in the background."""
         self.address = await self.broker.start()
-        creds = await self.keeper.obtain(budget)
+        obtaining = asyncio.ensure_future(self.keeper.obtain(budget))
+        loading = asyncio.ensure_future(self._load_s3_models())  # behind the STS request, in its wait
+        try:
+            creds = await obtaining
+        finally:
+            await loading
         self.start_background(watch_token=watch_token)
         return creds
+
+    async def _load_s3_models(self) -> None:
+        if self.config is None or not self.config.databases:
+            return
+        await asyncio.sleep(0)  # the exchange's thread is submitted first: its request goes out first
+        try:
+            await asyncio.to_thread(replicas.load_models, self.config.databases[0].replica)
+        except Exception as e:  # noqa: BLE001 (only a head start: the real client reports any problem)
+            log.debug("s3_models_not_preloaded", error=type(e).__name__)
 
     def start_background(self, *, watch_token: bool = True) -> None:
         """The keeper refreshes before expiry (re-reading the token each time); the token watch adds

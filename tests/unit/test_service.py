@@ -1,7 +1,8 @@
-"""CredentialService's S3 clients: one per endpoint and credentials, however many threads ask."""
+"""CredentialService: S3 clients (one per endpoint and credentials, however many threads ask) and its start."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -10,11 +11,13 @@ from typing import Any
 import pytest
 
 from supervisor import replica as replicas
-from supervisor import settings
-from supervisor.config import Database, Replica
+from supervisor import settings, sts
+from supervisor.budget import Budget
+from supervisor.config import Database, LitestreamConfig, Replica
 from supervisor.credentials import Credentials
 from supervisor.service import CredentialService
 from supervisor.state import State
+from tests.unit.test_token import fake_jwt
 
 
 def test_threads_asking_at_once_share_one_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -50,3 +53,64 @@ def test_threads_asking_at_once_share_one_client(monkeypatch: pytest.MonkeyPatch
     service.keeper._current = Credentials("AK2", "secret-2", "token-2", time.time() + 3600, time.time())
     assert service.s3(db) is not clients[0] and built == ["AK1", "AK2"]
     assert service.s3(db) is service.s3(db) and built == ["AK1", "AK2"]
+
+
+def _service_with_one_db(tmp_path: Path) -> CredentialService:
+    token_file = tmp_path / "token"
+    token_file.write_text(fake_jwt(sub="system:serviceaccount:a:b", aud="sts", exp=time.time() + 600))
+    s = settings.build({}, {"AWS_ROLE_ARN": "arn:r", "AWS_WEB_IDENTITY_TOKEN_FILE": str(token_file)})
+    replica = Replica("bucket", "app.db", "http://127.0.0.1:9", "us-east-1", True)
+    db = Database(tmp_path / "app.db", replica, tmp_path / ".app.db-litestream")
+    return CredentialService(s, State(), LitestreamConfig(tmp_path / "litestream.yml", {}, (db,)))
+
+
+def test_s3_models_load_while_the_first_exchange_waits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    spans: dict[str, tuple[float, float]] = {}
+
+    def slow_exchange(*_: Any, **__: Any) -> Credentials:
+        started = time.monotonic()
+        time.sleep(0.2)  # STS answering (the thread waits on its socket, not the GIL)
+        spans["exchange"] = (started, time.monotonic())
+        return Credentials("AK1", "secret-1", "token-1", time.time() + 3600, time.time())
+
+    real_load = replicas.load_models
+
+    def timed_load(replica: Replica) -> None:
+        started = time.monotonic()
+        real_load(replica)  # the real botocore client construction, unsigned, nothing sent
+        spans["models"] = (started, time.monotonic())
+
+    monkeypatch.setattr(sts, "exchange", slow_exchange)
+    monkeypatch.setattr(replicas, "load_models", timed_load)
+    service = _service_with_one_db(tmp_path)
+
+    async def start() -> Credentials:
+        try:
+            return await service.start(Budget(5), watch_token=False)
+        finally:
+            await service.close()
+
+    creds = asyncio.run(start())
+    assert creds.access_key_id == "AK1"
+    # the request goes out first; the models are parsed inside its wait, not after it
+    assert spans["exchange"][0] <= spans["models"][0] and spans["models"][1] <= spans["exchange"][1]
+
+
+def test_a_failed_preload_changes_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def exchange(*_: Any, **__: Any) -> Credentials:
+        return Credentials("AK1", "secret-1", "token-1", time.time() + 3600, time.time())
+
+    def broken(replica: Replica) -> None:
+        raise ValueError("endpoint botocore cannot parse")
+
+    monkeypatch.setattr(sts, "exchange", exchange)
+    monkeypatch.setattr(replicas, "load_models", broken)
+    service = _service_with_one_db(tmp_path)
+
+    async def start() -> Credentials:
+        try:
+            return await service.start(Budget(5), watch_token=False)
+        finally:
+            await service.close()
+
+    assert asyncio.run(start()).access_key_id == "AK1"
