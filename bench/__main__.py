@@ -57,6 +57,35 @@ def bare_replicate(pod: Pod) -> subprocess.Popen[bytes]:
                             stdout=log_file, stderr=subprocess.STDOUT)
 
 
+def restore_phases(output: str, started: float) -> dict[str, float]:
+    """Where one restore's time went, from its own log (wall-clock timestamps, exec at `started`)."""
+    events = {}
+    for line in output.splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict) and "event" in event:
+            events.setdefault(event["event"], event)
+    at = {name: datetime.datetime.fromisoformat(str(events[name]["timestamp"]).replace("Z", "+00:00")).timestamp()
+          - started for name in ("credentials_obtained", "lease_acquired")}
+    return {"exec_to_credentials": at["credentials_obtained"],
+            "credentials_to_lease": at["lease_acquired"] - at["credentials_obtained"],
+            "litestream": float(events["restored"]["litestream_seconds"]),
+            "integrity_check": float(events["restored"]["check_seconds"])}
+
+
+def static_env(pod: Pod) -> dict[str, str]:
+    """Bare Litestream with the same role's credentials given as keys: its run without its own STS call."""
+    run = pod.run("credentials")
+    assert run.returncode == 0, run.output[-2000:]
+    creds = json.loads(next(line for line in run.output.splitlines() if line.startswith("{\"Version\"")))
+    env = {k: v for k, v in bare_env(pod).items() if k not in ("AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")}
+    env.update(AWS_ACCESS_KEY_ID=creds["AccessKeyId"], AWS_SECRET_ACCESS_KEY=creds["SecretAccessKey"],
+               AWS_SESSION_TOKEN=creds["SessionToken"])
+    return env
+
+
 def bench_restore(bed: Bed, work: Path, runs: int, megabytes: int) -> dict[str, Any]:
     pod = new_pod(bed, work)
     rows = megabytes * 1024 * 1024 // 4200
@@ -64,26 +93,46 @@ def bench_restore(bed: Bed, work: Path, runs: int, megabytes: int) -> dict[str, 
     make_db(pod.db(), rows, payload_bytes=2048)
     size = pod.db().stat().st_size
     push_with_litestream(pod, pod.db())
-    ours, bare = [], []
-    for i in range(runs):
+    keys = static_env(pod)
+    ours, bare, bare_keys = [], [], []
+    phases: dict[str, list[float]] = {}
+    out = pod.root / "bare.db"
+
+    def bare_run(env: dict[str, str]) -> float:
         forget_local(pod.db())
-        run = pod.run("restore")
-        assert run.returncode == 0, run.output[-2000:]
-        ours.append(run.seconds)
-        forget_local(pod.db())
-        out = pod.root / "bare.db"
         out.unlink(missing_ok=True)
         t0 = time.monotonic()
         subprocess.run([litestream_binary(), "restore", "-config", str(pod.config), "-o", str(out), str(pod.db())],
-                       env=bare_env(pod), check=True, capture_output=True, timeout=600)
-        bare.append(time.monotonic() - t0)
-        log(f"  run {i + 1}: supervisor {ours[-1]:.2f}s, bare litestream {bare[-1]:.2f}s")
+                       env=env, check=True, capture_output=True, timeout=600)
+        return time.monotonic() - t0
+
+    for i in range(runs):
+        forget_local(pod.db())
+        started = time.time()
+        run = pod.run("restore")
+        assert run.returncode == 0, run.output[-2000:]
+        ours.append(run.seconds)
+        for name, value in restore_phases(run.output, started).items():
+            phases.setdefault(name, []).append(value)
+        bare.append(bare_run(bare_env(pod)))
+        bare_keys.append(bare_run(keys))
+        log(f"  run {i + 1}: supervisor {ours[-1]:.2f}s, bare litestream {bare[-1]:.2f}s "
+            f"({bare_keys[-1]:.2f}s given keys)")
     pod.close()
+    breakdown = {f"{name}_seconds": median(values) for name, values in phases.items()}
+    breakdown["bare_exchange_seconds"] = round(median(bare) - median(bare_keys), 3)
     return {"db_bytes": size, "supervisor_seconds": median(ours), "bare_seconds": median(bare),
             "ratio": round(median(ours) / median(bare), 3), "runs": runs,
             "supervisor_runs_seconds": [round(x, 3) for x in ours], "bare_runs_seconds": [round(x, 3) for x in bare],
-            "note": "both exchange the token at STS; the supervisor also lists the prefix and runs "
-                    "PRAGMA integrity_check before the atomic rename"}
+            "bare_given_keys_seconds": median(bare_keys),
+            "bare_given_keys_runs_seconds": [round(x, 3) for x in bare_keys],
+            "supervisor_phases": breakdown,
+            "supervisor_phases_runs_seconds": {k: [round(x, 3) for x in v] for k, v in phases.items()},
+            "note": "both exchange the token at STS; the supervisor also takes the lease, lists the prefix and "
+                    "runs PRAGMA integrity_check before the atomic rename. Phases come from the supervisor's "
+                    "own log (exec -> credentials_obtained -> lease_acquired; the `restored` event's "
+                    "litestream_seconds and check_seconds); bare Litestream's own exchange is its run with "
+                    "web identity minus its run given the same role's credentials as keys"}
 
 
 def bench_restore_sizes(bed: Bed, work: Path, runs: int, sizes_mb: list[int]) -> list[dict[str, Any]]:
@@ -661,6 +710,18 @@ def write_markdown(results: dict[str, Any], path: Path, plots: list[str] | None 
     if "restore" in r and "overhead_seconds" in r["restore"]:
         rows.insert(1, ("restore: fixed overhead (supervisor - bare, same db)", f"{r['restore']['overhead_seconds']} s",
                         "", ""))
+    if "supervisor_phases" in r.get("restore", {}):
+        ph = r["restore"]["supervisor_phases"]
+        rows[2:2] = [
+            ("restore: exec -> credentials (interpreter, imports, STS) / bare's own exchange",
+             f"{ph['exec_to_credentials_seconds']} s", f"{ph['bare_exchange_seconds']} s "
+             f"({r['restore']['bare_seconds']} s vs {r['restore']['bare_given_keys_seconds']} s given keys)", ""),
+            ("restore: credentials -> lease held; integrity check", f"{ph['credentials_to_lease_seconds']} s; "
+             f"{ph['integrity_check_seconds']} s", "none; none", ""),
+            ("restore: Litestream's own run under the supervisor / bare given keys", f"{ph['litestream_seconds']} s",
+             f"{r['restore']['bare_given_keys_seconds']} s",
+             round(ph["litestream_seconds"] / r["restore"]["bare_given_keys_seconds"], 3)),
+        ]
     if "timeline" in r:
         t = r["timeline"]
         rows += [
