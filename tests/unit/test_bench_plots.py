@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
+
+import pytest
 
 from bench.__main__ import changes, write_markdown
 from bench.plots import draw
@@ -51,3 +54,19 @@ def test_results_md_links_the_plots(tmp_path: Path) -> None:
     write_markdown(results, tmp_path / "RESULTS.md", ["timeline.png"], None)
     text = (tmp_path / "RESULTS.md").read_text()
     assert "](timeline.png)" in text and "restore-sizes.png" not in text
+
+
+def test_restore_phases_come_from_the_restores_own_log() -> None:
+    import json
+
+    from bench.__main__ import restore_phases
+
+    lines = [json.dumps({"event": e, "timestamp": f"2026-11-29T10:00:{s}Z", **extra}) for e, s, extra in (
+        ("credentials_obtained", "00.250000", {}),
+        ("lease_acquired", "00.270000", {}),
+        ("restored", "02.200000", {"litestream_seconds": 1.9, "check_seconds": 0.04}),
+    )]
+    started = datetime.datetime(2026, 11, 29, 10, 0, tzinfo=datetime.UTC).timestamp()
+    phases = restore_phases("litestream: a line that is not JSON\n" + "\n".join(lines), started)
+    assert phases == pytest.approx({"exec_to_credentials": 0.25, "credentials_to_lease": 0.02,
+                                    "litestream": 1.9, "integrity_check": 0.04})
