@@ -629,8 +629,9 @@ WHY = {
                "most (230 MB: 3.2 -> 1.9 s) and hid the supervisor's fixed cost. That cost went down meanwhile: "
                "Litestream downloads while the replica is inspected, the store probe runs beside the lease, one "
                "S3 client is built instead of three, botocore's loader no longer walks its ~900 service directories, "
-               "restore loads no token watcher, the integrity check reads through mmap, no interpreter teardown; "
-               "the lease added in between costs one GET and one PUT",
+               "restore loads no token watcher, the integrity check reads through mmap, no interpreter teardown, "
+               "S3's model is parsed while the first STS answer is awaited; the lease added in between costs one "
+               "GET and one PUT",
     "start to ready": "the lease (issue 12) reads the lease, probes the store's conditional writes and writes the "
                       "lease before Litestream starts: each answer took ~44 ms on the old bed (Nagle on) and takes "
                       "~2 ms with tcp_nodelay",
@@ -670,6 +671,24 @@ def changes(previous: dict[str, Any] | None, results: dict[str, Any]) -> list[st
         return []
     return [f"## What changed since {previous.get('date')}", "", "| figure | before | now | why |",
             "|---|---|---|---|", *lines, ""]
+
+
+def restore_overhead_note(restore: dict[str, Any]) -> list[str]:
+    """The restore's fixed overhead, phase by phase, in words (from the same run's figures)."""
+    ph = restore.get("supervisor_phases")
+    if not ph or "overhead_seconds" not in restore:
+        return []
+    startup = round(ph["exec_to_credentials_seconds"] - ph["bare_exchange_seconds"], 3)
+    return [f"- restore overhead ({restore['overhead_seconds']} s on {restore['db_bytes'] // 1_000_000} MB): the "
+            f"supervisor has credentials {ph['exec_to_credentials_seconds']} s after exec, of which about "
+            f"{ph['bare_exchange_seconds']} s is the STS exchange bare Litestream also makes (its run with web "
+            f"identity minus its run given keys) and ~{startup} s is Python starting and importing botocore and "
+            f"the supervisor; then the lease ({ph['credentials_to_lease_seconds']} s) and, after Litestream, the "
+            f"integrity check ({ph['integrity_check_seconds']} s): what failing closed costs. Litestream's own run "
+            f"under the supervisor: {ph['litestream_seconds']} s (bare, given keys: "
+            f"{restore['bare_given_keys_seconds']} s). None of it grows with the database but the check "
+            f"(~{ph['integrity_check_seconds'] / restore['db_bytes'] * 1e9:.2f} s per GB), so the ratio falls "
+            "with size (restore-sizes.png)"]
 
 
 def write_markdown(results: dict[str, Any], path: Path, plots: list[str] | None = None,
@@ -779,7 +798,8 @@ def write_markdown(results: dict[str, Any], path: Path, plots: list[str] | None 
     lines += ["", "Notes:", "",
               "- how it runs: the supervisor as `python -OO -m supervisor` (the image sets PYTHONOPTIMIZE=2), "
               "bytecode precompiled; the bed's RGW with Nagle off (`tcp_nodelay=1`, as MinIO has it).",
-              f"- restore: {r['restore']['note']}.", f"- refresh impact: {r['refresh']['note']}.",
+              f"- restore: {r['restore']['note']}.", *restore_overhead_note(r["restore"]),
+              f"- refresh impact: {r['refresh']['note']}.",
               "- commit -> in the replica: for each commit of a 20-per-second writer, the time until the first "
               "level-0 LTX upload after it (S3 LastModified); Litestream syncs every second.",
               "- lease: B's restore waits while A holds the lease; it polls every 2 s, so the hand-off after A's "
