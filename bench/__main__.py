@@ -70,6 +70,7 @@ def restore_phases(output: str, started: float) -> dict[str, float]:
     at = {name: datetime.datetime.fromisoformat(str(events[name]["timestamp"]).replace("Z", "+00:00")).timestamp()
           - started for name in ("credentials_obtained", "lease_acquired")}
     return {"exec_to_credentials": at["credentials_obtained"],
+            "sts_exchange": float(events["credentials_obtained"]["sts_seconds"]),
             "credentials_to_lease": at["lease_acquired"] - at["credentials_obtained"],
             "litestream": float(events["restored"]["litestream_seconds"]),
             "integrity_check": float(events["restored"]["check_seconds"])}
@@ -120,7 +121,6 @@ def bench_restore(bed: Bed, work: Path, runs: int, megabytes: int) -> dict[str, 
             f"({bare_keys[-1]:.2f}s given keys)")
     pod.close()
     breakdown = {f"{name}_seconds": median(values) for name, values in phases.items()}
-    breakdown["bare_exchange_seconds"] = round(median(bare) - median(bare_keys), 3)
     return {"db_bytes": size, "supervisor_seconds": median(ours), "bare_seconds": median(bare),
             "ratio": round(median(ours) / median(bare), 3), "runs": runs,
             "supervisor_runs_seconds": [round(x, 3) for x in ours], "bare_runs_seconds": [round(x, 3) for x in bare],
@@ -130,9 +130,9 @@ def bench_restore(bed: Bed, work: Path, runs: int, megabytes: int) -> dict[str, 
             "supervisor_phases_runs_seconds": {k: [round(x, 3) for x in v] for k, v in phases.items()},
             "note": "both exchange the token at STS; the supervisor also takes the lease, lists the prefix and "
                     "runs PRAGMA integrity_check before the atomic rename. Phases come from the supervisor's "
-                    "own log (exec -> credentials_obtained -> lease_acquired; the `restored` event's "
-                    "litestream_seconds and check_seconds); bare Litestream's own exchange is its run with "
-                    "web identity minus its run given the same role's credentials as keys"}
+                    "own log (exec -> credentials_obtained, with its sts_seconds -> lease_acquired; the "
+                    "`restored` event's litestream_seconds and check_seconds); bare Litestream also runs given "
+                    "the same role's credentials as keys, without its own STS exchange"}
 
 
 def bench_restore_sizes(bed: Bed, work: Path, runs: int, sizes_mb: list[int]) -> list[dict[str, Any]]:
@@ -673,22 +673,31 @@ def changes(previous: dict[str, Any] | None, results: dict[str, Any]) -> list[st
             "|---|---|---|---|", *lines, ""]
 
 
+def caught_up_after_outage(series: dict[str, list[float]], outage_end: float, normal_seconds: float = 2.0) -> float:
+    """Seconds from S3's return until the lag is back under `normal_seconds` (from the raw samples)."""
+    for t, lag in zip(series["t"], series["lag_seconds"], strict=True):
+        if t >= outage_end and lag < normal_seconds:
+            return round(max(0.0, t - outage_end), 1)
+    return float("nan")
+
+
 def restore_overhead_note(restore: dict[str, Any]) -> list[str]:
     """The restore's fixed overhead, phase by phase, in words (from the same run's figures)."""
-    ph = restore.get("supervisor_phases")
-    if not ph or "overhead_seconds" not in restore:
+    ph = restore.get("supervisor_phases", {})
+    if "sts_exchange_seconds" not in ph or "overhead_seconds" not in restore:
         return []
-    startup = round(ph["exec_to_credentials_seconds"] - ph["bare_exchange_seconds"], 3)
+    startup = round(ph["exec_to_credentials_seconds"] - ph["sts_exchange_seconds"], 3)
     return [f"- restore overhead ({restore['overhead_seconds']} s on {restore['db_bytes'] // 1_000_000} MB): the "
-            f"supervisor has credentials {ph['exec_to_credentials_seconds']} s after exec, of which about "
-            f"{ph['bare_exchange_seconds']} s is the STS exchange bare Litestream also makes (its run with web "
-            f"identity minus its run given keys) and ~{startup} s is Python starting and importing botocore and "
-            f"the supervisor; then the lease ({ph['credentials_to_lease_seconds']} s) and, after Litestream, the "
+            f"supervisor has credentials {ph['exec_to_credentials_seconds']} s after exec: "
+            f"{ph['sts_exchange_seconds']} s is the STS exchange, which bare Litestream makes too (in Go, ~0.02 s "
+            f"after its exec), and {startup} s is Python starting and importing botocore and the supervisor "
+            "before it can send it, the part bare Litestream does not have; then the lease "
+            f"({ph['credentials_to_lease_seconds']} s) and, after Litestream, the "
             f"integrity check ({ph['integrity_check_seconds']} s): what failing closed costs. Litestream's own run "
             f"under the supervisor: {ph['litestream_seconds']} s (bare, given keys: "
             f"{restore['bare_given_keys_seconds']} s). None of it grows with the database but the check "
             f"(~{ph['integrity_check_seconds'] / restore['db_bytes'] * 1e9:.2f} s per GB), so the ratio falls "
-            "with size (restore-sizes.png)"]
+            "as the database grows"]
 
 
 def write_markdown(results: dict[str, Any], path: Path, plots: list[str] | None = None,
@@ -729,12 +738,14 @@ def write_markdown(results: dict[str, Any], path: Path, plots: list[str] | None 
     if "restore" in r and "overhead_seconds" in r["restore"]:
         rows.insert(1, ("restore: fixed overhead (supervisor - bare, same db)", f"{r['restore']['overhead_seconds']} s",
                         "", ""))
-    if "supervisor_phases" in r.get("restore", {}):
+    if "sts_exchange_seconds" in r.get("restore", {}).get("supervisor_phases", {}):
         ph = r["restore"]["supervisor_phases"]
         rows[2:2] = [
-            ("restore: exec -> credentials (interpreter, imports, STS) / bare's own exchange",
-             f"{ph['exec_to_credentials_seconds']} s", f"{ph['bare_exchange_seconds']} s "
-             f"({r['restore']['bare_seconds']} s vs {r['restore']['bare_given_keys_seconds']} s given keys)", ""),
+            ("restore: exec -> credentials = start-up and imports + the STS exchange (bare makes the same one)",
+             f"{ph['exec_to_credentials_seconds']} s = "
+             f"{round(ph['exec_to_credentials_seconds'] - ph['sts_exchange_seconds'], 3)} + "
+             f"{ph['sts_exchange_seconds']} s", f"bare: {r['restore']['bare_seconds']} s with its exchange, "
+             f"{r['restore']['bare_given_keys_seconds']} s given keys", ""),
             ("restore: credentials -> lease held; integrity check", f"{ph['credentials_to_lease_seconds']} s; "
              f"{ph['integrity_check_seconds']} s", "none; none", ""),
             ("restore: Litestream's own run under the supervisor / bare given keys", f"{ph['litestream_seconds']} s",
@@ -747,6 +758,9 @@ def write_markdown(results: dict[str, Any], path: Path, plots: list[str] | None 
             (f"timeline ({t['seconds']:g} s: refreshes, a rotation, an S3 outage): lag max / p50",
              f"{t['supervisor_lag_max_seconds']} s / {t['supervisor_lag_p50_seconds']} s",
              f"{t['bare_lag_max_seconds']} s / {t['bare_lag_p50_seconds']} s", ""),
+            (f"timeline: caught up after S3 came back ({t['outage'][1] - t['outage'][0]:g} s outage)",
+             f"{caught_up_after_outage(t['supervisor'], t['outage'][1])} s",
+             f"{caught_up_after_outage(t['bare'], t['outage'][1])} s", ""),
         ]
     if "image" in r:
         i = r["image"]
@@ -810,7 +824,13 @@ def write_markdown(results: dict[str, Any], path: Path, plots: list[str] | None 
                  if r["lease"].get("date") and r["lease"]["date"] != results["date"] else ""),
               "- admission: " + (r["admission"]["note"] + "." if "admission" in r else "not measured."),
               "- timeline: " + (r["timeline"]["credentials_note"] + "; lag sampled every 0.5 s from outside (local "
-                                "LTX files vs the replica listing), the same way for both." if "timeline" in r
+                                "LTX files vs the replica listing), the same way for both. After the outage "
+                                "each Litestream uploads again at its next sync attempt, and its attempts back off "
+                                "(the sync interval, doubled after each failure): when that lands after S3 returns "
+                                "differs from run to run for either of the two (9 timeline runs on 2026-11-29, from "
+                                "their lag max: back 0-14 s after S3 returned under the supervisor, 0-19 s bare; "
+                                "the supervisor's the later of the two in 6 of them, bare's in 2)."
+                                if "timeline" in r
                                 else "not measured."),
               "- image: " + (f"built by images/build-and-test.sh on {r['image']['base']}; sizes from `podman image "
                              "inspect`." if "image" in r else "not measured."),

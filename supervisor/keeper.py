@@ -85,6 +85,7 @@ class CredentialKeeper:
             self._token_fingerprint = token.fingerprint
             call = asyncio.to_thread(sts.exchange, self._client, self.aws, self.endpoint, self.role_arn, token,
                                      self.policy)
+            sent = time.monotonic()
             creds = await (budget.run(call, f"STS at {self.endpoint}") if budget is not None else call)
         except (CredentialsRefused, TokenError) as e:
             self.state.sts_requests["refused"] += 1
@@ -106,8 +107,10 @@ class CredentialKeeper:
         if not first:
             self.state.credential_refreshes += 1
         self._updated.set()
+        # sts_seconds: the exchange's round trip (a slow STS delays every pod's start and each refresh)
         log.info("credentials_obtained", reason=reason, expires=creds.expiration_iso,
-                 lifetime_seconds=round(creds.lifetime_seconds), token_fingerprint=token.fingerprint)
+                 lifetime_seconds=round(creds.lifetime_seconds), token_fingerprint=token.fingerprint,
+                 sts_seconds=round(time.monotonic() - sent, 3))
         if abs(creds.clock_skew_seconds) > sts.SKEW_TOLERANCE_SECONDS and not self._skew_warned:
             self._skew_warned = True
             log.warning("clock_skew", seconds=round(creds.clock_skew_seconds, 1),

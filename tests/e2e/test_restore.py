@@ -55,8 +55,10 @@ def test_populated_replica_restores_every_row(pod: Pod) -> None:
     assert row_count(pod.db()) == 2000 and leftovers(pod) == []
     assert "Litestream 0.5 (LTX files)" in run.output
     # the log says where the time went: Litestream's download and our integrity check, within the whole
-    restored = next(e for e in map(json.loads, filter(None, run.output.splitlines())) if e["event"] == "restored")
+    events = {e["event"]: e for e in map(json.loads, filter(None, run.output.splitlines()))}
+    restored = events["restored"]
     assert restored["litestream_seconds"] > 0 and restored["check_seconds"] >= 0
+    assert 0 < events["credentials_obtained"]["sts_seconds"] < restored["seconds"] + 1
     assert restored["litestream_seconds"] + restored["check_seconds"] <= restored["seconds"] + 0.01
     assert_no_secrets(pod)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 from pathlib import Path
 
 import pytest
@@ -62,11 +63,20 @@ def test_restore_phases_come_from_the_restores_own_log() -> None:
     from bench.__main__ import restore_phases
 
     lines = [json.dumps({"event": e, "timestamp": f"2026-11-29T10:00:{s}Z", **extra}) for e, s, extra in (
-        ("credentials_obtained", "00.250000", {}),
+        ("credentials_obtained", "00.250000", {"sts_seconds": 0.055}),
         ("lease_acquired", "00.270000", {}),
         ("restored", "02.200000", {"litestream_seconds": 1.9, "check_seconds": 0.04}),
     )]
     started = datetime.datetime(2026, 11, 29, 10, 0, tzinfo=datetime.UTC).timestamp()
     phases = restore_phases("litestream: a line that is not JSON\n" + "\n".join(lines), started)
-    assert phases == pytest.approx({"exec_to_credentials": 0.25, "credentials_to_lease": 0.02,
+    assert phases == pytest.approx({"exec_to_credentials": 0.25, "sts_exchange": 0.055, "credentials_to_lease": 0.02,
                                     "litestream": 1.9, "integrity_check": 0.04})
+
+
+def test_catching_up_after_the_outage_is_read_from_the_lag_samples() -> None:
+    from bench.__main__ import caught_up_after_outage
+
+    t = [i * 0.5 for i in range(60)]
+    lag = [0.0 if x < 10 else (x - 10 if x < 24 else 0.1) for x in t]  # outage 10-20 s, back at 24 s
+    assert caught_up_after_outage({"t": t, "lag_seconds": lag}, 20.0) == 4.0
+    assert math.isnan(caught_up_after_outage({"t": t, "lag_seconds": [5.0] * 60}, 20.0))  # never caught up
