@@ -127,7 +127,7 @@ def dry_run(settings: settings_mod.Settings) -> int:
 
     config = lsconfig.load_for(settings)
     role_arn, token_file = settings_mod.require_web_identity(settings.aws)
-    from supervisor.service import sts_endpoint
+    from supervisor.sts import sts_endpoint
 
     click.echo(json.dumps({
         "config": str(settings.config_path),
@@ -215,11 +215,14 @@ A database already on disk is left untouched. An empty replica prefix means a fr
 @lease_options
 @DRY_RUN
 def restore(**options: Any) -> int:
-    from supervisor import restore as command
-
     settings = build_settings(options)
     if options.get("dry_run"):
         return dry_run(settings)
+    from supervisor import headstart
+
+    headstart.begin(settings)  # STS's round trip runs while the restore machinery is imported
+    from supervisor import restore as command
+
     return run_async(command.main, settings, handles_signals=True)
 
 

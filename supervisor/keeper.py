@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from supervisor import sts
+from supervisor import headstart, sts
 from supervisor import token as tokens
 from supervisor.backoff import Backoff
 from supervisor.budget import Budget
@@ -65,7 +65,9 @@ class CredentialKeeper:
         self.endpoint = endpoint
         self.role_arn = role_arn
         self.token_file = token_file
-        self._client = client if client is not None else sts.new_client(aws, endpoint)
+        if client is None:
+            client = headstart.client_for(aws, endpoint) or sts.new_client(aws, endpoint)
+        self._client = client
         self.policy = policy  # the session policy sent with every exchange (None: the role's whole policy)
         self.backoff = Backoff(settings.retry_initial_seconds, settings.retry_max_seconds)
         self._skew_warned = False
@@ -83,9 +85,15 @@ class CredentialKeeper:
         try:
             token = tokens.read(self.token_file)
             self._token_fingerprint = token.fingerprint
-            call = asyncio.to_thread(sts.exchange, self._client, self.aws, self.endpoint, self.role_arn, token,
-                                     self.policy)
-            sent = time.monotonic()
+            early = headstart.take(headstart.Request(self.aws, self.endpoint, self.role_arn, token.value,
+                                                     self.policy))
+            if early is not None:
+                call: Awaitable[Credentials] = asyncio.wrap_future(early.answer)
+                sent = early.sent
+            else:
+                call = asyncio.to_thread(sts.exchange, self._client, self.aws, self.endpoint, self.role_arn,
+                                         token, self.policy)
+                sent = time.monotonic()
             creds = await (budget.run(call, f"STS at {self.endpoint}") if budget is not None else call)
         except (CredentialsRefused, TokenError) as e:
             self.state.sts_requests["refused"] += 1

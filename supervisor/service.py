@@ -26,21 +26,9 @@ from supervisor.logs import get_logger
 from supervisor.scope import session_policy
 from supervisor.settings import Settings, require_web_identity
 from supervisor.state import State
+from supervisor.sts import sts_endpoint
 
 log = get_logger("service")
-
-
-def sts_endpoint(settings: Settings, config: LitestreamConfig | None) -> str:
-    """--sts-endpoint / AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL, else the replica's endpoint."""
-    if settings.aws.sts_endpoint:
-        return settings.aws.sts_endpoint
-    if config is not None:
-        for db in config.databases:
-            if db.replica.endpoint:
-                return db.replica.endpoint
-    if settings.aws.s3_endpoint:
-        return settings.aws.s3_endpoint
-    return f"https://sts.{settings.aws.region}.amazonaws.com"
 
 
 class CredentialService:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore import UNSIGNED
 from botocore.config import Config
@@ -26,6 +26,10 @@ from supervisor.logs import secrets
 from supervisor.settings import AwsSettings
 from supervisor.token import Token
 
+if TYPE_CHECKING:
+    from supervisor.config import LitestreamConfig
+    from supervisor.settings import Settings
+
 TRANSIENT_CODES = frozenset({
     "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
     "IDPCommunicationError", "ServiceUnavailable", "InternalError", "InternalFailure",
@@ -36,6 +40,19 @@ TRANSIENT_CODES = frozenset({
 SKEW_TOLERANCE_SECONDS = 5.0
 # Codes that mean "this token will not do": the fix is a new or different token.
 TOKEN_CODES = frozenset({"ExpiredToken", "InvalidIdentityToken", "InvalidParameterValue"})
+
+
+def sts_endpoint(settings: Settings, config: LitestreamConfig | None) -> str:
+    """--sts-endpoint / AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL, else the replica's endpoint."""
+    if settings.aws.sts_endpoint:
+        return settings.aws.sts_endpoint
+    if config is not None:
+        for db in config.databases:
+            if db.replica.endpoint:
+                return db.replica.endpoint
+    if settings.aws.s3_endpoint:
+        return settings.aws.s3_endpoint
+    return f"https://sts.{settings.aws.region}.amazonaws.com"
 
 
 def new_client(aws: AwsSettings, endpoint: str) -> Any:

@@ -1,0 +1,93 @@
+"""The first STS exchange, sent while the rest of the program is still being imported.
+
+Python's start-up and imports (asyncio, the restore or sidecar machinery, S3's model) take longer
+than STS's round trip, and both stand between a pod's start and Litestream's: sent first, the
+request travels while the imports run (restore: exec -> credentials ~0.05-0.2 s shorter).
+
+The keeper takes the answer only for the identical request it would send itself (endpoint, role,
+session name and lifetime, token, session policy), as its own first exchange: one exchange per
+start, its failures reported and retried exactly as the keeper's own. Anything that stops the
+head start before its request is sent (no token yet, a config error) is left for the command to
+report in its own words.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor import sts
+from supervisor.credentials import Credentials
+from supervisor.logs import get_logger
+from supervisor.settings import AwsSettings, Settings
+from supervisor.threads import DaemonThreads
+
+log = get_logger("headstart")
+
+
+@dataclass(frozen=True)
+class Request:
+    """Everything an exchange's answer depends on."""
+
+    aws: AwsSettings
+    endpoint: str
+    role_arn: str
+    token: str  # the token's value: compared, never logged (the registry redacts it anyway)
+    policy: str | None
+
+
+@dataclass(frozen=True)
+class HeadStart:
+    request: Request
+    client: Any  # the STS client it was sent with: the keeper keeps using it
+    answer: Future[Credentials]
+    sent: float  # time.monotonic() when the request was handed to its thread
+
+
+_pending: HeadStart | None = None
+
+
+def begin(settings: Settings) -> None:
+    """Send the first exchange now, in a daemon thread; the keeper picks its answer up."""
+    global _pending
+    from supervisor import config as lsconfig
+    from supervisor import token as tokens
+    from supervisor.scope import session_policy
+    from supervisor.settings import require_web_identity
+
+    try:
+        config = lsconfig.load_for(settings)
+        role_arn, token_file = require_web_identity(settings.aws)
+        token = tokens.read(token_file)
+        endpoint = sts.sts_endpoint(settings, config)
+        policy = session_policy(config.databases) if settings.session_policy else None
+        client = sts.new_client(settings.aws, endpoint)
+    except Exception as e:  # noqa: BLE001 (the command meets the same problem and reports it)
+        log.debug("sts_head_start_skipped", error=type(e).__name__)
+        return
+    request = Request(settings.aws, endpoint, role_arn, token.value, policy)
+    sent = time.monotonic()
+    answer = DaemonThreads().submit(sts.exchange, client, settings.aws, endpoint, role_arn, token, policy)
+    _pending = HeadStart(request, client, answer, sent)
+
+
+def client_for(aws: AwsSettings, endpoint: str) -> Any | None:
+    """The head start's STS client when it was built for this endpoint and these settings."""
+    pending = _pending
+    if pending is not None and pending.request.aws == aws and pending.request.endpoint == endpoint:
+        return pending.client
+    return None
+
+
+def take(request: Request) -> HeadStart | None:
+    """The head start, once, if it sent exactly `request`; otherwise None (its answer unused)."""
+    global _pending
+    pending, _pending = _pending, None
+    if pending is None:
+        return None
+    if pending.request != request:
+        log.debug("sts_head_start_unused", detail="the request differs from the one sent ahead")
+        return None
+    return pending

@@ -1,0 +1,157 @@
+"""The first STS exchange sent ahead (supervisor/headstart.py): one exchange per start, its answer
+taken only for the identical request, its failures reported as the keeper's own. Against MinIO's
+recorded answers over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from supervisor import config as lsconfig
+from supervisor import headstart, settings
+from supervisor.budget import Budget
+from supervisor.errors import CredentialsRefused, TokenError
+from supervisor.service import CredentialService
+from supervisor.state import State
+from tests.unit import recorded
+from tests.unit.test_token import fake_jwt
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def sts() -> Iterator[recorded.Recorder]:
+    with recorded.serve() as recorder:
+        recorder.answer = recorded.load("assume-role-with-web-identity.ok.xml")
+        yield recorder
+
+
+@pytest.fixture(autouse=True)
+def nothing_pending() -> Iterator[None]:
+    headstart._pending = None
+    yield
+    headstart._pending = None
+
+
+def write_token(path: Path, sub: str = "system:serviceaccount:a:b") -> None:
+    path.write_text(fake_jwt(sub=sub, aud="sts.amazonaws.com", exp=time.time() + 600))
+
+
+def setup(tmp_path: Path, url: str) -> settings.Settings:
+    (tmp_path / "litestream.yml").write_text(
+        f"dbs:\n  - path: {tmp_path}/app.db\n    replica:\n      type: s3\n      bucket: b\n"
+        f"      path: app\n      endpoint: {url}\n      force-path-style: true\n")
+    write_token(tmp_path / "token")
+    env = {"AWS_ROLE_ARN": "arn:minio:iam:::role/x", "AWS_WEB_IDENTITY_TOKEN_FILE": str(tmp_path / "token"),
+           "POD_NAME": "pod-0"}
+    return settings.build({"config": str(tmp_path / "litestream.yml")}, env)
+
+
+def first_exchange(s: settings.Settings) -> tuple[CredentialService, object]:
+    service = CredentialService(s, State(), lsconfig.load_for(s))
+    try:
+        return service, asyncio.run(service.keeper.exchange("start", Budget(10)))
+    except Exception as e:  # the caller inspects it
+        return service, e
+
+
+def wait_for_requests(recorder: recorded.Recorder, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(recorder.requests) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_the_keeper_takes_the_answer_sent_ahead_as_its_one_exchange(sts: recorded.Recorder, tmp_path: Path) -> None:
+    s = setup(tmp_path, sts.url)
+    headstart.begin(s)
+    pending = headstart._pending
+    assert pending is not None
+    wait_for_requests(sts, 1)
+    assert len(sts.requests) == 1  # on the wire before any keeper exists
+
+    service, creds = first_exchange(s)
+    assert getattr(creds, "access_key_id", None) == "EXAMPLEACCESSKEY0001"
+    assert len(sts.requests) == 1  # the keeper sent nothing of its own
+    assert service.keeper._client is pending.client  # nor built a second STS client
+    assert service.keeper.state.sts_requests["ok"] == 1
+    assert headstart._pending is None  # taken once
+
+    # the request sent ahead is the one the keeper would send: role, session name, session policy
+    _, form = sts.requests[0]
+    assert form["RoleArn"] == ["arn:minio:iam:::role/x"] and form["RoleSessionName"] == ["pod-0"]
+    assert form["Policy"] == [service.keeper.policy] and service.keeper.policy
+
+
+def test_a_rotated_token_is_sent_again_rather_than_answered_for_the_old_one(sts: recorded.Recorder,
+                                                                           tmp_path: Path) -> None:
+    s = setup(tmp_path, sts.url)
+    headstart.begin(s)
+    wait_for_requests(sts, 1)
+    write_token(tmp_path / "token", sub="system:serviceaccount:a:rotated")
+    _, creds = first_exchange(s)
+    assert getattr(creds, "access_key_id", None) == "EXAMPLEACCESSKEY0001"
+    assert len(sts.requests) == 2
+    assert sts.requests[1][1]["WebIdentityToken"] == [(tmp_path / "token").read_text()]
+
+
+def test_a_refusal_sent_ahead_is_the_keepers_own_refusal(sts: recorded.Recorder, tmp_path: Path) -> None:
+    sts.answer = recorded.load("sts-error.AccessDenied.xml")
+    s = setup(tmp_path, sts.url)
+    _, without = first_exchange(s)
+    headstart.begin(s)
+    service, ahead = first_exchange(s)
+    assert isinstance(without, CredentialsRefused) and isinstance(ahead, CredentialsRefused)
+    assert str(ahead) == str(without)
+    assert service.keeper.state.sts_requests["refused"] == 1
+    assert service.keeper.state.last_sts_error == str(without)
+    assert len(sts.requests) == 2  # one each: the keeper did not send a second after the refusal
+
+
+def test_a_head_start_that_cannot_begin_leaves_the_error_to_the_command(sts: recorded.Recorder,
+                                                                        tmp_path: Path) -> None:
+    s = setup(tmp_path, sts.url)
+    (tmp_path / "token").unlink()
+    headstart.begin(s)  # no exception: the command reports it
+    assert headstart._pending is None and sts.requests == []
+    _, error = first_exchange(s)
+    assert isinstance(error, TokenError) and "token" in str(error)
+
+
+HOOK = """
+import sys, threading
+port, out = int(sys.argv[1]), sys.argv[2]
+sent = threading.Event()
+order = []
+
+def hook(event, args):
+    if event == "socket.connect" and isinstance(args[1], tuple) and args[1][1] == port and not sent.is_set():
+        order.append("sts request")
+        sent.set()
+    elif event == "import" and args[0] == "supervisor.restore" and "restore imported" not in order:
+        sent.wait(5)  # the request, when it goes ahead, is sent while this import waits
+        order.append("restore imported")
+        open(out, "w").write(",".join(order))
+
+sys.addaudithook(hook)
+sys.argv = ["supervisor", *sys.argv[3:]]
+from supervisor.cli import main
+main()
+"""
+
+
+def test_restore_sends_its_sts_request_before_importing_the_restore_machinery(sts: recorded.Recorder,
+                                                                                tmp_path: Path) -> None:
+    s = setup(tmp_path, sts.url)
+    out = tmp_path / "order"
+    port = sts.url.rsplit(":", 1)[1]
+    env = dict(s.environment)
+    subprocess.run([sys.executable, "-OO", "-c", HOOK, port, str(out), "restore", "--config",
+                    str(tmp_path / "litestream.yml"), "--timeout", "3", "--litestream", "/bin/true"],
+                   env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=60, cwd=tmp_path)
+    assert out.read_text() == "sts request,restore imported"
