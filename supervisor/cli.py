@@ -265,8 +265,6 @@ to Litestream, wait for its final upload, verify the replica holds the final pos
 def replicate(**options: Any) -> int:
     import shlex
 
-    from supervisor import replicate as command
-
     exec_command = options.get("exec_command")
     options["exec_command"] = shlex.split(exec_command) if exec_command else ()
     try:
@@ -276,6 +274,11 @@ def replicate(**options: Any) -> int:
     settings = build_settings(options)
     if options.get("dry_run"):
         return dry_run(settings)
+    from supervisor import headstart
+
+    headstart.begin(settings)  # ready sooner: STS answers while the sidecar's machinery is imported
+    from supervisor import replicate as command
+
     return run_async(command.main, settings, handles_signals=True)
 
 

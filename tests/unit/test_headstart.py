@@ -5,6 +5,7 @@ recorded answers over real HTTP on loopback."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -59,6 +60,12 @@ def first_exchange(s: settings.Settings) -> tuple[CredentialService, object]:
         return service, asyncio.run(service.keeper.exchange("start", Budget(10)))
     except Exception as e:  # the caller inspects it
         return service, e
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_for_requests(recorder: recorded.Recorder, n: int) -> None:
@@ -125,7 +132,7 @@ def test_a_head_start_that_cannot_begin_leaves_the_error_to_the_command(sts: rec
 
 HOOK = """
 import sys, threading
-port, out = int(sys.argv[1]), sys.argv[2]
+port, module, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 sent = threading.Event()
 order = []
 
@@ -133,25 +140,36 @@ def hook(event, args):
     if event == "socket.connect" and isinstance(args[1], tuple) and args[1][1] == port and not sent.is_set():
         order.append("sts request")
         sent.set()
-    elif event == "import" and args[0] == "supervisor.restore" and "restore imported" not in order:
+    elif event == "import" and args[0] == module and "imported" not in order:
         sent.wait(5)  # the request, when it goes ahead, is sent while this import waits
-        order.append("restore imported")
+        order.append("imported")
         open(out, "w").write(",".join(order))
 
 sys.addaudithook(hook)
-sys.argv = ["supervisor", *sys.argv[3:]]
+sys.argv = ["supervisor", *sys.argv[4:]]
 from supervisor.cli import main
 main()
 """
 
 
-def test_restore_sends_its_sts_request_before_importing_the_restore_machinery(sts: recorded.Recorder,
-                                                                                tmp_path: Path) -> None:
+@pytest.mark.parametrize(("command", "module"), [("restore", "supervisor.restore"),
+                                                 ("replicate", "supervisor.replicate")])
+def test_the_sts_request_goes_out_before_the_commands_machinery_is_imported(
+        sts: recorded.Recorder, tmp_path: Path, command: str, module: str) -> None:
     s = setup(tmp_path, sts.url)
     out = tmp_path / "order"
     port = sts.url.rsplit(":", 1)[1]
-    env = dict(s.environment)
-    subprocess.run([sys.executable, "-OO", "-c", HOOK, port, str(out), "restore", "--config",
-                    str(tmp_path / "litestream.yml"), "--timeout", "3", "--litestream", "/bin/true"],
-                   env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=60, cwd=tmp_path)
-    assert out.read_text() == "sts request,restore imported"
+    args = [sys.executable, "-OO", "-c", HOOK, port, module, str(out), command,
+            "--config", str(tmp_path / "litestream.yml"), "--litestream", "/bin/true"]
+    args += ["--timeout", "3"] if command == "restore" else ["--health-addr", f"127.0.0.1:{free_port()}"]
+    proc = subprocess.Popen(args, env={**s.environment, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.1)  # the file is written in one call; let it land
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.read_text() == "sts request,imported"
