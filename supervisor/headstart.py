@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor import sts
 from supervisor.credentials import Credentials
 from supervisor.logs import get_logger
-from supervisor.settings import AwsSettings, Settings
+from supervisor.settings import AwsSettings, Settings, require_web_identity
 from supervisor.threads import DaemonThreads
 
 log = get_logger("headstart")
@@ -34,7 +34,7 @@ class Request:
     aws: AwsSettings
     endpoint: str
     role_arn: str
-    token: str  # the token's value: compared, never logged (the registry redacts it anyway)
+    token: str = field(repr=False)  # compared, never shown (the registry redacts it anyway)
     policy: str | None
 
 
@@ -55,7 +55,6 @@ def begin(settings: Settings) -> None:
     from supervisor import config as lsconfig
     from supervisor import token as tokens
     from supervisor.scope import session_policy
-    from supervisor.settings import require_web_identity
 
     try:
         config = lsconfig.load_for(settings)

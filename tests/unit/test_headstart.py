@@ -79,6 +79,7 @@ def test_the_keeper_takes_the_answer_sent_ahead_as_its_one_exchange(sts: recorde
     headstart.begin(s)
     pending = headstart._pending
     assert pending is not None
+    assert (tmp_path / "token").read_text() not in repr(pending)  # nothing that shows it carries the token
     wait_for_requests(sts, 1)
     assert len(sts.requests) == 1  # on the wire before any keeper exists
 
