@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from supervisor import __version__
+from supervisor import __version__, startup
 from supervisor import litestream as ls
 from supervisor import settings as settings_mod
 from supervisor.errors import EXIT_CODE_HELP, ExitCode, Interrupted, SupervisorError
@@ -153,6 +153,7 @@ def run_async(command: Callable[[settings_mod.Settings, Signals], Coroutine[Any,
         loop = asyncio.get_running_loop()
         loop.set_default_executor(DaemonThreads())
         signals.install(loop)
+        loop.call_later(startup.PAUSE_SECONDS, startup.over)
         if handles_signals:
             return await command(settings, signals)
         task = asyncio.create_task(command(settings, signals))

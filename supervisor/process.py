@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from supervisor import startup
 from supervisor.errors import LitestreamMissing
 
 _PAIR = re.compile(r'(\w[\w.\-]*)=("(?:[^"\\]|\\.)*"|\S*)')
@@ -81,6 +82,7 @@ async def spawn(cmd: list[str], env: Mapping[str, str],
             table.spawning -= 1
     if table is not None:
         table.pids.add(proc.pid)
+    startup.over()
     return proc
 
 

@@ -1,0 +1,72 @@
+"""The garbage collector is paused through start-up and runs again once Litestream is started, or
+after PAUSE_SECONDS at the latest: a pod that never gets that far must not pile up cycles."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from supervisor import cli, process, startup
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def paused(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process as `startup.main` leaves it (the collector off), restored afterwards."""
+    gc.disable()
+    monkeypatch.setattr(startup, "_paused", True)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_the_entry_point_runs_the_cli_with_the_collector_paused() -> None:
+    code = ("import gc; import supervisor.cli as c; seen = []; c.main = lambda: seen.append(gc.isenabled()); "
+            "from supervisor import startup; startup.main(); print(seen, gc.isenabled(), startup.paused())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    assert out.split() == ["[False]", "False", "True"]
+
+
+def test_starting_litestream_ends_the_pause_and_freezes_what_start_up_allocated(paused: None) -> None:
+    assert not gc.isenabled()
+    async def spawn_and_reap() -> int:
+        proc = await process.spawn(["/bin/true"], os.environ)
+        return await proc.wait()
+
+    assert asyncio.run(spawn_and_reap()) == 0
+    assert gc.isenabled() and not startup.paused()
+    assert gc.get_freeze_count() > 0  # start-up's objects: never scanned again
+
+
+def test_a_command_that_never_starts_litestream_gets_the_collector_back(
+        paused: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(startup, "PAUSE_SECONDS", 0.1)
+    seen = []
+
+    async def waiting_for_sts(_settings: object, _signals: object) -> int:
+        seen.append(gc.isenabled())
+        await asyncio.sleep(0.3)
+        seen.append(gc.isenabled())
+        return 0
+
+    assert cli.run_async(waiting_for_sts, None) == 0  # type: ignore[arg-type]
+    assert seen == [False, True]
+
+
+def test_without_the_entry_point_nothing_is_paused_or_frozen() -> None:
+    """Tests and tools that import the CLI keep their own collector settings."""
+    assert gc.isenabled() and not startup.paused()
+    before = gc.get_freeze_count()
+    startup.over()
+    assert gc.isenabled() and gc.get_freeze_count() == before
