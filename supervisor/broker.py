@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from supervisor import httpd
 from supervisor.credentials import Credentials
-from supervisor.logs import get_logger, secrets
+from supervisor.logs import get_logger
+from supervisor.redact import secrets
 
 log = get_logger("broker")
 PATH = "/credentials"

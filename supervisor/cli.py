@@ -5,13 +5,12 @@ This is the only module that exits the process.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,8 +19,9 @@ from supervisor import litestream as ls
 from supervisor import settings as settings_mod
 from supervisor.errors import EXIT_CODE_HELP, ExitCode, Interrupted, SupervisorError
 from supervisor.logs import LEVELS, configure, get_logger
-from supervisor.signals import Signals
-from supervisor.threads import DaemonThreads
+
+if TYPE_CHECKING:
+    from supervisor.signals import Signals
 
 PREFIX = settings_mod.ENV_PREFIX
 log = get_logger("cli")
@@ -76,6 +76,18 @@ def exit_codes_epilog(codes: list[ExitCode]) -> str:
 
 def build_settings(options: dict[str, Any]) -> settings_mod.Settings:
     settings = settings_mod.build(options)
+    configure(settings.log_level, settings.log_format)
+    return settings
+
+
+def settings_and_head_start(options: dict[str, Any]) -> settings_mod.Settings:
+    """restore and replicate: the first STS exchange is sent before asyncio and structlog are
+    imported (~35 ms), so its round trip overlaps them too (supervisor/headstart.py)."""
+    settings = settings_mod.build(options)
+    if not options.get("dry_run"):
+        from supervisor import headstart
+
+        headstart.begin(settings)
     configure(settings.log_level, settings.log_format)
     return settings
 
@@ -148,6 +160,11 @@ def run_async(command: Callable[[settings_mod.Settings, Signals], Coroutine[Any,
               settings: settings_mod.Settings, *, handles_signals: bool = False) -> int:
     """Run a command with SIGTERM/SIGINT recorded as data. A command that does not handle them
     itself (check, credentials) is cancelled by the first one: exit 143, never ignored."""
+    import asyncio
+
+    from supervisor.signals import Signals
+    from supervisor.threads import DaemonThreads
+
     async def runner() -> int:
         signals = Signals()
         loop = asyncio.get_running_loop()
@@ -216,12 +233,9 @@ A database already on disk is left untouched. An empty replica prefix means a fr
 @lease_options
 @DRY_RUN
 def restore(**options: Any) -> int:
-    settings = build_settings(options)
+    settings = settings_and_head_start(options)  # STS's round trip runs while the rest is imported
     if options.get("dry_run"):
         return dry_run(settings)
-    from supervisor import headstart
-
-    headstart.begin(settings)  # STS's round trip runs while the restore machinery is imported
     from supervisor import restore as command
 
     return run_async(command.main, settings, handles_signals=True)
@@ -272,12 +286,9 @@ def replicate(**options: Any) -> int:
         settings_mod.parse_addr(options["health_addr"])
     except SupervisorError as e:
         raise click.BadParameter(str(e).split(": ", 1)[-1], param_hint="'--health-addr'") from None
-    settings = build_settings(options)
+    settings = settings_and_head_start(options)  # ready sooner: STS answers while the rest is imported
     if options.get("dry_run"):
         return dry_run(settings)
-    from supervisor import headstart
-
-    headstart.begin(settings)  # ready sooner: STS answers while the sidecar's machinery is imported
     from supervisor import replicate as command
 
     return run_async(command.main, settings, handles_signals=True)

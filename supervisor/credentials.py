@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from supervisor.logs import secrets
+from supervisor.redact import secrets
 
 
 def _iso(ts: float) -> str:

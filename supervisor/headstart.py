@@ -47,11 +47,12 @@ class HeadStart:
 
 
 _pending: HeadStart | None = None
+_skipped: str | None = None  # why nothing was sent: logged by take(), once logging is configured
 
 
 def begin(settings: Settings) -> None:
     """Send the first exchange now, in a daemon thread; the keeper picks its answer up."""
-    global _pending
+    global _pending, _skipped
     from supervisor import config as lsconfig
     from supervisor import token as tokens
     from supervisor.scope import session_policy
@@ -64,7 +65,7 @@ def begin(settings: Settings) -> None:
         policy = session_policy(config.databases) if settings.session_policy else None
         client = sts.new_client(settings.aws, endpoint)
     except Exception as e:  # noqa: BLE001 (the command meets the same problem and reports it)
-        log.debug("sts_head_start_skipped", error=type(e).__name__)
+        _skipped = type(e).__name__
         return
     request = Request(settings.aws, endpoint, role_arn, token.value, policy)
     sent = time.monotonic()
@@ -82,9 +83,12 @@ def client_for(aws: AwsSettings, endpoint: str) -> Any | None:
 
 def take(request: Request) -> HeadStart | None:
     """The head start, once, if it sent exactly `request`; otherwise None (its answer unused)."""
-    global _pending
+    global _pending, _skipped
     pending, _pending = _pending, None
     if pending is None:
+        if _skipped is not None:
+            log.debug("sts_head_start_skipped", error=_skipped)
+            _skipped = None
         return None
     if pending.request != request:
         log.debug("sts_head_start_unused", detail="the request differs from the one sent ahead")

@@ -11,59 +11,14 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import threading
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-import structlog
+from supervisor.redact import REDACTED, secrets
 
-REDACTED = "[redacted]"
 _SECRET_KEYS = re.compile(r"(token|secret|password|authorization|session)", re.IGNORECASE)
-# Three base64url segments starting with a JSON header: a JWT (the SA token, MinIO session tokens).
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 # Keys whose names contain "token" but whose values are safe and useful to see.
 _SAFE_KEYS = frozenset({"token_file", "token_rotations", "token_path", "token_fingerprint", "session_name"})
-
-
-class SecretRegistry:
-    """The secret values that can still appear; redact() removes every one of them from a string.
-
-    Values are kept per slot ("token", "credentials", ...): the current one and the one before
-    (a log line about the previous refresh may still be on its way), never an ever-growing set
-    scanned on every line.
-    """
-
-    KEEP = 2
-
-    def __init__(self) -> None:
-        self._slots: dict[str, list[tuple[str, ...]]] = {}
-        self._values: tuple[str, ...] = ()
-        self._lock = threading.Lock()
-
-    def add(self, *values: str | None, slot: str = "other") -> None:
-        kept = tuple(v for v in values if v and len(v) >= 8)
-        if not kept:
-            return
-        with self._lock:
-            history = self._slots.setdefault(slot, [])
-            if kept in history:
-                history.remove(kept)
-            history.append(kept)
-            del history[:-self.KEEP]
-            self._values = tuple(sorted({v for h in self._slots.values() for vs in h for v in vs},
-                                        key=len, reverse=True))
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def redact(self, text: str) -> str:
-        for value in self._values:
-            if value in text:
-                text = text.replace(value, REDACTED)
-        return _JWT.sub(REDACTED, text)
-
-
-secrets = SecretRegistry()
 
 
 def _scrub(value: Any) -> Any:
@@ -97,6 +52,8 @@ LEVELS = ("debug", "info", "warning", "error")
 
 def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
     """Configure structlog once, at start-up. fmt: auto | json | console."""
+    import structlog
+
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
@@ -118,5 +75,24 @@ def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> Non
     )
 
 
+class _Logger:
+    """structlog's logger for one component, looked up on first use: importing structlog (and the
+    asyncio it loads, ~35 ms) waits until something is logged or configure() runs, so the first
+    STS exchange can leave before it (supervisor/headstart.py)."""
+
+    __slots__ = ("_logger", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._logger: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._logger is None:
+            import structlog
+
+            self._logger = structlog.get_logger(component=self._name)  # binds on first use, after configure()
+        return getattr(self._logger, attr)
+
+
 def get_logger(name: str) -> Any:
-    return structlog.get_logger(component=name)  # lazy: binds on first use, after configure()
+    return _Logger(name)

@@ -21,7 +21,7 @@ from supervisor.clients import session
 from supervisor.config import Database, Replica
 from supervisor.credentials import Credentials
 from supervisor.errors import ExitCode, SupervisorError, Unreachable
-from supervisor.logs import secrets
+from supervisor.redact import secrets
 
 LTX_NAME = re.compile(r"^(?P<min>[0-9a-f]{16})-(?P<max>[0-9a-f]{16})\.ltx$")
 LTX_KEY = re.compile(r"^(?P<level>[0-9a-f]{4})/(?P<min>[0-9a-f]{16})-(?P<max>[0-9a-f]{16})\.ltx$")

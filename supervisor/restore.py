@@ -43,7 +43,8 @@ from supervisor.errors import (
     Unreachable,
 )
 from supervisor.leaseholder import Lease, leases_for
-from supervisor.logs import get_logger, secrets
+from supervisor.logs import get_logger
+from supervisor.redact import secrets
 from supervisor.service import CredentialService
 from supervisor.settings import Settings
 from supervisor.signals import Signals

@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError, SSLError
 from supervisor.clients import session
 from supervisor.credentials import Credentials
 from supervisor.errors import CredentialsRefused, Unreachable
-from supervisor.logs import secrets
+from supervisor.redact import secrets
 from supervisor.settings import AwsSettings
 from supervisor.token import Token
 

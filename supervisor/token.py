@@ -6,7 +6,6 @@ is always re-read by path and the directory (not the file) is watched.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
@@ -15,10 +14,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supervisor.errors import TokenError
-from supervisor.logs import get_logger, secrets
+from supervisor.logs import get_logger
+from supervisor.redact import secrets
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = get_logger("token")
 
@@ -116,6 +119,7 @@ async def watch(path: Path, on_change: Callable[[], Awaitable[None]], stop: asyn
     If the watch cannot be had or dies (inotify limits, EMFILE), poll instead: every exchange
     re-reads the token anyway, so a dead watcher must cost latency, never the sidecar.
     """
+    import asyncio  # here, not at the top: the first STS exchange reads the token before asyncio loads
     try:
         if awatch is None:
             import watchfiles  # only the sidecar watches: restore need not load it (and anyio)

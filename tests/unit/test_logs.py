@@ -5,7 +5,7 @@ import json
 
 import structlog
 
-from supervisor import logs
+from supervisor import logs, redact
 
 
 def test_registered_secrets_and_jwts_are_redacted_everywhere() -> None:
@@ -42,7 +42,7 @@ def test_capture_logs_sees_events() -> None:
 
 def test_registry_keeps_only_what_can_still_appear() -> None:
     """Item 26: the registry grew with every refresh and was scanned on every line."""
-    registry = logs.SecretRegistry()
+    registry = redact.SecretRegistry()
     for i in range(100):
         registry.add(f"secret-key-{i:04d}", f"session-token-{i:04d}", slot="credentials")
         registry.add(f"jwt-token-value-{i:04d}", slot="token")
