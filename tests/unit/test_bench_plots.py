@@ -38,14 +38,35 @@ def test_every_plot_is_drawn_from_the_results_alone(tmp_path: Path) -> None:
         assert data.startswith(PNG) and len(data) > 10_000
 
 
-def test_results_md_says_what_moved_and_why() -> None:
+def test_results_md_says_what_moved_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.__main__ as bench
+
+    monkeypatch.setattr(bench, "WHY", {"idle RSS": "the models are cut"})
     before = {"date": "2026-11-28", "benchmarks": {"idle": {"supervisor_rss_mb": 58.4},
-                                                   "startup": {"exec_to_readyz_200_seconds": 0.27}}}
+                                                   "startup": {"exec_to_readyz_200_seconds": 0.27},
+                                                   "scale_20": {"supervisor_rss_mb": 59.0}}}
     now = {"date": "2026-11-29", "benchmarks": {"idle": {"supervisor_rss_mb": 45.8},
-                                                "startup": {"exec_to_readyz_200_seconds": 0.28}}}
+                                                "startup": {"exec_to_readyz_200_seconds": 0.28},
+                                                "scale_20": {"supervisor_rss_mb": 47.0}}}
     lines = "\n".join(changes(before, now))
-    assert "| idle RSS | 58.4 MB | 45.8 MB |" in lines and "botocore" in lines  # moved, explained
+    assert "| idle RSS | 58.4 MB | 45.8 MB | the models are cut |" in lines  # moved, explained
+    assert "| scale RSS, 20 dbs | 59.0 MB | 47.0 MB | not explained" in lines  # moved, no reason given
     assert "start to ready" not in lines  # within 5 %: not listed
+
+
+def test_results_md_names_the_benchmarks_rerun_on_another_day(tmp_path: Path) -> None:
+    import json
+
+    results = json.loads((Path(__file__).parents[2] / "bench" / "results.json").read_text())
+    results["date"] = "2026-11-29"
+    for value in results["benchmarks"].values():
+        if isinstance(value, dict):
+            value.pop("date", None)
+    for name in ("restore", "startup"):
+        results["benchmarks"][name]["date"] = "2026-12-02"
+    write_markdown(results, tmp_path / "RESULTS.md", [], None)
+    head = (tmp_path / "RESULTS.md").read_text().split("\n|")[0]
+    assert "Measured 2026-11-29" in head and "Rerun on 2026-12-02 (`--only restore,startup`)" in head
 
 
 def test_results_md_links_the_plots(tmp_path: Path) -> None:
