@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from supervisor.errors import ExitCode
-from tests.bed.net import Forwarder
+from tests.bed.net import Forwarder, free_port
 from tests.bed.pod import Pod, Supervisor, Writer, row_ids
 from tests.bed.replicas import forget_local, make_db, push_with_litestream, restore_and_compare, restoring, role_s3
 
@@ -209,3 +212,50 @@ def test_one_database_flags_replace_litestream_yml(pod: Pod) -> None:
     run = pod.run("restore", env=env)
     assert run.returncode == 0, run.output[-2000:]
     assert row_ids(pod.db()) == committed
+
+
+GC_REPORTER = """
+import gc, os, sys, threading, time
+out = sys.argv[1]
+during = []
+
+def hook(event, args):
+    if event == "import" and args[0] == "supervisor.replicate" and not during:
+        during.append(gc.isenabled())  # the sidecar's machinery loads: still start-up
+
+def report():
+    while True:
+        with open(out + ".tmp", "w") as f:
+            f.write(f"{during} {gc.isenabled()} {gc.get_freeze_count()}")
+        os.replace(out + ".tmp", out)
+        time.sleep(0.1)
+
+sys.addaudithook(hook)
+threading.Thread(target=report, daemon=True).start()
+sys.argv = ["supervisor", *sys.argv[2:]]
+from supervisor.startup import main
+main()
+"""
+
+
+def test_the_sidecar_collects_garbage_again_once_litestream_runs(pod: Pod) -> None:
+    """Start-up runs with the collector paused; the running sidecar must not stay that way (its
+    memory would grow with every cycle it leaves)."""
+    state = pod.root / "gc-state"
+    log = pod.root / "gc-sidecar.log"
+    port = free_port()
+    with open(log, "wb") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-OO", "-c", GC_REPORTER, str(state), "replicate", "--health-addr",
+             f"127.0.0.1:{port}", "--lag-interval", "0.5"],
+            env={**pod.env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    pod.procs.append(proc)
+    sup = Supervisor(proc, log, pod, health_port=port)
+    sup.wait_ready()
+    assert sup.count("litestream_started") == 1
+    time.sleep(0.3)  # one more report after readiness
+    during, enabled, frozen = state.read_text().rsplit(" ", 2)
+    assert during == "[False]"  # paused while the sidecar's machinery was imported
+    assert enabled == "True" and int(frozen) > 0  # resumed, start-up's objects frozen
+    assert sup.terminate() == 0

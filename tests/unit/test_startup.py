@@ -40,6 +40,7 @@ def test_the_entry_point_runs_the_cli_with_the_collector_paused() -> None:
 
 def test_starting_litestream_ends_the_pause_and_freezes_what_start_up_allocated(paused: None) -> None:
     assert not gc.isenabled()
+
     async def spawn_and_reap() -> int:
         proc = await process.spawn(["/bin/true"], os.environ)
         return await proc.wait()
