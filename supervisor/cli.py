@@ -74,17 +74,11 @@ def exit_codes_epilog(codes: list[ExitCode]) -> str:
     return "\n".join(lines)
 
 
-def build_settings(options: dict[str, Any]) -> settings_mod.Settings:
+def build_settings(options: dict[str, Any], *, head_start: bool = False) -> settings_mod.Settings:
+    """head_start (restore, replicate): the first STS exchange is sent before logging is configured,
+    i.e. before asyncio and structlog are imported (~35 ms its round trip now overlaps too)."""
     settings = settings_mod.build(options)
-    configure(settings.log_level, settings.log_format)
-    return settings
-
-
-def settings_and_head_start(options: dict[str, Any]) -> settings_mod.Settings:
-    """restore and replicate: the first STS exchange is sent before asyncio and structlog are
-    imported (~35 ms), so its round trip overlaps them too (supervisor/headstart.py)."""
-    settings = settings_mod.build(options)
-    if not options.get("dry_run"):
+    if head_start and not options.get("dry_run"):
         from supervisor import headstart
 
         headstart.begin(settings)
@@ -233,7 +227,7 @@ A database already on disk is left untouched. An empty replica prefix means a fr
 @lease_options
 @DRY_RUN
 def restore(**options: Any) -> int:
-    settings = settings_and_head_start(options)  # STS's round trip runs while the rest is imported
+    settings = build_settings(options, head_start=True)  # STS answers while the rest is imported
     if options.get("dry_run"):
         return dry_run(settings)
     from supervisor import restore as command
@@ -286,7 +280,7 @@ def replicate(**options: Any) -> int:
         settings_mod.parse_addr(options["health_addr"])
     except SupervisorError as e:
         raise click.BadParameter(str(e).split(": ", 1)[-1], param_hint="'--health-addr'") from None
-    settings = settings_and_head_start(options)  # ready sooner: STS answers while the rest is imported
+    settings = build_settings(options, head_start=True)  # ready sooner: STS answers while the rest is imported
     if options.get("dry_run"):
         return dry_run(settings)
     from supervisor import replicate as command
