@@ -133,7 +133,7 @@ def dry_run(settings: settings_mod.Settings) -> int:
 
     config = lsconfig.load_for(settings)
     role_arn, token_file = settings_mod.require_web_identity(settings.aws)
-    from supervisor.sts import sts_endpoint
+    from supervisor.stsquery import sts_endpoint
 
     click.echo(json.dumps({
         "config": str(settings.config_path),

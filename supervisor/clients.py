@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +146,18 @@ class SlimLoader(botocore.loaders.Loader):
         return data, path
 
 
-@functools.cache
+_session_lock = threading.Lock()
+
+
 def session() -> botocore.session.Session:
+    """The one session: threads asking at once (the keeper reading STS's answer while a thread
+    preloads S3's model) wait for the first to build it rather than each building its own."""
+    with _session_lock:
+        return _session()
+
+
+@functools.cache
+def _session() -> botocore.session.Session:
     s = botocore.session.get_session()
     builtin = {botocore.loaders.Loader.CUSTOMER_DATA_PATH, botocore.loaders.Loader.BUILTIN_DATA_PATH}
     default = botocore.loaders.create_loader(s.get_config_variable("data_path"))

@@ -94,6 +94,15 @@ class Replica:
     def location(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
 
+    # The lease (supervisor/lease.py) sits beside the prefix, not under it: Litestream never lists it.
+    @property
+    def lease_key(self) -> str:
+        return self.path + ".lease"
+
+    @property
+    def lease_probe_key(self) -> str:
+        return self.path + ".lease-probe"
+
 
 @dataclass(frozen=True)
 class Database:

@@ -1,14 +1,16 @@
 """The first STS exchange, sent while the rest of the program is still being imported.
 
-Python's start-up and imports (asyncio, the restore or sidecar machinery, S3's model) take longer
+Python's start-up and imports (botocore, asyncio, the restore or sidecar machinery) take longer
 than STS's round trip, and both stand between a pod's start and Litestream's: sent first, the
-request travels while the imports run (restore: exec -> credentials ~0.05-0.2 s shorter).
+request travels while the imports run. It is sent as plain HTTP (supervisor/stsquery.py), before
+botocore is even imported; botocore's parser reads the answer once the keeper takes it.
 
 The keeper takes the answer only for the identical request it would send itself (endpoint, role,
 session name and lifetime, token, session policy), as its own first exchange: one exchange per
-start, its failures reported and retried exactly as the keeper's own. Anything that stops the
-head start before its request is sent (no token yet, a config error) is left for the command to
-report in its own words.
+start, STS's refusals reported exactly as the keeper's own. Anything that stops the head start
+before its request is sent (no token yet, a config error) is left for the command to report in
+its own words; a request that got no answer (connection refused, TLS, timeout) is sent again by
+the keeper through botocore, which reports it as it would have.
 """
 
 from __future__ import annotations
@@ -16,10 +18,8 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
 
-from supervisor import sts
-from supervisor.credentials import Credentials
+from supervisor import stsquery
 from supervisor.logs import get_logger
 from supervisor.settings import AwsSettings, Settings, require_web_identity
 from supervisor.threads import DaemonThreads
@@ -41,8 +41,7 @@ class Request:
 @dataclass(frozen=True)
 class HeadStart:
     request: Request
-    client: Any  # the STS client it was sent with: the keeper keeps using it
-    answer: Future[Credentials]
+    answer: Future[stsquery.Answer]
     sent: float  # time.monotonic() when the request was handed to its thread
 
 
@@ -57,28 +56,23 @@ def begin(settings: Settings) -> None:
     from supervisor import token as tokens
     from supervisor.scope import session_policy
 
+    if stsquery.proxied(settings.environment):
+        _skipped = "proxy"  # botocore decides whether and how to go through it
+        return
     try:
         config = lsconfig.load_for(settings)
         role_arn, token_file = require_web_identity(settings.aws)
         token = tokens.read(token_file)
-        endpoint = sts.sts_endpoint(settings, config)
+        endpoint = stsquery.sts_endpoint(settings, config)
         policy = session_policy(config.databases) if settings.session_policy else None
-        client = sts.new_client(settings.aws, endpoint)
+        body = stsquery.form(stsquery.params(settings.aws, role_arn, token.value, policy))
     except Exception as e:  # noqa: BLE001 (the command meets the same problem and reports it)
         _skipped = type(e).__name__
         return
     request = Request(settings.aws, endpoint, role_arn, token.value, policy)
     sent = time.monotonic()
-    answer = DaemonThreads().submit(sts.exchange, client, settings.aws, endpoint, role_arn, token, policy)
-    _pending = HeadStart(request, client, answer, sent)
-
-
-def client_for(aws: AwsSettings, endpoint: str) -> Any | None:
-    """The head start's STS client when it was built for this endpoint and these settings."""
-    pending = _pending
-    if pending is not None and pending.request.aws == aws and pending.request.endpoint == endpoint:
-        return pending.client
-    return None
+    answer = DaemonThreads().submit(stsquery.send, endpoint, body, settings.aws)
+    _pending = HeadStart(request, answer, sent)
 
 
 def take(request: Request) -> HeadStart | None:

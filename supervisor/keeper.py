@@ -65,9 +65,7 @@ class CredentialKeeper:
         self.endpoint = endpoint
         self.role_arn = role_arn
         self.token_file = token_file
-        if client is None:
-            client = headstart.client_for(aws, endpoint) or sts.new_client(aws, endpoint)
-        self._client = client
+        self._client = client  # built for the first exchange of its own: a head start needs none
         self.policy = policy  # the session policy sent with every exchange (None: the role's whole policy)
         self.backoff = Backoff(settings.retry_initial_seconds, settings.retry_max_seconds)
         self._skew_warned = False
@@ -88,11 +86,10 @@ class CredentialKeeper:
             early = headstart.take(headstart.Request(self.aws, self.endpoint, self.role_arn, token.value,
                                                      self.policy))
             if early is not None:
-                call: Awaitable[Credentials] = asyncio.wrap_future(early.answer)
+                call: Awaitable[Credentials] = self._answered_ahead(early, token)
                 sent = early.sent
             else:
-                call = asyncio.to_thread(sts.exchange, self._client, self.aws, self.endpoint, self.role_arn,
-                                         token, self.policy)
+                call = self._exchange(token)
                 sent = time.monotonic()
             creds = await (budget.run(call, f"STS at {self.endpoint}") if budget is not None else call)
         except (CredentialsRefused, TokenError) as e:
@@ -125,6 +122,20 @@ class CredentialKeeper:
                         detail="this node's clock differs from the STS server's; expiry is taken on the "
                                "server's terms, but fix the clock (NTP): tokens and signatures fail beyond minutes")
         return creds
+
+    def _exchange(self, token: tokens.Token) -> Awaitable[Credentials]:
+        if self._client is None:
+            self._client = sts.new_client(self.aws, self.endpoint)
+        return asyncio.to_thread(sts.exchange, self._client, self.aws, self.endpoint, self.role_arn, token,
+                                 self.policy)
+
+    async def _answered_ahead(self, early: headstart.HeadStart, token: tokens.Token) -> Credentials:
+        try:
+            answer = await asyncio.wrap_future(early.answer)
+        except Exception as e:  # noqa: BLE001 (no answer: botocore meets the cause again and words it)
+            log.debug("sts_head_start_unanswered", error=type(e).__name__)
+            return await self._exchange(token)
+        return sts.from_answer(answer, token, self.endpoint, self.aws.audience)
 
     async def obtain(self, budget: Budget) -> Credentials:
         """First credentials, retrying transient failures within the budget; refusal is final."""

@@ -35,8 +35,6 @@ from supervisor.config import Replica
 from supervisor.errors import LeaseConflict, LeaseUnsupported, SupervisorError
 from supervisor.sts import server_time
 
-SUFFIX = ".lease"
-PROBE_SUFFIX = ".lease-probe"
 DEFAULT_TTL_SECONDS = 30.0
 
 
@@ -134,7 +132,7 @@ class LeaseStore:
     def __init__(self, client: Callable[[], Any], replica: Replica) -> None:
         self.client = client
         self.replica = replica
-        self.key = replica.path + SUFFIX
+        self.key = replica.lease_key
 
     @property
     def location(self) -> str:
@@ -179,7 +177,7 @@ class LeaseStore:
         On the probe object both conditional writes must fail: If-Match with an ETag it cannot
         have, and If-None-Match: * once it exists. They are sent at once (restore waits for this);
         only the very first probe of a bucket, which creates the object, takes a second round."""
-        probe = self.replica.path + PROBE_SUFFIX
+        probe = self.replica.lease_probe_key
 
         def conditional(condition: dict[str, str]) -> SupervisorError | None:
             """None when refused as it must be; the error (or LeaseUnsupported) otherwise."""

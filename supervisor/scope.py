@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from supervisor.config import Database
-from supervisor.lease import PROBE_SUFFIX, SUFFIX
+from supervisor.config import Database, Replica
 
 # AWS packs and limits the inline policy to about 2048 characters; past that, send none.
 MAX_POLICY_CHARS = 2048
@@ -27,15 +26,16 @@ def object_arn(bucket: str, key_pattern: str) -> str:
 
 def session_policy(databases: Iterable[Database]) -> str | None:
     """Compact JSON (RGW's form parser breaks on whitespace), or None when too large to send."""
-    buckets: dict[str, list[str]] = {}
+    buckets: dict[str, list[Replica]] = {}
     for db in databases:
-        buckets.setdefault(db.replica.bucket, []).append(db.replica.path)
+        buckets.setdefault(db.replica.bucket, []).append(db.replica)
     statements = []
-    for bucket, paths in sorted(buckets.items()):
+    for bucket in sorted(buckets):
+        replicas = buckets[bucket]
         statements.append({"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{bucket}"],
-                           "Condition": {"StringLike": {"s3:prefix": sorted(f"{p}/*" for p in paths)}}})
-        objects = sorted({object_arn(bucket, f"{p}{suffix}") for p in paths for suffix in ("/*", SUFFIX,
-                                                                                          PROBE_SUFFIX)})
+                           "Condition": {"StringLike": {"s3:prefix": sorted(f"{r.path}/*" for r in replicas)}}})
+        objects = sorted({object_arn(bucket, key) for r in replicas
+                          for key in (f"{r.path}/*", r.lease_key, r.lease_probe_key)})
         statements.append({"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                            "Resource": objects})
     if not statements:

@@ -26,7 +26,7 @@ from supervisor.logs import get_logger
 from supervisor.scope import session_policy
 from supervisor.settings import Settings, require_web_identity
 from supervisor.state import State
-from supervisor.sts import sts_endpoint
+from supervisor.stsquery import sts_endpoint
 
 log = get_logger("service")
 

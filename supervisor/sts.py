@@ -13,22 +13,20 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, SSLError
+from botocore.parsers import create_parser
 
 from supervisor.clients import session
 from supervisor.credentials import Credentials
 from supervisor.errors import CredentialsRefused, Unreachable
 from supervisor.redact import secrets
 from supervisor.settings import AwsSettings
+from supervisor.stsquery import ACTION, Answer, params
 from supervisor.token import Token
-
-if TYPE_CHECKING:
-    from supervisor.config import LitestreamConfig
-    from supervisor.settings import Settings
 
 TRANSIENT_CODES = frozenset({
     "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
@@ -40,19 +38,6 @@ TRANSIENT_CODES = frozenset({
 SKEW_TOLERANCE_SECONDS = 5.0
 # Codes that mean "this token will not do": the fix is a new or different token.
 TOKEN_CODES = frozenset({"ExpiredToken", "InvalidIdentityToken", "InvalidParameterValue"})
-
-
-def sts_endpoint(settings: Settings, config: LitestreamConfig | None) -> str:
-    """--sts-endpoint / AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL, else the replica's endpoint."""
-    if settings.aws.sts_endpoint:
-        return settings.aws.sts_endpoint
-    if config is not None:
-        for db in config.databases:
-            if db.replica.endpoint:
-                return db.replica.endpoint
-    if settings.aws.s3_endpoint:
-        return settings.aws.s3_endpoint
-    return f"https://sts.{settings.aws.region}.amazonaws.com"
 
 
 def new_client(aws: AwsSettings, endpoint: str) -> Any:
@@ -122,19 +107,26 @@ def classify(error: Exception, token: Token, endpoint: str, audience: str) -> Ex
 def exchange(client: Any, aws: AwsSettings, endpoint: str, role_arn: str, token: Token,
              policy: str | None = None) -> Credentials:
     """One AssumeRoleWithWebIdentity call. Blocking: run it in a thread from async code."""
-    params: dict[str, Any] = {
-        "RoleArn": role_arn,
-        "RoleSessionName": aws.session_name,
-        "WebIdentityToken": token.value,
-    }
-    if aws.duration_seconds:
-        params["DurationSeconds"] = aws.duration_seconds
-    if policy:
-        params["Policy"] = policy  # narrows the session to the replicas (supervisor/scope.py)
     try:
-        answer = client.assume_role_with_web_identity(**params)
+        answer = client.assume_role_with_web_identity(**params(aws, role_arn, token.value, policy))
     except Exception as e:  # noqa: BLE001 (classified, then re-raised)
         raise classify(e, token, endpoint, aws.audience) from None
+    return credentials(answer, endpoint)
+
+
+def from_answer(answer: Answer, token: Token, endpoint: str, audience: str) -> Credentials:
+    """The head start's answer (sent without botocore), read as botocore's client reads its own."""
+    model = session().get_service_model("sts")
+    operation = model.operation_model(ACTION)
+    parsed = create_parser(model.metadata["protocol"]).parse(
+        {"status_code": answer.status, "headers": answer.headers, "body": answer.body}, operation.output_shape)
+    if answer.status >= 300:
+        raise classify(ClientError(parsed, ACTION), token, endpoint, audience)
+    return credentials(parsed, endpoint)
+
+
+def credentials(answer: dict[str, Any], endpoint: str) -> Credentials:
+    """Credentials from a parsed answer, their expiry on our clock."""
     c = answer.get("Credentials") or {}
     now = time.time()
     server_now = server_time(answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}))

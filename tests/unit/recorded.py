@@ -4,6 +4,7 @@ real HTTP on loopback, so the product's own botocore clients parse them."""
 from __future__ import annotations
 
 import http.server
+import ssl
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -25,17 +26,31 @@ class Recorder:
     def __init__(self) -> None:
         self.answer: tuple[int, bytes] = (500, b"")
         self.requests: list[tuple[dict[str, str], dict[str, list[str]]]] = []
+        self.paths: list[str] = []
         self.url = ""
 
 
+def tls_context(directory: Path) -> ssl.SSLContext:
+    """A server context for 127.0.0.1 under a fresh CA, written to directory/ca.crt."""
+    from tests.bed.oidc import HOST, Issuer
+
+    issuer = Issuer(directory)  # its CA and 127.0.0.1 certificate; its server is not started
+    assert HOST == "127.0.0.1"
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(issuer._server_cert, issuer._server_key)
+    return ctx
+
+
 @contextmanager
-def serve() -> Iterator[Recorder]:
+def serve(tls: Path | None = None) -> Iterator[Recorder]:
+    """tls: serve HTTPS, its CA at tls/ca.crt."""
     recorder = Recorder()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def _answer(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0)).decode()
             recorder.requests.append((dict(self.headers), urllib.parse.parse_qs(body)))
+            recorder.paths.append(self.path)
             status, payload = recorder.answer
             self.send_response(status)
             self.send_header("Content-Type", "application/xml")
@@ -49,8 +64,10 @@ def serve() -> Iterator[Recorder]:
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        httpd.socket = tls_context(tls).wrap_socket(httpd.socket, server_side=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    recorder.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    recorder.url = f"{'https' if tls else 'http'}://127.0.0.1:{httpd.server_address[1]}"
     try:
         yield recorder
     finally:

@@ -134,7 +134,7 @@ def test_building_the_clients_does_not_walk_botocore_data(monkeypatch: pytest.Mo
         listed.append(str(path))
         return real_listdir(path)
 
-    clients.session.cache_clear()
+    clients._session.cache_clear()
     monkeypatch.setattr(os, "listdir", counting_listdir)
     try:
         s = clients.session()
@@ -143,7 +143,33 @@ def test_building_the_clients_does_not_walk_botocore_data(monkeypatch: pytest.Mo
         s.create_client("s3", endpoint_url="http://127.0.0.1:9", region_name="us-east-1",
                         aws_access_key_id="AK", aws_secret_access_key="SK")
     finally:
-        clients.session.cache_clear()
+        clients._session.cache_clear()
     assert 0 < len(listed) < 30, f"{len(listed)} directories listed"
     with pytest.raises(botocore.exceptions.UnknownServiceError):
         s.create_client("iam", region_name="us-east-1", aws_access_key_id="AK", aws_secret_access_key="SK")
+
+
+def test_threads_asking_for_the_session_at_once_share_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keeper reads the head start's answer while a thread preloads S3's model: a second
+    session would load every model again (~15 ms before Litestream starts) and keep it twice."""
+    import threading
+    import time
+
+    real = botocore.session.get_session
+
+    def slow_session() -> botocore.session.Session:
+        time.sleep(0.05)  # both threads inside the first call at once
+        return real()
+
+    clients._session.cache_clear()
+    monkeypatch.setattr(botocore.session, "get_session", slow_session)
+    got: list[object] = []
+    try:
+        threads = [threading.Thread(target=lambda: got.append(clients.session())) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        clients._session.cache_clear()
+    assert len(got) == 4 and len({id(s) for s in got}) == 1

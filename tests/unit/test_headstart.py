@@ -5,6 +5,7 @@ recorded answers over real HTTP on loopback."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -13,11 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from botocore.httpsession import get_cert_path
 
 from supervisor import config as lsconfig
-from supervisor import headstart, settings
+from supervisor import headstart, settings, stsquery
 from supervisor.budget import Budget
-from supervisor.errors import CredentialsRefused, TokenError
+from supervisor.errors import CredentialsRefused, TokenError, Unreachable
 from supervisor.service import CredentialService
 from supervisor.state import State
 from tests.unit import recorded
@@ -86,7 +88,7 @@ def test_the_keeper_takes_the_answer_sent_ahead_as_its_one_exchange(sts: recorde
     service, creds = first_exchange(s)
     assert getattr(creds, "access_key_id", None) == "EXAMPLEACCESSKEY0001"
     assert len(sts.requests) == 1  # the keeper sent nothing of its own
-    assert service.keeper._client is pending.client  # nor built a second STS client
+    assert service.keeper._client is None  # nor built an STS client: botocore only read the answer
     assert service.keeper.state.sts_requests["ok"] == 1
     assert headstart._pending is None  # taken once
 
@@ -131,6 +133,45 @@ def test_a_head_start_that_cannot_begin_leaves_the_error_to_the_command(sts: rec
     assert isinstance(error, TokenError) and "token" in str(error)
 
 
+def test_a_proxy_in_the_environment_leaves_the_request_to_botocore(sts: recorded.Recorder, tmp_path: Path) -> None:
+    s = setup(tmp_path, sts.url)
+    s = dataclasses.replace(s, environment={**s.environment, "HTTPS_PROXY": "http://127.0.0.1:9"})
+    headstart.begin(s)
+    assert headstart._pending is None and sts.requests == []
+    assert not stsquery.proxied({"NO_PROXY": "*"}) and stsquery.proxied({"http_proxy": "http://p:3128"})
+
+
+def test_a_request_sent_ahead_that_got_no_answer_is_the_keepers_own_failure(tmp_path: Path) -> None:
+    s = setup(tmp_path, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    _, without = first_exchange(s)
+    headstart.begin(s)
+    service, ahead = first_exchange(s)
+    assert isinstance(without, Unreachable) and isinstance(ahead, Unreachable)
+    assert str(ahead) == str(without)  # botocore's words, not the head start's
+    assert service.keeper.state.sts_requests["unavailable"] == 1
+
+
+def test_https_sent_ahead_trusts_what_botocore_trusts(tmp_path: Path) -> None:
+    with recorded.serve(tls=tmp_path / "tls") as server:
+        server.answer = recorded.load("assume-role-with-web-identity.ok.xml")
+        s = setup(tmp_path, server.url)
+        # the CA botocore would use (no --ca-bundle): it does not know this server's CA
+        assert stsquery.ca_file(s.aws) == get_cert_path(True)
+        _, without = first_exchange(s)
+        headstart.begin(s)
+        _, ahead = first_exchange(s)
+        assert isinstance(without, Unreachable) and "TLS verification failed" in str(without)
+        assert str(ahead) == str(without) and server.requests == []
+
+        trusted = dataclasses.replace(s, aws=dataclasses.replace(s.aws, ca_bundle=tmp_path / "tls" / "ca.crt"))
+        assert stsquery.ca_file(trusted.aws) == str(tmp_path / "tls" / "ca.crt")
+        headstart.begin(trusted)
+        wait_for_requests(server, 1)
+        service, creds = first_exchange(trusted)
+        assert getattr(creds, "access_key_id", None) == "EXAMPLEACCESSKEY0001"
+        assert len(server.requests) == 1 and service.keeper._client is None
+
+
 HOOK = """
 import sys, threading
 port, module, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -153,10 +194,12 @@ main()
 """
 
 
-# asyncio and structlog (~35 ms together) load after the request too: it overlaps them as well.
+# asyncio and structlog (~35 ms together) load after the request too, and botocore (~55 ms): the
+# request is plain HTTP, and the answer arrives while they load.
 @pytest.mark.parametrize(("command", "module"), [("restore", "supervisor.restore"), ("restore", "asyncio"),
-                                                 ("restore", "structlog"), ("replicate", "supervisor.replicate"),
-                                                 ("replicate", "asyncio")])
+                                                 ("restore", "structlog"), ("restore", "botocore"),
+                                                 ("replicate", "supervisor.replicate"), ("replicate", "asyncio"),
+                                                 ("replicate", "botocore")])
 def test_the_sts_request_goes_out_before_the_commands_machinery_is_imported(
         sts: recorded.Recorder, tmp_path: Path, command: str, module: str) -> None:
     s = setup(tmp_path, sts.url)

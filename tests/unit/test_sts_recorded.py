@@ -1,5 +1,8 @@
 """MinIO's recorded STS answers (shared/fixtures/minio-sts), served over real HTTP on loopback,
-through the same botocore client the product uses: parsing and failure classification."""
+through the same botocore client the product uses: parsing and failure classification.
+
+Every answer is also read the head start's way (sent as plain HTTP, parsed by botocore's parser):
+the same request on the wire, and the same credentials or the same error, word for word."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from supervisor import sts
+from supervisor import sts, stsquery
 from supervisor.errors import CredentialsRefused, Unreachable
 from supervisor.settings import AwsSettings
 from supervisor.token import Token
@@ -35,7 +38,30 @@ def call(endpoint: str, duration: int | None = None):
     return sts.exchange(sts.new_client(settings, endpoint), settings, endpoint, "arn:minio:iam:::role/x", TOKEN)
 
 
-def test_success_answer_is_parsed_and_request_is_unsigned(server) -> None:
+def call_ahead(endpoint: str, duration: int | None = None):
+    """As the head start sends it and the keeper reads its answer."""
+    settings = aws(endpoint, duration)
+    body = stsquery.form(stsquery.params(settings, "arn:minio:iam:::role/x", TOKEN.value, None))
+    return sts.from_answer(stsquery.send(endpoint, body, settings), TOKEN, endpoint, settings.audience)
+
+
+BOTH = pytest.mark.parametrize("call", [call, call_ahead], ids=["botocore", "head-start"])
+
+
+@pytest.mark.parametrize("duration", [None, 900])
+def test_the_head_start_sends_what_botocore_sends(server, duration: int | None) -> None:
+    url, rec = server
+    rec.answer = recorded.load("assume-role-with-web-identity.ok.xml")
+    call(url, duration)
+    call_ahead(url, duration)
+    (botocore_headers, botocore_form), (ours_headers, ours_form) = rec.requests
+    assert ours_form == botocore_form
+    assert ours_headers["Content-Type"] == botocore_headers["Content-Type"]
+    assert rec.paths == ["/", "/"]
+
+
+@BOTH
+def test_success_answer_is_parsed_and_request_is_unsigned(server, call) -> None:
     url, rec = server
     rec.answer = recorded.load("assume-role-with-web-identity.ok.xml")
     creds = call(url)
@@ -48,7 +74,8 @@ def test_success_answer_is_parsed_and_request_is_unsigned(server) -> None:
     assert "EXAMPLESECRETACCESSKEY" not in repr(creds)
 
 
-def test_duration_is_sent_only_when_asked(server) -> None:
+@BOTH
+def test_duration_is_sent_only_when_asked(server, call) -> None:
     url, rec = server
     rec.answer = recorded.load("assume-role-with-web-identity.ok.xml")
     call(url, duration=900)
@@ -74,9 +101,13 @@ def test_minio_errors_are_classified(server, name: str, kind: type, words: str) 
         call(url)
     message = str(e.value)
     assert words.lower() in message.lower() and "\n" not in message and TOKEN.value not in message
+    with pytest.raises(kind) as ahead:
+        call_ahead(url)
+    assert str(ahead.value) == message
 
 
-def test_rgw_style_error_without_code_uses_http_status(server) -> None:
+@BOTH
+def test_rgw_style_error_without_code_uses_http_status(server, call) -> None:
     url, rec = server
     rec.answer = (403, b'<?xml version="1.0"?><Error><Code>AccessDenied</Code><RequestId>x</RequestId></Error>')
     with pytest.raises(CredentialsRefused, match="HTTP 403"):
