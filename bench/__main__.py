@@ -533,7 +533,7 @@ def bench_admission(work: Path, requests: int = 400, seconds: float = 5.0) -> di
     return out
 
 
-def bench_image(bed: Bed, work: Path, runs: int, restore_runs: int = 9) -> dict[str, Any]:
+def bench_image(bed: Bed, work: Path, runs: int, restore_runs: int = 15) -> dict[str, Any]:
     """Build the image (images/build-and-test.sh build) and measure it: the base, what the
     supervisor adds on top, and a container's start (`version`, as non-root on a read-only root)."""
     root = HERE.parent
@@ -690,13 +690,13 @@ def restore_overhead_note(restore: dict[str, Any]) -> list[str]:
         return []
     startup = round(ph["exec_to_credentials_seconds"] - ph["sts_exchange_seconds"], 3)
     return [f"- restore overhead ({restore['overhead_seconds']} s on {restore['db_bytes'] // 1_000_000} MB): the "
-            f"supervisor has credentials {ph['exec_to_credentials_seconds']} s after exec: "
-            f"{ph['sts_exchange_seconds']} s from the request leaving until its answer was taken (the exchange, "
-            "with the rest of start-up beside it), which bare Litestream makes too (in Go, ~0.02 s "
-            f"after its exec), and {startup} s is Python starting and importing botocore until the request "
-            "leaves (asyncio, structlog and the restore machinery load during its round trip), the part bare "
-            "Litestream does not have; then the lease "
-            f"({ph['credentials_to_lease_seconds']} s) and, after Litestream, the "
+            f"supervisor has credentials {ph['exec_to_credentials_seconds']} s after exec. Its STS request leaves "
+            f"after {startup} s (Python starting, flags, config and token read, sent as plain HTTP before botocore "
+            f"is imported) and its answer is taken {ph['sts_exchange_seconds']} s later, once botocore, asyncio, "
+            "structlog and the restore machinery have loaded: the round trip, which bare Litestream makes too "
+            "(in Go, ~0.02 s after its exec), runs beside those imports, the part bare Litestream does not "
+            f"have. Then the lease ({ph['credentials_to_lease_seconds']} s, with S3's model loaded for its "
+            "client) and, after Litestream, the "
             f"integrity check ({ph['integrity_check_seconds']} s): what failing closed costs. Litestream's own run "
             f"under the supervisor: {ph['litestream_seconds']} s (bare, given keys: "
             f"{restore['bare_given_keys_seconds']} s). None of it grows with the database but the check "
@@ -745,7 +745,8 @@ def write_markdown(results: dict[str, Any], path: Path, plots: list[str] | None 
     if "sts_exchange_seconds" in r.get("restore", {}).get("supervisor_phases", {}):
         ph = r["restore"]["supervisor_phases"]
         rows[2:2] = [
-            ("restore: exec -> credentials = start-up and imports + the STS exchange (bare makes the same one)",
+            ("restore: exec -> credentials = until the STS request leaves + until its answer is taken "
+             "(the imports, the round trip beside them; bare makes the same exchange)",
              f"{ph['exec_to_credentials_seconds']} s = "
              f"{round(ph['exec_to_credentials_seconds'] - ph['sts_exchange_seconds'], 3)} + "
              f"{ph['sts_exchange_seconds']} s", f"bare: {r['restore']['bare_seconds']} s with its exchange, "
@@ -855,8 +856,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--restore-mb", type=int, nargs="+", default=[25, 50, 100, 200],
                         help="database sizes for the restore benchmark; the largest gives the headline ratio")
-    parser.add_argument("--restore-runs", type=int, default=9,
-                        help="runs per size (the ratio is a difference of a few percent: more runs than the rest)")
+    parser.add_argument("--restore-runs", type=int, default=15,
+                        help="runs per size (the ratio is a difference of a few percent, and one run in ten on a "
+                             "2-core machine is 0.3 s off: more runs than the rest)")
     parser.add_argument("--idle-seconds", type=float, default=60)
     parser.add_argument("--load-seconds", type=float, default=40)
     parser.add_argument("--timeline-seconds", type=float, default=60)
