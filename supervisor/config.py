@@ -25,7 +25,7 @@ import yaml
 
 from supervisor.errors import ConfigError
 from supervisor.expand import expand
-from supervisor.settings import Settings
+from supervisor.settings import Settings, url_problem
 
 # Key sets per section, from Litestream 0.5.17's config types (cmd/litestream/main.go:
 # ReplicaSettings, Config, DBConfig, ReplicaConfig; internal.LoggingConfig; SocketConfig).
@@ -268,6 +268,8 @@ def _resolve_replica(spec: dict[str, Any], where: str, source: Path, default_end
                           "'path', e.g. the database name)")
     if endpoint and "://" not in endpoint:
         endpoint = f"https://{endpoint}"
+    if endpoint and url_problem(endpoint):
+        raise ConfigError(f"{source}: {where}.endpoint {endpoint!r}: {url_problem(endpoint)}")
     endpoint = (endpoint or default_endpoint or None)
     endpoint = endpoint.rstrip("/") if endpoint else None
     # Litestream: path style whenever an endpoint is set (only AWS has none), unless told otherwise.

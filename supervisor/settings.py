@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from supervisor.errors import ConfigError
 
@@ -117,11 +118,28 @@ def parse_addr(value: str, option: str = "--health-addr") -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
+def url_problem(url: str) -> str | None:
+    """What makes an endpoint URL unusable, or None. Caught here, not where it is first dialled:
+    botocore takes a bad port for an unreachable server (retried until --timeout) and a bad IPv6
+    host raised ValueError out of a client's constructor."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsed on access: ValueError when not a number from 0 to 65535)
+    except ValueError as e:
+        return "the port is not a number from 0 to 65535" if "Port" in str(e) else str(e)
+    if parts.scheme not in ("http", "https"):
+        return "expected a URL starting with http:// or https://"
+    if not parts.hostname:
+        return "no host"
+    return None
+
+
 def _endpoint(value: str | None, name: str) -> str | None:
     if value is None:
         return None
-    if not value.startswith(("http://", "https://")):
-        raise ConfigError(f"{name}: expected a URL starting with http:// or https://, got {value!r}")
+    problem = url_problem(value)
+    if problem:
+        raise ConfigError(f"{name}: {problem}, got {value!r} (e.g. http://minio.minio.svc:9000)")
     return value.rstrip("/")
 
 

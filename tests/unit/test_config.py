@@ -52,6 +52,13 @@ def test_good_config_parses(tmp_path: Path) -> None:
     ("dbs: []\n", "at least one database"),
     ("dbs:\n  - path: /d/a.db\n    replica: {bucket: b, path: p}\n"
      "  - path: /d/b.db\n    replica: {bucket: b, path: p}\n", "both replicate to s3://b/p/"),
+    # botocore would retry a bad port as "unreachable" until --timeout; a bad IPv6 host was a traceback
+    ("dbs:\n  - path: /d/a.db\n    replica: {bucket: b, path: p, endpoint: 'http://minio:abc'}\n",
+     "dbs[0].replica.endpoint 'http://minio:abc': the port is not a number from 0 to 65535"),
+    ("dbs:\n  - path: /d/a.db\n    replica: {bucket: b, path: p, endpoint: 'http://[::1'}\n",
+     "dbs[0].replica.endpoint 'http://[::1': Invalid IPv6 URL"),
+    ("dbs:\n  - path: /d/a.db\n    replica: {url: 's3://b/p?endpoint=minio:99999'}\n",
+     "the port is not a number from 0 to 65535"),
 ])
 def test_bad_configs_name_the_problem(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as e:

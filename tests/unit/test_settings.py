@@ -28,6 +28,10 @@ def test_flags_beat_environment() -> None:
 
 @pytest.mark.parametrize(("options", "env", "expected"), [
     ({"sts_endpoint": "minio:9000"}, {}, "--sts-endpoint"),
+    ({"sts_endpoint": "http://minio:abc"}, {}, "--sts-endpoint .*: .*the port is not a number"),
+    ({"sts_endpoint": "http://[::1"}, {}, "--sts-endpoint .*: .*Invalid IPv6 URL"),
+    ({"sts_endpoint": "http://"}, {}, "--sts-endpoint .*: .*no host"),
+    ({}, {"AWS_ENDPOINT_URL_S3": "https://s3:99999"}, "AWS_ENDPOINT_URL_S3: .*the port is not a number"),
     ({"ca_bundle": "/nope/ca.pem"}, {}, "--ca-bundle"),
     ({"health_addr": "9091"}, {}, "--health-addr"),
 ])
