@@ -628,20 +628,18 @@ def image_sidecar_idle(bed: Bed, work: Path, seconds: float) -> dict[str, Any]:
 # Why each headline figure moved this round (RESULTS.md's "what changed"); a figure that moved
 # without an entry here is reported as unexplained.
 WHY = {
-    "restore overhead": "not a regression: the same code gives 0.18-0.26 s from run to run on this machine (in this "
-                        "run 0.229, 0.180, 0.189 and 0.262 s at 25, 50, 100 and 230 MB; 0.224 s at 230 MB in "
-                        "another run today), and 2026-11-29's figure came from another machine; same-machine "
-                        "comparisons with the previous commit are under restore",
-    "restore": "this run is on another machine than 2026-11-29's: bare Litestream restores the same 230 MB db "
-               "in 1.69-1.91 s here (three runs on 2026-12-02) against 2.09 s there, so the same fixed cost is a "
-               "larger share (the ratio at 25-100 MB in this run: 1.56, 1.31, 1.19). The fixed cost itself "
-               "went down this round, measured same-machine against the previous commit (20 alternated runs, "
-               "bed restore of a small db): the garbage collector no longer runs ~100 times during start-up "
-               "(exec -> exit 328 -> 316 ms) and the first STS request leaves before asyncio and structlog are "
-               "imported (exec -> credentials 208 -> 191 ms); run to run on this machine the overhead still "
-               "spreads 0.18-0.26 s",
-    "start to ready": "the same two start-up changes as restore (no collections during start-up; the STS request "
-                      "sent before asyncio and structlog load), and a faster machine",
+    "restore overhead": "the same change as restore: exec -> credentials 0.21 -> 0.155 s; the overhead is now "
+                        "0.13-0.15 s at every size in this run (0.146, 0.147, 0.134, 0.137 s at 25, 50, 100 and "
+                        "230 MB), where it spread 0.18-0.26 s before",
+    "restore": "the first STS request is sent as plain HTTP before botocore is imported (it left ~130 ms after "
+               "exec, now ~70 ms) and STS answers while the rest loads; botocore's parser reads the answer. "
+               "Same-session A/B against the previous commit (alternated runs on this machine's bed): exec -> "
+               "credentials 0.208 -> 0.155 s, a small db's restore 0.312 -> 0.273 s, the 230 MB restore "
+               "2.002 -> 1.945 s beside bare Litestream's 1.814 s (1.104 -> 1.072). The run count per size "
+               "went from 9 to 15: one run in ten on this 2-core machine is ~0.3 s off, which moved a 9-run "
+               "median ratio by a few percent (1.127 and 1.087 for the same commit)",
+    "start to ready": "the sidecar sends its first STS request the same way (before botocore, asyncio and "
+                      "structlog load): Litestream starts once the credentials are there",
 }
 
 
@@ -671,7 +669,10 @@ def changes(previous: dict[str, Any] | None, results: dict[str, Any]) -> list[st
         lines.append(f"| {label} | {before} {unit} | {now} {unit} | {why} |")
     if not lines:
         return []
-    return [f"## What changed since {previous.get('date')}", "", "| figure | before | now | why |",
+    # a results.json updated with --only holds figures of several dates: name them all
+    dates = sorted({str(previous.get("date"))} | {str(v["date"]) for v in previous["benchmarks"].values()
+                                                   if isinstance(v, dict) and "date" in v})
+    return [f"## What changed since the previous results ({', '.join(dates)})", "", "| figure | before | now | why |",
             "|---|---|---|---|", *lines, ""]
 
 

@@ -42,7 +42,7 @@ def test_results_md_says_what_moved_and_why(monkeypatch: pytest.MonkeyPatch) -> 
     import bench.__main__ as bench
 
     monkeypatch.setattr(bench, "WHY", {"idle RSS": "the models are cut"})
-    before = {"date": "2026-11-28", "benchmarks": {"idle": {"supervisor_rss_mb": 58.4},
+    before = {"date": "2026-11-28", "benchmarks": {"idle": {"supervisor_rss_mb": 58.4, "date": "2026-11-29"},
                                                    "startup": {"exec_to_readyz_200_seconds": 0.27},
                                                    "scale_20": {"supervisor_rss_mb": 59.0}}}
     now = {"date": "2026-11-29", "benchmarks": {"idle": {"supervisor_rss_mb": 45.8},
@@ -52,6 +52,7 @@ def test_results_md_says_what_moved_and_why(monkeypatch: pytest.MonkeyPatch) -> 
     assert "| idle RSS | 58.4 MB | 45.8 MB | the models are cut |" in lines  # moved, explained
     assert "| scale RSS, 20 dbs | 59.0 MB | 47.0 MB | not explained" in lines  # moved, no reason given
     assert "start to ready" not in lines  # within 5 %: not listed
+    assert "since the previous results (2026-11-28, 2026-11-29)" in lines  # idle was rerun with --only
 
 
 def test_results_md_names_the_benchmarks_rerun_on_another_day(tmp_path: Path) -> None:
