@@ -18,7 +18,7 @@ from typing import Any
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, SSLError
-from botocore.parsers import create_parser
+from botocore.parsers import ResponseParserError, create_parser
 
 from supervisor.clients import session
 from supervisor.credentials import Credentials
@@ -101,6 +101,10 @@ def classify(error: Exception, token: Token, endpoint: str, audience: str) -> Ex
                            "set --ca-bundle / AWS_CA_BUNDLE to the CA that signed its certificate")
     if isinstance(error, BotoCoreError):
         return Unreachable(f"STS at {endpoint} unreachable: {secrets.redact(str(error))}")
+    if isinstance(error, (ResponseParserError, KeyError)):
+        # botocore's parser quotes the body (it could hold anything): only its kind is said
+        return Unreachable(f"STS at {endpoint} answered with something that is not an STS answer "
+                           f"({type(error).__name__}; check --sts-endpoint / AWS_ENDPOINT_URL_STS); will retry")
     return error
 
 
@@ -118,8 +122,11 @@ def from_answer(answer: Answer, token: Token, endpoint: str, audience: str) -> C
     """The head start's answer (sent without botocore), read as botocore's client reads its own."""
     model = session().get_service_model("sts")
     operation = model.operation_model(ACTION)
-    parsed = create_parser(model.metadata["protocol"]).parse(
-        {"status_code": answer.status, "headers": answer.headers, "body": answer.body}, operation.output_shape)
+    try:
+        parsed = create_parser(model.metadata["protocol"]).parse(
+            {"status_code": answer.status, "headers": answer.headers, "body": answer.body}, operation.output_shape)
+    except Exception as e:  # noqa: BLE001 (classified as the client's own parse failure would be)
+        raise classify(e, token, endpoint, audience) from None
     if answer.status >= 300:
         raise classify(ClientError(parsed, ACTION), token, endpoint, audience)
     return credentials(parsed, endpoint)

@@ -107,6 +107,21 @@ def test_minio_errors_are_classified(server, name: str, kind: type, words: str) 
 
 
 @BOTH
+@pytest.mark.parametrize("body", [b"<html>MinIO Console</html> SECRETISH", b"",
+                                  b"<AssumeRoleWithWebIdentityResponse><Other/></AssumeRoleWithWebIdentityResponse>"])
+def test_a_200_that_is_not_an_sts_answer_is_one_line_without_the_body(server, call, body: bytes) -> None:
+    """An endpoint that is not STS (a console, a proxy's page) answering 200: botocore's parser raised
+    its own error (quoting the body) or a KeyError, which reached the command as a traceback."""
+    url, rec = server
+    rec.answer = (200, body)
+    with pytest.raises(Unreachable) as e:
+        call(url)
+    message = str(e.value)
+    assert "not an STS answer" in message and "--sts-endpoint" in message and "\n" not in message
+    assert "SECRETISH" not in message and "Console" not in message
+
+
+@BOTH
 def test_rgw_style_error_without_code_uses_http_status(server, call) -> None:
     url, rec = server
     rec.answer = (403, b'<?xml version="1.0"?><Error><Code>AccessDenied</Code><RequestId>x</RequestId></Error>')
