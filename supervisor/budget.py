@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from supervisor.errors import Unreachable
+from supervisor.errors import OutOfTime
 
 T = TypeVar("T")
 
@@ -32,16 +32,16 @@ class Budget:
         return self._end - self._clock() <= 0
 
     def check(self, what: str) -> float:
-        """Seconds left, or Unreachable naming the step that ran out of time."""
+        """Seconds left, or OutOfTime naming the step that ran out of time."""
         if self.spent:
-            raise Unreachable(f"{what}: gave up after {self.option} {self.seconds:g}s")
+            raise OutOfTime(f"{what}: gave up after {self.option} {self.seconds:g}s")
         return self.left()
 
     async def run(self, awaitable: Awaitable[T], what: str) -> T:
-        """Await within what is left; Unreachable naming `what` when the budget runs out."""
+        """Await within what is left; OutOfTime naming `what` when the budget runs out."""
         try:
             left = self.check(what)
-        except Unreachable:
+        except OutOfTime:
             close = getattr(awaitable, "close", None)
             if close is not None:
                 close()  # never awaited: say so to the coroutine, not to the user
@@ -49,7 +49,7 @@ class Budget:
         try:
             return await asyncio.wait_for(awaitable, left)
         except TimeoutError:
-            raise Unreachable(f"{what}: no answer within {self.option} {self.seconds:g}s") from None
+            raise OutOfTime(f"{what}: no answer within {self.option} {self.seconds:g}s") from None
 
     def sub(self, seconds: float) -> Budget:
         """A budget for one step: at most `seconds`, never more than what is left here."""

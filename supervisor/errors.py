@@ -83,6 +83,10 @@ class Unreachable(SupervisorError):
     exit_code = ExitCode.UNREACHABLE
 
 
+class OutOfTime(Unreachable):
+    """The command's budget (--timeout) ran out: says when, not why the step kept failing."""
+
+
 class ReplicaError(SupervisorError):
     exit_code = ExitCode.INCOMPATIBLE
 

@@ -219,3 +219,20 @@ def test_the_sts_request_goes_out_before_the_commands_machinery_is_imported(
         proc.kill()
         proc.wait()
     assert out.read_text() == "sts request,imported"
+
+
+@pytest.mark.parametrize("answer", [recorded.load("sts-error.InternalError.xml"), (200, b"<html>console</html>")])
+def test_giving_up_on_sts_says_why_it_kept_failing(sts: recorded.Recorder, tmp_path: Path,
+                                                   answer: tuple[int, bytes]) -> None:
+    """When --timeout runs out mid-retry, the last failure is the message (it was 'STS at X: gave up
+    after --timeout 2s (gave up after --timeout 2s)', the reason lost)."""
+    sts.answer = answer
+    s = setup(tmp_path, sts.url)
+    service = CredentialService(s, State(), lsconfig.load_for(s))
+    service.keeper.backoff = dataclasses.replace(service.keeper.backoff, initial_seconds=0.3, max_seconds=0.5)
+    with pytest.raises(Unreachable) as e:
+        asyncio.run(service.keeper.obtain(Budget(1.5)))
+    message = str(e.value)
+    assert message.count("gave up after --timeout 1.5s") == 1 and "will retry" not in message
+    assert ("InternalError" if answer[0] == 500 else "not an STS answer") in message, message
+    assert len(sts.requests) >= 2  # it did retry before giving up
