@@ -156,6 +156,8 @@ class LeaseStore:
             raise self._explain(e) from None
         except Exception as e:  # noqa: BLE001 (explained)
             raise self._explain(e) from None
+        if "LastModified" not in answer or "ETag" not in answer:
+            raise replicas.not_s3(self.replica, "an object without ETag or Last-Modified")
         body = LeaseBody.decode(answer["Body"].read())
         now = server_time(answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
         modified = answer["LastModified"].timestamp()
@@ -170,6 +172,8 @@ class LeaseStore:
                                               ContentType="application/json", **condition)
         except Exception as e:  # noqa: BLE001 (explained)
             raise self._explain(e) from None
+        if "ETag" not in answer:
+            raise replicas.not_s3(self.replica, "a write answered without an ETag")
         return _etag(answer["ETag"])
 
     def check_conditional_writes(self, body: LeaseBody, parallel: bool = True) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from supervisor.clients import session
 from supervisor.config import Database, Replica
@@ -74,8 +76,20 @@ def load_models(replica: Replica) -> None:
                             config=Config(signature_version=UNSIGNED))
 
 
+def not_s3(replica: Replica, what: str) -> Unreachable:
+    """An endpoint answering, but not as S3 does (a console, a proxy's page): never an empty replica."""
+    return Unreachable(f"{replica.location}: {replica.endpoint or 'S3'} answered with something that is not an S3 "
+                       f"answer ({what}; check the replica's endpoint in litestream.yml or AWS_ENDPOINT_URL_S3: "
+                       "MinIO's API port, not its console's)")
+
+
 def explain(error: Exception, replica: Replica) -> SupervisorError:
     where = replica.location
+    if isinstance(error, SupervisorError):
+        return error
+    if isinstance(error, (ResponseParserError, KeyError)):
+        # botocore's parser quotes the body (it could hold anything): only its kind is said
+        return not_s3(replica, type(error).__name__)
     if isinstance(error, ClientError):
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         code = (error.response.get("Error") or {}).get("Code") or f"HTTP {status}"
@@ -122,12 +136,22 @@ def classify_keys(keys: list[str], prefix: str) -> Layout:
     return Layout("unknown", len(keys), 0, unexpected)
 
 
+def pages(client: Any, replica: Replica, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """ListObjectsV2 pages; an answer without IsTruncated (which every S3 listing carries) is not
+    S3's: botocore reads an HTML page as an empty listing, which restore would take for an empty
+    replica and start the app on an empty database."""
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=replica.bucket, **kwargs):
+        if "IsTruncated" not in page:
+            raise not_s3(replica, "a listing without IsTruncated")
+        yield page
+
+
 def layout(client: Any, replica: Replica) -> Layout:
     """List the prefix (blocking) and name what is there."""
     prefix = replica.prefix
     keys: list[str] = []
     try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=replica.bucket, Prefix=prefix):
+        for page in pages(client, replica, Prefix=prefix):
             keys.extend(o["Key"] for o in page.get("Contents", []))
             if len(keys) >= MAX_LISTED:
                 break
@@ -146,12 +170,12 @@ class RemotePosition:
 def remote_position(client: Any, replica: Replica, after_key: str | None = None) -> RemotePosition | None:
     """The newest level-0 LTX in the replica, listing only keys after `after_key` (blocking)."""
     prefix = f"{replica.prefix}0000/"
-    kwargs: dict[str, Any] = {"Bucket": replica.bucket, "Prefix": prefix}
+    kwargs: dict[str, Any] = {"Prefix": prefix}
     if after_key:
         kwargs["StartAfter"] = after_key
     best: RemotePosition | None = None
     try:
-        for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
+        for page in pages(client, replica, **kwargs):
             for obj in page.get("Contents", []):
                 m = LTX_NAME.match(obj["Key"][len(prefix):])
                 if m and (best is None or int(m["max"], 16) >= best.txid):
