@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from supervisor.errors import OutOfTime
+from supervisor.errors import OutOfTime, Unreachable
 
 T = TypeVar("T")
 
@@ -50,6 +50,16 @@ class Budget:
             return await asyncio.wait_for(awaitable, left)
         except TimeoutError:
             raise OutOfTime(f"{what}: no answer within {self.option} {self.seconds:g}s") from None
+
+    def gave_up(self, error: Unreachable, last: Unreachable | None) -> Unreachable:
+        """What ends a retry loop once the budget is spent: the last real failure and the limit
+        (the budget's own OutOfTime says when, not why every try failed)."""
+        if isinstance(error, OutOfTime):
+            if last is None:
+                return error  # no answer at all: its own words say so
+            error = last
+        why = str(error).removesuffix("; will retry")
+        return Unreachable(f"{why}; gave up after {self.option} {self.seconds:g}s")
 
     def sub(self, seconds: float) -> Budget:
         """A budget for one step: at most `seconds`, never more than what is left here."""

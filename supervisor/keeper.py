@@ -19,7 +19,7 @@ from supervisor import token as tokens
 from supervisor.backoff import Backoff
 from supervisor.budget import Budget
 from supervisor.credentials import Credentials
-from supervisor.errors import CredentialsRefused, OutOfTime, SupervisorError, TokenError, Unreachable
+from supervisor.errors import CredentialsRefused, SupervisorError, TokenError, Unreachable
 from supervisor.logs import get_logger
 from supervisor.settings import AwsSettings, KeeperSettings
 from supervisor.state import State
@@ -147,10 +147,7 @@ class CredentialKeeper:
             except Unreachable as e:
                 attempt += 1
                 if budget.spent:
-                    if isinstance(e, OutOfTime) and last is None:
-                        raise  # no answer at all: its own words say so
-                    why = str(last if isinstance(e, OutOfTime) else e).removesuffix("; will retry")
-                    raise Unreachable(f"{why}; gave up after {budget.option} {budget.seconds:g}s") from None
+                    raise budget.gave_up(e, last) from None
                 last = e
                 wait = min(self.backoff.delay(attempt), budget.left())
                 log.warning("sts_unavailable", error=str(e), retry_in=round(wait, 1))

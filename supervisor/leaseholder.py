@@ -15,7 +15,7 @@ from typing import Any
 from supervisor.backoff import Backoff
 from supervisor.budget import Budget
 from supervisor.config import Database
-from supervisor.errors import LeaseConflict, LeaseHeld, LeaseLost, SupervisorError
+from supervisor.errors import LeaseConflict, LeaseHeld, LeaseLost, SupervisorError, Unreachable
 from supervisor.lease import (
     Identity,
     LeaseBody,
@@ -83,6 +83,7 @@ class Lease:
         waiting_logged: str | None = None
         held_by: Observed | None = None
         attempt = 0
+        last: Unreachable | None = None
         while True:
             try:
                 seen: Observed = await self._call(budget, self.store.read)  # type: ignore[assignment]
@@ -120,8 +121,11 @@ class Lease:
             except SupervisorError as e:
                 if budget.spent and held_by is not None and not isinstance(e, LeaseHeld):
                     raise self._held(held_by, budget) from None  # what kept us waiting, not the last call
-                if budget.spent or isinstance(e, LeaseHeld) or e.exit_code not in (4,):
+                if isinstance(e, LeaseHeld) or not isinstance(e, Unreachable):
                     raise
+                if budget.spent:
+                    raise budget.gave_up(e, last) from None
+                last = e
                 attempt += 1
                 await asyncio.sleep(min(RETRY.delay(attempt), budget.left()))
         waited = self.clock() - started

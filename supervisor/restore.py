@@ -69,6 +69,7 @@ async def inspect_replica(service: CredentialService, db: Database, budget: Budg
     """List the replica prefix, retrying transient failures and refreshing stale credentials."""
     attempt = 0
     refreshed = False
+    last: Unreachable | None = None
     where = db.replica.location
     while True:
         try:
@@ -85,8 +86,11 @@ async def inspect_replica(service: CredentialService, db: Database, budget: Budg
                 refreshed = True
                 await service.keeper.exchange("s3_access_denied", budget)
                 continue
-            if not isinstance(e, Unreachable) or budget.spent:
+            if not isinstance(e, Unreachable):
                 raise
+            if budget.spent:
+                raise budget.gave_up(e, last) from None
+            last = e
             attempt += 1
             delay = min(RETRY.delay(attempt), budget.left())
             log.warning("replica_unreachable", db=db.name, error=str(e), retry_in=round(delay, 1))
