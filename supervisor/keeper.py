@@ -92,6 +92,12 @@ class CredentialKeeper:
                 call = self._exchange(token)
                 sent = time.monotonic()
             creds = await (budget.run(call, f"STS at {self.endpoint}") if budget is not None else call)
+            if creds.seconds_left() <= 0:
+                # Served to no one (the broker answers 503) and, taken, refreshed every second:
+                # a failed exchange instead, retried with backoff. (A skewed clock is already
+                # corrected: expiry is on the server's terms.)
+                raise Unreachable(f"STS at {self.endpoint} answered with credentials that expired already "
+                                  f"(Expiration {creds.expiration_iso}); will retry")
         except (CredentialsRefused, TokenError) as e:
             self.state.sts_requests["refused"] += 1
             self.state.last_sts_result = "refused"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,17 @@ def load(name: str) -> tuple[int, bytes]:
     """(status, body) as MinIO sends it: line 1 of the file is `<!-- HTTP NNN -->`."""
     first, _, body = (FIXTURES / name).read_text().partition("\n")
     return int(first.split()[2]), b'<?xml version="1.0" encoding="UTF-8"?>\n' + body.encode()
+
+
+def ok_answer(expires_in: float = 3600) -> tuple[int, bytes]:
+    """MinIO's recorded success with its Expiration moved to `expires_in` from now (recorded on
+    2025-12-31, it expired at 2026-01-01T01:00:00Z: the keeper refuses expired credentials)."""
+    import datetime
+
+    status, body = load("assume-role-with-web-identity.ok.xml")
+    when = datetime.datetime.fromtimestamp(time.time() + expires_in, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    recorded_expiry = b"<Expiration>2026-01-01T01:00:00Z</Expiration>"
+    return status, body.replace(recorded_expiry, f"<Expiration>{when}</Expiration>".encode())
 
 
 class Recorder:

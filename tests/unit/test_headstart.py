@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def sts() -> Iterator[recorded.Recorder]:
     with recorded.serve() as recorder:
-        recorder.answer = recorded.load("assume-role-with-web-identity.ok.xml")
+        recorder.answer = recorded.ok_answer()
         yield recorder
 
 
@@ -153,7 +153,7 @@ def test_a_request_sent_ahead_that_got_no_answer_is_the_keepers_own_failure(tmp_
 
 def test_https_sent_ahead_trusts_what_botocore_trusts(tmp_path: Path) -> None:
     with recorded.serve(tls=tmp_path / "tls") as server:
-        server.answer = recorded.load("assume-role-with-web-identity.ok.xml")
+        server.answer = recorded.ok_answer()
         s = setup(tmp_path, server.url)
         # the CA botocore would use (no --ca-bundle): it does not know this server's CA
         assert stsquery.ca_file(s.aws) == get_cert_path(True)
@@ -236,3 +236,15 @@ def test_giving_up_on_sts_says_why_it_kept_failing(sts: recorded.Recorder, tmp_p
     assert message.count("gave up after --timeout 1.5s") == 1 and "will retry" not in message
     assert ("InternalError" if answer[0] == 500 else "not an STS answer") in message, message
     assert len(sts.requests) >= 2  # it did retry before giving up
+
+
+def test_credentials_that_expired_already_are_a_failed_exchange_not_a_refresh_every_second(
+        sts: recorded.Recorder, tmp_path: Path) -> None:
+    """Taken as they came, they were served to no one (the broker answers 503 for them) and
+    refreshed every second for ever (the next refresh is never sooner than 1 s)."""
+    sts.answer = recorded.load("assume-role-with-web-identity.ok.xml")  # Expiration 2026-01-01T01:00:00Z
+    s = setup(tmp_path, sts.url)
+    service, error = first_exchange(s)
+    assert isinstance(error, Unreachable), error
+    assert "expired already" in str(error) and "2026-01-01T01:00:00Z" in str(error)
+    assert service.keeper.current is None and service.keeper.state.sts_requests["unavailable"] == 1

@@ -93,7 +93,7 @@ def test_restore_never_starts_fresh_on_an_endpoint_that_is_not_s3(tmp_path, leas
     token = tmp_path / "token"
     token.write_text(fake_jwt(sub="system:serviceaccount:a:b", aud="sts.amazonaws.com", exp=time.time() + 600))
     with recorded.serve() as sts, recorded.serve() as console:
-        sts.answer = recorded.load("assume-role-with-web-identity.ok.xml")
+        sts.answer = recorded.ok_answer()
         console.answer = (200, page)
         cfg = tmp_path / "litestream.yml"
         cfg.write_text(f"dbs:\n  - path: {tmp_path}/app.db\n    replica:\n      type: s3\n      bucket: b\n"
