@@ -268,8 +268,8 @@ def _resolve_replica(spec: dict[str, Any], where: str, source: Path, default_end
                           "'path', e.g. the database name)")
     if endpoint and "://" not in endpoint:
         endpoint = f"https://{endpoint}"
-    if endpoint and url_problem(endpoint):
-        raise ConfigError(f"{source}: {where}.endpoint {endpoint!r}: {url_problem(endpoint)}")
+    if endpoint and (problem := url_problem(endpoint)):
+        raise ConfigError(f"{source}: {where}.endpoint {endpoint!r}: {problem}")
     endpoint = (endpoint or default_endpoint or None)
     endpoint = endpoint.rstrip("/") if endpoint else None
     # Litestream: path style whenever an endpoint is set (only AWS has none), unless told otherwise.

@@ -62,13 +62,13 @@ def ca_file(aws: AwsSettings) -> str:
     """The CA file botocore verifies STS with: --ca-bundle, else certifi's, else its own."""
     if aws.ca_bundle is not None:
         return str(aws.ca_bundle)
-    if importlib.util.find_spec("certifi") is not None:
+    try:
         import certifi
-
-        return str(certifi.where())
-    spec = importlib.util.find_spec("botocore")  # the package's location, without importing it
-    assert spec is not None and spec.origin is not None
-    return str(Path(spec.origin).parent / "cacert.pem")
+    except ImportError:
+        spec = importlib.util.find_spec("botocore")  # the package's location, without importing it
+        assert spec is not None and spec.origin is not None
+        return str(Path(spec.origin).parent / "cacert.pem")
+    return str(certifi.where())
 
 
 def proxied(environ: Mapping[str, str]) -> bool:
