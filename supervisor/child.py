@@ -47,6 +47,10 @@ class ChildSupervisor:
         self._done = asyncio.Event()
         self.allowed = asyncio.Event()  # cleared while fenced: no Litestream, no upload
         self.allowed.set()
+        # Every start is gated on the lease confirmed within its fence window (the fence timer also
+        # clears `allowed`; this closes the moment between a deadline and its timer firing).
+        self.gate: Callable[[], bool] = lambda: True
+        self.others: set[asyncio.subprocess.Process] = set()  # a final upload's process: fenced too
         # No Litestream held the read lock for a while (see the module docstring): the WAL must be
         # emptied before the next daemon, or the final `-once`, runs.
         self.needs_snapshot = needs_snapshot
@@ -55,8 +59,9 @@ class ChildSupervisor:
         """Stop uploading now: SIGKILL, not SIGTERM (SIGTERM makes Litestream upload once more)."""
         self.allowed.clear()
         self.needs_snapshot = True
-        if self.proc is not None:
-            await process.kill(self.proc)
+        for proc in (self.proc, *self.others):
+            if proc is not None:
+                await process.kill(proc)
 
     async def unfence(self) -> None:
         self.allowed.set()
@@ -89,6 +94,9 @@ class ChildSupervisor:
                 await self._wait_allowed()
                 if self.stopping.is_set():
                     return
+                if not self.gate():
+                    await asyncio.sleep(0.1)  # the fence timer is about to fire: wait for its verdict
+                    continue
                 began = time.monotonic()
                 if self.needs_snapshot and not await self.catch_up():
                     failures += 1

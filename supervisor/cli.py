@@ -102,8 +102,13 @@ ONE_DB = [
             help="One database without a litestream.yml: the replica's bucket (with --db; not with --config)."),
     _option("--replica-path", envvar=env("REPLICA_PATH"),
             help="With --bucket: the replica's path in the bucket. [default: "
-            "system:serviceaccount:<ns>:<sa>/<workload>/<db file> from POD_NAMESPACE, POD_SERVICE_ACCOUNT, "
-            "POD_NAME and POD_TEMPLATE_HASH]"),
+            "system:serviceaccount:<ns>:<sa>/<workload>/<db file> from POD_NAMESPACE, POD_SERVICE_ACCOUNT and "
+            "--workload]"),
+    _option("--workload", envvar=env("WORKLOAD"),
+            help="The workload this pod belongs to (a Deployment's, Rollout's or ReplicaSet's name, a StatefulSet "
+            "pod's own name): the default replica path and the lease. The webhook and the Component set it. "
+            "[default: derived from POD_NAME and POD_TEMPLATE_HASH only when exact; otherwise a derived replica "
+            "path is an error]"),
     _option("--endpoint", envvar=env("ENDPOINT"),
             help="With --bucket: the S3 endpoint URL. [default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL]"),
     _option("--sync-interval", envvar=env("SYNC_INTERVAL"),
@@ -119,6 +124,23 @@ def one_db_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def lease_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for decorator in reversed(LEASE):
+        f = decorator(f)
+    return f
+
+
+ON_DISK = [
+    _option("--if-local-behind", envvar=env("IF_LOCAL_BEHIND"), type=click.Choice(["refuse", "restore", "keep"]),
+            default="refuse", show_default=True,
+            help="A database on disk behind its replica, or of unknown position, while the replica holds data "
+            "(a volume rolled back, a stale node disk): refuse (exit 16); restore: move it aside (never deleted) "
+            "and restore the replica; keep: start on it and make it the replica's new head (a rollback)."),
+    _option("--adopt-replica-from", envvar=env("ADOPT_REPLICA_FROM"), metavar="NAMESPACE/WORKLOAD",
+            help="Take over, on purpose, a replica whose lease names this other workload (otherwise exit 17)."),
+]
+
+
+def on_disk_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed(ON_DISK):
         f = decorator(f)
     return f
 
@@ -205,7 +227,8 @@ def cli() -> None:
 RESTORE_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, ExitCode.UNREACHABLE,
                  ExitCode.NO_SUCH_BUCKET, ExitCode.ACCESS_DENIED, ExitCode.INCOMPATIBLE,
                  ExitCode.RESTORE_FAILED, ExitCode.REPLICA_REQUIRED, ExitCode.LITESTREAM_MISSING,
-                 ExitCode.NOT_SQLITE, ExitCode.LEASE_HELD, ExitCode.INTERRUPTED]
+                 ExitCode.NOT_SQLITE, ExitCode.LEASE_HELD, ExitCode.LOCAL_BEHIND, ExitCode.OTHER_WORKLOAD,
+                 ExitCode.REPLICA_VANISHED, ExitCode.INTERRUPTED]
 
 
 RESTORE_HELP = """Restore each database from its replica (initContainer); fail closed.
@@ -225,6 +248,7 @@ A database already on disk is left untouched. An empty replica prefix means a fr
 @_option("--require-replica", envvar=env("REQUIRE_REPLICA"), is_flag=True,
          help="Fail when a replica is empty instead of starting fresh.")
 @lease_options
+@on_disk_options
 @DRY_RUN
 def restore(**options: Any) -> int:
     settings = build_settings(options, head_start=True)  # STS answers while the rest is imported
@@ -237,7 +261,7 @@ def restore(**options: Any) -> int:
 
 REPLICATE_CODES = [ExitCode.OK, ExitCode.INTERNAL, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED,
                    ExitCode.UNREACHABLE, ExitCode.FINAL_SYNC_UNCONFIRMED, ExitCode.LITESTREAM_MISSING,
-                   ExitCode.LEASE_LOST]
+                   ExitCode.LEASE_LOST, ExitCode.LOCAL_BEHIND, ExitCode.OTHER_WORKLOAD]
 
 
 REPLICATE_HELP = """Run `litestream replicate` with fresh credentials (sidecar).
@@ -270,6 +294,7 @@ to Litestream, wait for its final upload, verify the replica holds the final pos
          help="With --bucket: the one database to replicate (no litestream.yml).")
 @one_db_options
 @lease_options
+@on_disk_options
 @DRY_RUN
 def replicate(**options: Any) -> int:
     import shlex

@@ -26,6 +26,9 @@ class ExitCode(IntEnum):
     NOT_SQLITE = 13  # restore: a file at the db path is not SQLite while the replica holds data
     LEASE_HELD = 14  # restore/replicate: another pod held the lease for all of --timeout
     LEASE_LOST = 15  # replicate: another pod took the lease over; this pod stopped uploading
+    LOCAL_BEHIND = 16  # a database on disk is behind its replica (or its position is unknown)
+    OTHER_WORKLOAD = 17  # the replica's lease names another workload
+    REPLICA_VANISHED = 18  # the lease saw data in the replica, the prefix is empty now
     INTERRUPTED = 143  # SIGTERM/SIGINT during restore
 
 
@@ -46,6 +49,10 @@ EXIT_CODE_HELP = {
     ExitCode.NOT_SQLITE: "a file at the db path is not a SQLite database while the replica holds data",
     ExitCode.LEASE_HELD: "another pod held the replica's lease for all of --timeout",
     ExitCode.LEASE_LOST: "replicate: another pod took the replica's lease over; uploads stopped",
+    ExitCode.LOCAL_BEHIND: "a database on disk is behind its replica, or its position is unknown, while the "
+                           "replica holds data (see --if-local-behind)",
+    ExitCode.OTHER_WORKLOAD: "the replica belongs to another workload (its lease says so; see --adopt-replica-from)",
+    ExitCode.REPLICA_VANISHED: "the replica's lease saw data in it but the prefix is empty (deleted?)",
     ExitCode.INTERRUPTED: "interrupted by SIGTERM/SIGINT (no file left behind)",
 }
 
@@ -113,6 +120,18 @@ class LeaseHeld(SupervisorError):
 
 class LeaseLost(SupervisorError):
     exit_code = ExitCode.LEASE_LOST
+
+
+class LocalBehind(SupervisorError):
+    exit_code = ExitCode.LOCAL_BEHIND
+
+
+class OtherWorkload(SupervisorError):
+    exit_code = ExitCode.OTHER_WORKLOAD
+
+
+class ReplicaVanished(SupervisorError):
+    exit_code = ExitCode.REPLICA_VANISHED
 
 
 class LeaseUnsupported(SupervisorError):

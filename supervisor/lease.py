@@ -40,18 +40,27 @@ DEFAULT_TTL_SECONDS = 30.0
 
 @dataclass(frozen=True)
 class Identity:
-    """Who this process is: the pod (name, namespace, UID from the downward API) and this run."""
+    """Who this process is: the pod (name, namespace, UID from the downward API), its workload
+    (--workload, or None when not known exactly) and this run."""
 
     pod: str
     namespace: str | None
     pod_uid: str | None
     instance: str
+    workload: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], fallback_name: str) -> Identity:
+    def from_env(cls, env: Mapping[str, str], fallback_name: str, workload: str | None = None) -> Identity:
         pod = env.get("POD_NAME") or env.get("HOSTNAME") or fallback_name
         return cls(pod, env.get("POD_NAMESPACE") or None, env.get("POD_UID") or None,
-                   random_secrets.token_hex(6))
+                   random_secrets.token_hex(6), workload)
+
+    @property
+    def owner(self) -> str | None:
+        """namespace/workload: who the replica belongs to (None when the workload is not known)."""
+        if not self.workload:
+            return None
+        return f"{self.namespace}/{self.workload}" if self.namespace else self.workload
 
     @property
     def holder(self) -> str:
@@ -68,6 +77,13 @@ class LeaseBody:
     ttl_seconds: float
     released: bool = False
     version: str = __version__
+    # Whose replica this is (namespace/workload) and which database: a second workload on one prefix
+    # is refused, not silently merged.
+    owner: str | None = None
+    database: str | None = None
+    # The newest transaction any holder saw confirmed in the replica (carried over from holder to
+    # holder): an empty prefix beside a lease that saw data is a deleted replica, not a fresh start.
+    replica_txid: int = 0
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -79,7 +95,8 @@ class LeaseBody:
             return cls(holder=str(raw["holder"]), pod_uid=raw.get("pod_uid"), instance=str(raw["instance"]),
                        acquired_at=float(raw["acquired_at"]), renewed_at=float(raw["renewed_at"]),
                        ttl_seconds=float(raw["ttl_seconds"]), released=bool(raw.get("released")),
-                       version=str(raw.get("version", "?")))
+                       version=str(raw.get("version", "?")), owner=raw.get("owner") or None,
+                       database=raw.get("database") or None, replica_txid=int(raw.get("replica_txid") or 0))
         except (ValueError, KeyError, TypeError):
             # Unreadable: treat it as held for one TTL by an unknown writer, never as free.
             return cls("unknown (unreadable lease object)", None, "?", 0, 0, DEFAULT_TTL_SECONDS)
@@ -117,9 +134,24 @@ def judge(seen: Observed, me: Identity) -> str:
 
 
 def fence_after(ttl_seconds: float) -> float:
-    """Seconds without a confirmed renewal after which this pod must stop uploading: the TTL minus
-    a margin for stopping Litestream and for clock rate differences."""
+    """Seconds after the last confirmed renewal was *sent* at which this pod must have stopped
+    uploading: the TTL minus a margin for stopping Litestream and for clock rate differences. A
+    timer enforces it, whatever a renewal in flight is doing."""
     return max(ttl_seconds / 2, ttl_seconds - max(5.0, ttl_seconds * 0.2))
+
+
+def renew_timeout(ttl_seconds: float) -> float:
+    """How long one renewal may take before it counts as failed: half the fence margin (and at
+    most a renewal period), so fence_after + renew_timeout < TTL by construction: a renewal sent
+    just before the fence is decided before another pod could take the lease."""
+    return min(ttl_seconds / 3, (ttl_seconds - fence_after(ttl_seconds)) / 2)
+
+
+def other_owner(body: LeaseBody | None, me: Identity) -> str | None:
+    """The other workload a replica belongs to, or None (ours, unknown on either side, or no lease)."""
+    if body is None or body.owner is None or me.owner is None:
+        return None
+    return body.owner if body.owner != me.owner else None
 
 
 def _etag(value: str) -> str:

@@ -1,8 +1,15 @@
-"""Holding a lease over time: acquire (waiting for another holder), renew, fence, release.
+"""Holding a lease over time: acquire, then a small state machine until lost or released.
 
-`Lease` does the async work for one database and is the only writer of its `LeaseState`;
-`Lease.keep()` is the long-running part of `replicate` (renew every TTL/3, fence when renewals
-stop being confirmed, end with LeaseLost when another pod took over).
+    acquire ──> HELD ──(no confirmed renewal for fence_after)──> FENCED ──(renewal confirmed)──> HELD
+                 │                                                  │
+                 └──────────────(412 and someone else's)────────────┴──> LOST
+
+`decide(tenure, observation, now, ttl)` is the protocol: a pure function from what was seen to the
+next state and what to do (fence, unfence, lost). `Lease.keep()` only observes and acts: one
+renewal at a time, each bounded by `renew_timeout`, and a timer that fences at the deadline
+(`confirmed send time + fence_after`) whatever a renewal in flight is doing; a renewal that hangs
+never delays the fence. A 412 caused by our own renewal landing after we gave up on it is not a
+loss: the object is read, found ours, and its ETag adopted.
 """
 
 from __future__ import annotations
@@ -10,12 +17,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Any
 
 from supervisor.backoff import Backoff
 from supervisor.budget import Budget
 from supervisor.config import Database
-from supervisor.errors import LeaseConflict, LeaseHeld, LeaseLost, SupervisorError, Unreachable
+from supervisor.errors import (
+    LeaseConflict,
+    LeaseHeld,
+    LeaseLost,
+    OtherWorkload,
+    SupervisorError,
+    Unreachable,
+)
 from supervisor.lease import (
     Identity,
     LeaseBody,
@@ -23,6 +39,8 @@ from supervisor.lease import (
     Observed,
     fence_after,
     judge,
+    other_owner,
+    renew_timeout,
 )
 from supervisor.logs import get_logger
 from supervisor.settings import Settings
@@ -33,27 +51,122 @@ WAIT_POLL_SECONDS = 2.0
 RETRY = Backoff(initial_seconds=0.5, max_seconds=5.0)
 
 
+class Phase(Enum):
+    HELD = "held"
+    FENCED = "fenced"
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class Tenure:
+    phase: Phase
+    confirmed_at: float  # monotonic time at which the newest write the server confirmed was *sent*
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    sent_at: float
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: str
+    retry_now: bool = False  # the object turned out ours (a late renewal landed): its ETag is adopted
+
+
+@dataclass(frozen=True)
+class Taken:
+    holder: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    pass
+
+
+Observation = Confirmed | Failed | Taken | Tick
+FENCE, UNFENCE, LOST = "fence", "unfence", "lost"
+
+
+def deadline(tenure: Tenure, ttl_seconds: float) -> float:
+    """When uploads must have stopped unless a renewal is confirmed first."""
+    return tenure.confirmed_at + fence_after(ttl_seconds)
+
+
+def decide(tenure: Tenure, seen: Observation, now: float, ttl_seconds: float) -> tuple[Tenure, tuple[str, ...]]:
+    """The protocol, one observation at a time."""
+    if tenure.phase is Phase.LOST:
+        return tenure, ()
+    if isinstance(seen, Taken):
+        return replace(tenure, phase=Phase.LOST), (FENCE, LOST)
+    if isinstance(seen, Confirmed):
+        tenure = replace(tenure, confirmed_at=max(tenure.confirmed_at, seen.sent_at), failures=0)
+    elif isinstance(seen, Failed) and not seen.retry_now:
+        tenure = replace(tenure, failures=tenure.failures + 1)
+    within = now < deadline(tenure, ttl_seconds)
+    if tenure.phase is Phase.HELD and not within:
+        return replace(tenure, phase=Phase.FENCED), (FENCE,)
+    if tenure.phase is Phase.FENCED and within:
+        return replace(tenure, phase=Phase.HELD), (UNFENCE,)
+    return tenure, ()
+
+
+def next_attempt(tenure: Tenure, seen: Observation, now: float, ttl_seconds: float,
+                 delay: Callable[[int], float] = RETRY.delay) -> float:
+    """When to renew next: every third of the TTL, sooner (with backoff) after a failure."""
+    if isinstance(seen, Failed) and seen.retry_now:
+        return now
+    if tenure.failures:
+        return now + min(ttl_seconds / 6, delay(tenure.failures))
+    return tenure.confirmed_at + ttl_seconds / 3
+
+
+Callback = Callable[[], Awaitable[None]]
+
+
+async def _nothing() -> None:
+    return None
+
+
 class Lease:
     def __init__(self, store: LeaseStore, me: Identity, ttl_seconds: float, state: LeaseState,
-                 check_store: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+                 check_store: bool = True, clock: Callable[[], float] = time.monotonic,
+                 database: str | None = None, adopt_from: str | None = None) -> None:
         self.store = store
         self.me = me
         self.ttl = ttl_seconds
         self.state = state
         self.check_store = check_store
         self.clock = clock
+        self.database = database
+        self.adopt_from = adopt_from  # --adopt-replica-from: take over another workload's replica on purpose
         self.etag: str | None = None
         self.acquired_at = 0.0
-        self.confirmed_at: float | None = None  # monotonic time a confirmed write was *sent*
+        self.tenure: Tenure | None = None
+        # The newest replica position any holder recorded (carried over), and where ours comes from.
+        self.replica_txid = 0
+        self.position: Callable[[], int] = lambda: 0
         self._probe: asyncio.Future[object] | None = None
+        self._writing = asyncio.Lock()  # one renewer at a time, shutdown's extra renewal included
+        self._fence: Callback = _nothing
+        self._unfence: Callback = _nothing
 
-    async def _call(self, budget: Budget, fn: Callable[..., object], *args: object, **kw: object) -> object:
+    @property
+    def confirmed_at(self) -> float | None:
+        return self.tenure.confirmed_at if self.tenure else None
+
+    async def _call(self, budget: Budget, fn: Callable[..., object], *args: object, **kw: object) -> Any:
         return await budget.run(asyncio.to_thread(fn, *args, **kw), self.store.location)
 
     def _body(self, released: bool = False) -> LeaseBody:
         now = time.time()
+        self.replica_txid = max(self.replica_txid, self.position())
         return LeaseBody(self.me.holder, self.me.pod_uid, self.me.instance, self.acquired_at or now, now,
-                         self.ttl, released)
+                         self.ttl, released, owner=self.me.owner, database=self.database,
+                         replica_txid=self.replica_txid)
+
+    # -- acquire ----------------------------------------------------------------------------------
 
     async def acquire(self, budget: Budget, *, verify_later: bool = False) -> None:
         """Hold the lease, waiting (within the budget) for another holder to release it or expire.
@@ -79,14 +192,26 @@ class Lease:
         if probe is not None:
             await probe
 
+    def _refuse_other_owner(self, seen: Observed) -> None:
+        other = other_owner(seen.body, self.me)
+        if other is None or other == self.adopt_from:
+            return
+        raise OtherWorkload(
+            f"{self.store.location}: this replica belongs to {other} (its lease says so), not to {self.me.owner}; "
+            "two workloads on one replica overwrite each other: give this one its own replica path, or take "
+            f"the replica over on purpose with --adopt-replica-from {other}")
+
     async def _acquire(self, budget: Budget, started: float, sequential_probe: bool) -> None:
         waiting_logged: str | None = None
         held_by: Observed | None = None
-        attempt = 0
         last: Unreachable | None = None
+        attempt = 0
         while True:
             try:
-                seen: Observed = await self._call(budget, self.store.read)  # type: ignore[assignment]
+                seen: Observed = await self._call(budget, self.store.read)
+                self._refuse_other_owner(seen)
+                if seen.body is not None:
+                    self.replica_txid = max(self.replica_txid, seen.body.replica_txid)
                 verdict = judge(seen, self.me)
                 if verdict == "held":
                     assert seen.body is not None
@@ -110,11 +235,10 @@ class Lease:
                 self.acquired_at = time.time()
                 sent = self.clock()
                 if verdict == "free":
-                    self.etag = await self._call(budget, self.store.write, self._body())  # type: ignore[assignment]
+                    self.etag = await self._call(budget, self.store.write, self._body())
                 else:
-                    self.etag = await self._call(budget, self.store.write, self._body(),  # type: ignore[assignment]
-                                                 if_match=seen.etag)
-                self.confirmed_at = sent
+                    self.etag = await self._call(budget, self.store.write, self._body(), if_match=seen.etag)
+                self.tenure = Tenure(Phase.HELD, sent)
                 break
             except LeaseConflict:
                 continue  # someone wrote between our GET and PUT: look again
@@ -130,13 +254,15 @@ class Lease:
                 await asyncio.sleep(min(RETRY.delay(attempt), budget.left()))
         waited = self.clock() - started
         self.state.held = True
+        self.state.fenced = False
         self.state.holder = self.me.holder
         self.state.waited_seconds = waited
         if verdict in ("released", "expired"):
             self.state.takeovers += 1
         previous = seen.body.describe() if seen.body is not None else None
         log.info("lease_acquired", db=self.state.db, how=verdict, previous_holder=previous,
-                 waited_seconds=round(waited, 2), ttl_seconds=self.ttl, key=self.store.location)
+                 waited_seconds=round(waited, 2), ttl_seconds=self.ttl, key=self.store.location,
+                 owner=self.me.owner)
 
     def _held(self, seen: Observed, budget: Budget) -> LeaseHeld:
         assert seen.body is not None
@@ -144,84 +270,141 @@ class Lease:
                          f"before the last look (TTL {seen.body.ttl_seconds:g}s); gave up waiting after "
                          f"{budget.option} {budget.seconds:g}s")
 
-    def must_fence(self) -> bool:
-        """True once no renewal has been confirmed for long enough that another pod may take over."""
-        return self.confirmed_at is None or self.clock() - self.confirmed_at > fence_after(self.ttl)
+    # -- held -------------------------------------------------------------------------------------
 
-    async def renew(self, budget: Budget) -> None:
-        """One conditional renewal; LeaseLost (naming the new holder) when someone else holds it."""
-        sent = self.clock()
-        try:
-            self.etag = await self._call(budget, self.store.write, self._body(),  # type: ignore[assignment]
-                                         if_match=self.etag)
-        except LeaseConflict:
-            self.state.renewals["lost"] += 1
-            self.state.held = False
-            self.state.lost = True
-            holder = "unknown"
+    def may_upload(self) -> bool:
+        """Held, and the newest confirmed renewal was sent less than fence_after ago."""
+        t = self.tenure
+        return t is not None and t.phase is Phase.HELD and self.clock() < deadline(t, self.ttl)
+
+    def must_fence(self) -> bool:
+        return not self.may_upload()
+
+    async def _attempt(self, timeout_seconds: float) -> Observation:
+        """One conditional renewal, bounded; its outcome as an observation (never raises)."""
+        async with self._writing:
+            sent = self.clock()
             try:
-                seen: Observed = await self._call(budget, self.store.read)  # type: ignore[assignment]
-                holder = seen.body.describe() if seen.body else "nobody (deleted)"
-            except SupervisorError:
-                pass
-            self.state.holder = holder
-            raise LeaseLost(f"{self.store.location}: lease lost to {holder}; this pod stopped uploading") from None
-        except SupervisorError:
+                etag = await asyncio.wait_for(
+                    asyncio.to_thread(self.store.write, self._body(), if_match=self.etag), timeout_seconds)
+            except TimeoutError:
+                return Failed(f"{self.store.location}: no answer within {timeout_seconds:g}s")
+            except LeaseConflict:
+                return await self._after_conflict(timeout_seconds)
+            except SupervisorError as e:
+                return Failed(str(e))
+            self.etag = etag
+            return Confirmed(sent)
+
+    async def _after_conflict(self, timeout_seconds: float) -> Observation:
+        """412: someone else's now, or ours (an earlier renewal we gave up on landed after all)."""
+        try:
+            seen: Observed = await asyncio.wait_for(asyncio.to_thread(self.store.read), timeout_seconds)
+        except (TimeoutError, SupervisorError) as e:
+            return Failed(f"{self.store.location}: changed (412) and could not be read: {e}")
+        if seen.body is not None and seen.body.instance == self.me.instance and not seen.body.released:
+            self.etag = seen.etag
+            log.info("lease_etag_adopted", db=self.state.db, detail="a renewal given up on was applied after all")
+            return Failed("a renewal we gave up on landed; renewing again with its ETag", retry_now=True)
+        return Taken(seen.body.describe() if seen.body else "nobody (deleted)")
+
+    async def _observe(self, seen: Observation) -> None:
+        """Feed the protocol one observation; carry out what it decides."""
+        assert self.tenure is not None
+        before = self.tenure
+        self.tenure, actions = decide(before, seen, self.clock(), self.ttl)
+        if isinstance(seen, Confirmed):
+            self.state.renewals["ok"] += 1
+        elif isinstance(seen, Failed) and not seen.retry_now:
             self.state.renewals["error"] += 1
-            raise
-        self.confirmed_at = sent
-        self.state.renewals["ok"] += 1
+            log.warning("lease_renewal_failed", db=self.state.db, error=seen.error, attempts=self.tenure.failures)
+        for action in actions:
+            if action == FENCE:
+                self.state.fenced = True
+                if isinstance(seen, Taken):
+                    self.state.renewals["lost"] += 1
+                    self.state.held, self.state.lost, self.state.holder = False, True, seen.holder
+                else:
+                    log.error("lease_fenced", db=self.state.db,
+                              unconfirmed_seconds=round(self.clock() - before.confirmed_at, 2),
+                              fence_after_seconds=round(fence_after(self.ttl), 2),
+                              detail="cannot prove this pod still holds the lease: Litestream stopped (no upload) "
+                                     "until a renewal succeeds")
+                await self._fence()
+            elif action == UNFENCE:
+                self.state.fenced = False
+                log.info("lease_confirmed", db=self.state.db, detail="renewal succeeded again; resuming uploads")
+                await self._unfence()
+            elif action == LOST:
+                raise LeaseLost(f"{self.store.location}: lease lost to {seen.holder}; "  # type: ignore[union-attr]
+                                "this pod stopped uploading")
+
+    async def keep(self, fence: Callback = _nothing, unfence: Callback = _nothing) -> None:
+        """Renew every TTL/3 from acquisition until cancelled; fence at the deadline; LeaseLost ends it."""
+        assert self.tenure is not None, "acquire() first"
+        self._fence, self._unfence = fence, unfence
+        due = self.tenure.confirmed_at + self.ttl / 3
+        renewal: asyncio.Task[Observation] | None = None
+        try:
+            while True:
+                now = self.clock()
+                if renewal is None and now >= due:
+                    renewal = asyncio.create_task(self._attempt(renew_timeout(self.ttl)))
+                wake = deadline(self.tenure, self.ttl) if self.tenure.phase is Phase.HELD else float("inf")
+                if renewal is None:
+                    wake = min(wake, due)
+                timeout = None if wake == float("inf") else max(0.0, wake - now)
+                if renewal is not None:
+                    await asyncio.wait({renewal}, timeout=timeout)
+                else:
+                    await asyncio.sleep(timeout or 0)
+                if renewal is not None and renewal.done():
+                    seen = renewal.result()
+                    renewal = None
+                    await self._observe(seen)
+                    due = next_attempt(self.tenure, seen, self.clock(), self.ttl)
+                else:
+                    await self._observe(Tick())
+        finally:
+            if renewal is not None:
+                renewal.cancel()
+
+    async def confirm(self, budget: Budget) -> bool:
+        """Before one more upload (shutdown): true when the lease is provably held, after one renewal
+        if the last confirmation is not recent enough to cover what follows."""
+        if self.tenure is None or self.tenure.phase is Phase.LOST:
+            return False
+        if self.may_upload() and self.clock() + budget.left() < deadline(self.tenure, self.ttl):
+            return True
+        with_timeout = max(0.1, min(renew_timeout(self.ttl), budget.left()))
+        seen = await self._attempt(with_timeout)
+        try:
+            await self._observe(seen)
+        except LeaseLost:
+            return False
+        return self.may_upload()
 
     async def release(self, budget: Budget) -> None:
         """Hand the lease over now (after the final position is confirmed), not after a TTL."""
-        try:
-            await self._call(budget, self.store.write, self._body(released=True), if_match=self.etag)
-        except SupervisorError as e:
-            log.warning("lease_release_failed", db=self.state.db, error=str(e),
-                        detail=f"the next pod waits until the lease expires ({self.ttl:g}s)")
-            return
-        self.state.held = False
-        log.info("lease_released", db=self.state.db)
-
-    async def keep(self, fence: Callable[[], Awaitable[None]], unfence: Callable[[], Awaitable[None]]) -> None:
-        """Renew every TTL/3 until cancelled; fence when renewals stop; LeaseLost ends it."""
-        fenced = False
-        failures = 0
-        while True:
-            delay = self.ttl / 3 if not failures else min(self.ttl / 6, RETRY.delay(failures))
-            await asyncio.sleep(delay)
+        async with self._writing:
             try:
-                await self.renew(Budget(max(1.0, self.ttl / 3), "--lease-ttl/3"))
-                failures = 0
-                if fenced:
-                    fenced = False
-                    self.state.fenced = False
-                    log.info("lease_confirmed", db=self.state.db, detail="renewal succeeded again; resuming uploads")
-                    await unfence()
-            except LeaseLost:
-                self.state.fenced = True
-                await fence()  # not one more upload
-                raise
+                await self._call(budget, self.store.write, self._body(released=True), if_match=self.etag)
             except SupervisorError as e:
-                failures += 1
-                log.warning("lease_renewal_failed", db=self.state.db, error=str(e), attempts=failures)
-            if not fenced and self.must_fence():
-                fenced = True
-                self.state.fenced = True
-                log.error("lease_fenced", db=self.state.db, unconfirmed_seconds=round(self.clock() - (
-                    self.confirmed_at or 0), 1), detail="cannot prove this pod still holds the lease: Litestream "
-                    "stopped (no upload) until a renewal succeeds")
-                await fence()
+                log.warning("lease_release_failed", db=self.state.db, error=str(e),
+                            detail=f"the next pod waits until the lease expires ({self.ttl:g}s)")
+                return
+        self.state.held = False
+        log.info("lease_released", db=self.state.db, replica_txid=self.replica_txid)
 
 
 def leases_for(settings: Settings, databases: list[Database], client: Callable[[Database], Any],
-               state: State) -> dict[str, Lease]:
+               state: State, adopt_from: str | None = None) -> dict[str, Lease]:
     """One Lease per database (empty with --lease off), sharing this process's identity."""
     if not settings.lease:
         log.warning("lease_disabled", detail="--lease off: nothing stops two pods from writing one replica "
                                              "(a fork: rows of one of them are lost at the next restore)")
         return {}
-    me = Identity.from_env(settings.environment, settings.aws.session_name)
+    me = Identity.from_env(settings.environment, settings.aws.session_name, settings.workload)
     if me.pod_uid is None:
         log.warning("lease_without_pod_uid", detail="POD_UID is not set (downward API metadata.uid): the "
                                                     "sidecar cannot adopt its own restore's lease and waits for "
@@ -230,5 +413,6 @@ def leases_for(settings: Settings, databases: list[Database], client: Callable[[
     for db in databases:
         lease_state = state.leases.setdefault(db.name, LeaseState(db.name))
         store = LeaseStore(lambda db=db: client(db), db.replica)
-        leases[db.name] = Lease(store, me, settings.lease_ttl_seconds, lease_state)
+        leases[db.name] = Lease(store, me, settings.lease_ttl_seconds, lease_state, database=db.name,
+                                adopt_from=adopt_from)
     return leases

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import signal
 from collections import deque
@@ -134,6 +135,32 @@ async def kill(proc: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
+
+
+async def group_gone(leader: asyncio.subprocess.Process, poll_seconds: float = 0.05) -> None:
+    """Until the leader has exited and no process is left in its process group (its descendants,
+    reaped by us as their subreaper, or by PID 1)."""
+    await leader.wait()
+    while True:
+        try:
+            os.killpg(leader.pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            pass  # a member changed its uid: still there
+        await asyncio.sleep(poll_seconds)
+
+
+def become_subreaper() -> bool:
+    """Orphans of our children are reparented to us (PR_SET_CHILD_SUBREAPER), not to PID 1, so the
+    app's descendants are waited for, and reaped, by us."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
 
 
 def exit_code_of(returncode: int) -> int:

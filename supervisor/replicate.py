@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import config as lsconfig
-from supervisor import litestream, process, walreset
+from supervisor import inspection, litestream, ondisk, process, walreset
 from supervisor.budget import Budget
 from supervisor.child import ChildSupervisor
 from supervisor.errors import CredentialsRefused, ExitCode, LeaseLost, SupervisorError, TokenError
@@ -28,7 +28,7 @@ from supervisor.lag import LagProbe
 from supervisor.leaseholder import leases_for
 from supervisor.logs import get_logger
 from supervisor.outcome import FinalPosition, has_data, shutdown_exit_code
-from supervisor.process import ProcessTable
+from supervisor.process import ProcessTable, become_subreaper
 from supervisor.reaper import reap_orphans
 from supervisor.service import CredentialService
 from supervisor.settings import Settings
@@ -77,7 +77,8 @@ class Replicator:
         self.probe = LagProbe(self.service.s3, lambda: self.service.keeper.current is not None, self.config,
                               self.state, settings.replicate.lag_interval_seconds)
         self.processes = ProcessTable()
-        self.leases = leases_for(settings, list(self.config.databases), self.service.s3, self.state)
+        self.leases = leases_for(settings, list(self.config.databases), self.service.s3, self.state,
+                                 settings.adopt_replica_from)
         self.child: ChildSupervisor | None = None
         self.restoring = False
         self.child_config = Path()
@@ -91,37 +92,49 @@ class Replicator:
         if not await first_credentials(self.service, self.signals.stop):
             return False
         self.service.start_background()
+        self.child_config = self.service.child_config()
+        paths = [db.path for db in self.config.databases]
+        self.child = ChildSupervisor(
+            litestream.replicate_cmd(self.binary, self.child_config), self.service.child_environment(), self.state,
+            self.processes, reset_wal=lambda: walreset.truncate_all(paths, "start"),
+            # a previous Litestream left state here (this sidecar restarted beside a running app)
+            needs_snapshot=any(walreset.litestream_left_state(db.meta_dir) for db in self.config.databases))
         if self.settings.replicate.exec_command:
             self.restoring = True
             from supervisor import restore as restorer  # --exec only: the sidecar need not load it
 
             await restorer.restore(self.service, self.binary, list(self.config.databases),
-                                   Budget(self.settings.timeout_seconds), require_replica=False, leases=self.leases)
+                                   Budget(self.settings.timeout_seconds), require_replica=False, leases=self.leases,
+                                   if_local_behind=self.settings.if_local_behind)
             self.restoring = False
         else:
             for lease in self.leases.values():  # adopts its own pod's restore's lease, or waits (not ready)
                 await lease.acquire(Budget(FOREVER, "--timeout"))
-        if os.getpid() == 1:
-            self.tasks["reaper"] = asyncio.create_task(reap_orphans(self.processes), name="reaper")
-        self.child_config = self.service.child_config()
-        cmd = litestream.replicate_cmd(self.binary, self.child_config)
-        paths = [db.path for db in self.config.databases]
-        self.child = ChildSupervisor(
-            cmd, self.service.child_environment(), self.state, self.processes,
-            reset_wal=lambda: walreset.truncate_all(paths, "start"),
-            # a previous Litestream left state here (this sidecar restarted beside a running app)
-            needs_snapshot=any(walreset.litestream_left_state(db.meta_dir) for db in self.config.databases))
-        self.tasks["litestream"] = asyncio.create_task(self.child.run(), name="litestream")
-        await self.child.wait_started(self.tasks["litestream"])
+        # Renewed from acquisition on, fenced by a timer: no Litestream runs without a confirmed lease.
         for name, lease in self.leases.items():
+            lease.position = lambda name=name: self.state.databases[name].remote_txid
             self.tasks[f"lease:{name}"] = asyncio.create_task(lease.keep(self.child.fence, self.child.unfence),
                                                               name=f"lease:{name}")
+        if not self.settings.replicate.exec_command:  # restore checked already with --exec
+            for db in self.config.databases:
+                lease = self.leases.get(db.name)
+                await inspection.check_before_replicating(self.service, db, Budget(FOREVER, "--timeout"),
+                                                          self.settings.if_local_behind,
+                                                          lease.replica_txid if lease else 0)
+        if os.getpid() == 1 or (self.settings.replicate.exec_command and become_subreaper()):
+            # PID 1, or the app's subreaper: orphans are ours to reap (never a process we started)
+            self.tasks["reaper"] = asyncio.create_task(reap_orphans(self.processes), name="reaper")
+        self.child.gate = lambda: all(lease.may_upload() for lease in self.leases.values())
+        self.tasks["litestream"] = asyncio.create_task(self.child.run(), name="litestream")
+        await self.child.wait_started(self.tasks["litestream"])
         self.tasks["lag-probe"] = asyncio.create_task(self.probe.run(), name="lag-probe")
         if self.settings.replicate.exec_command:
             cmd = self.settings.replicate.exec_command
             self.processes.spawning += 1
             try:
-                self.app = await asyncio.create_subprocess_exec(*cmd)
+                # its own process group: at shutdown the whole group is stopped and waited for, so no
+                # descendant of the app commits after the final upload
+                self.app = await asyncio.create_subprocess_exec(*cmd, start_new_session=True)
             except OSError as e:
                 raise SupervisorError(f"--exec: cannot run {cmd[0]}: {e.strerror or e}",
                                       exit_code=ExitCode.USAGE) from None
@@ -154,17 +167,23 @@ class Replicator:
         return f"task {finished.get_name()} exited"
 
     async def stop_app(self, budget: Budget) -> int | None:
+        """The app's whole process group: signalled, waited for within the budget, then killed; its
+        descendants too, so none commits after the final upload."""
         app = self.app
         if app is None:
             return None
-        if app.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(app.pid, self.signals.first or signal.SIGTERM)
+        waiter = asyncio.ensure_future(process.group_gone(app))
+        forcer = asyncio.ensure_future(self.signals.force.wait())
+        await asyncio.wait({waiter, forcer}, timeout=budget.left(), return_when=asyncio.FIRST_COMPLETED)
+        forcer.cancel()
+        if not waiter.done():
+            waiter.cancel()
+            log.error("app_killed", reason="second signal" if self.signals.force.is_set() else "shutdown budget spent")
             with contextlib.suppress(ProcessLookupError):
-                app.send_signal(self.signals.first or signal.SIGTERM)
-            waiter = asyncio.ensure_future(app.wait())
-            forcer = asyncio.ensure_future(self.signals.force.wait())
-            await asyncio.wait({waiter, forcer}, timeout=budget.left(), return_when=asyncio.FIRST_COMPLETED)
-            forcer.cancel()
-            await process.kill(app)  # no-op when it exited
+                os.killpg(app.pid, signal.SIGKILL)
+            await process.group_gone(app)
         code = process.exit_code_of(app.returncode or 0)
         log.info("app_exited", exit_code=code)
         return code
@@ -183,11 +202,15 @@ class Replicator:
                 [db.path for db in self.config.databases], "final_sync"):
             return False  # Litestream would upload a replica missing checkpointed rows: unconfirmed
         cmd = litestream.replicate_cmd(self.binary, self.child_config, once=True)
+        if not self.child.gate():
+            log.error("final_sync_skipped", detail="lease not confirmed within its fence window: no upload allowed")
+            return False
         try:
             proc = await process.spawn(cmd, self.child.env, self.processes)
         except SupervisorError as e:
             log.error("final_sync_failed", error=str(e))
             return False
+        self.child.others.add(proc)  # the fence timer kills it like the daemon
         assert proc.stdout is not None
         relay = asyncio.create_task(process.relay(proc.stdout, log, {"phase": "final_sync"}))
         waiter = asyncio.ensure_future(proc.wait())
@@ -200,9 +223,10 @@ class Replicator:
                 log.error("final_sync_timeout" if not self.signals.force.is_set() else "final_sync_forced",
                           budget_seconds=budget.seconds)
             await process.kill(proc)
+            self.child.others.discard(proc)
             await asyncio.wait({relay}, timeout=2)
             relay.cancel()
-        ok = proc.returncode == 0 and waiter.done()
+        ok = proc.returncode == 0 and waiter.done() and self.child.gate()
         log.info("final_sync_done", returncode=proc.returncode, ok=ok)
         return ok
 
@@ -224,12 +248,11 @@ class Replicator:
         forced = self.signals.force.is_set()
         if self.child is not None and not forced and not lost:
             # Only while this pod provably holds every lease may it upload once more: a lease not
-            # confirmed lately (an outage just ended) gets one renewal to prove it first.
+            # confirmed lately (an outage just ended) gets one renewal to prove it first, by the one
+            # renewer; the fence timer keeps running and kills the final upload too.
             for lease in self.leases.values():
-                if lease.must_fence() and not lease.state.lost:
-                    with contextlib.suppress(SupervisorError):
-                        await lease.renew(Budget(max(0.1, min(5.0, budget.left())), "--shutdown-timeout"))
-            fenced = [name for name, lease in self.leases.items() if lease.must_fence() or lease.state.lost]
+                await lease.confirm(budget.sub(min(5.0, budget.left())))
+            fenced = [name for name, lease in self.leases.items() if not lease.may_upload()]
             if fenced:
                 log.error("final_sync_skipped", dbs=fenced, detail="lease not confirmed: no upload allowed")
             catch_up_ok = not fenced and await self.final_sync(budget)
@@ -269,6 +292,32 @@ class Replicator:
         await self.health.close()
 
 
+def unconfirmed_on_disk(db_path: Path, meta_dir: Path) -> bool:
+    """Data on disk that no replica is known to hold: written since a restore, or left by an earlier
+    Litestream (a sidecar restarted after an OOM kill beside a running app)."""
+    if not has_data(db_path):
+        return False
+    if ondisk.local_position(db_path, meta_dir).source != "restored":
+        return True
+    wal = db_path.with_name(db_path.name + "-wal")
+    return wal.exists() and wal.stat().st_size > 0  # the restored file is untouched, but its WAL is not
+
+
+def stopped_before_start(replicator: Replicator, signals: Signals, interrupted_restore: bool) -> int:
+    during = "restore" if interrupted_restore else "start-up (credentials, lease, checks)"
+    if interrupted_restore:
+        log.info("stopped_before_start", signal=signals.first, during=during)
+        return int(ExitCode.INTERRUPTED)
+    pending = [str(db.path) for db in replicator.config.databases if unconfirmed_on_disk(db.path, db.meta_dir)]
+    if pending:
+        log.error("stopped_before_start", signal=signals.first, during=during, dbs=pending,
+                  detail="Litestream never ran, and these hold data no replica is known to hold "
+                         "(written since a restore, or left by an earlier run): not uploaded")
+        return int(ExitCode.FINAL_SYNC_UNCONFIRMED)
+    log.info("stopped_before_start", signal=signals.first, during=during)
+    return int(ExitCode.OK)
+
+
 async def main(settings: Settings, signals: Signals) -> int:
     replicator = Replicator(settings, signals)
     try:
@@ -276,19 +325,17 @@ async def main(settings: Settings, signals: Signals) -> int:
         stopper = asyncio.create_task(signals.stop.wait(), name="signals")
         await asyncio.wait({startup, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
-        if not startup.done() and replicator.child is None:
+        if not startup.done() and (replicator.child is None or replicator.child.proc is None):
             # Stopped before Litestream ran. During --exec's restore that is an interruption
-            # (143, its temp file removed); while waiting for STS nothing was replicated: a clean stop.
+            # (143, its temp file removed); otherwise exit 0 only when nothing on disk can be missing
+            # from the replica (nothing there, or the very file restore put there, untouched).
             interrupted_restore = replicator.restoring
             startup.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await startup
-            log.info("stopped_before_start", signal=signals.first, during="restore" if interrupted_restore else
-                     "waiting for credentials")
-            return int(ExitCode.INTERRUPTED if interrupted_restore else ExitCode.OK)
+            return stopped_before_start(replicator, signals, interrupted_restore)
         if not await startup:
-            log.info("stopped_before_start", signal=signals.first, during="waiting for credentials")
-            return int(ExitCode.OK)
+            return stopped_before_start(replicator, signals, False)
         reason = await replicator.main_loop()
         return await replicator.shutdown(reason)
     except SupervisorError:

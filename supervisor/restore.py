@@ -19,7 +19,6 @@ import contextlib
 import glob
 import os
 import secrets as random_secrets
-import sqlite3
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -27,21 +26,22 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import config as lsconfig
-from supervisor import litestream, process
+from supervisor import litestream, ondisk, process, sqlitedb
 from supervisor import replica as replicas
-from supervisor.backoff import Backoff
 from supervisor.budget import Budget
 from supervisor.config import Database
 from supervisor.errors import (
     ExitCode,
     Interrupted,
+    LocalBehind,
     LocalNotSQLite,
     ReplicaError,
+    ReplicaVanished,
     RestoreFailed,
     RestoreTimeout,
     SupervisorError,
-    Unreachable,
 )
+from supervisor.inspection import inspect_replica
 from supervisor.leaseholder import Lease, leases_for
 from supervisor.logs import get_logger
 from supervisor.redact import secrets
@@ -52,7 +52,6 @@ from supervisor.state import State
 
 log = get_logger("restore")
 PROGRESS_INTERVAL_SECONDS = 5.0
-RETRY = Backoff(initial_seconds=0.5, max_seconds=10.0)
 SQLITE_HEADER = b"SQLite format 3\x00"
 COMPANIONS = ("-wal", "-shm", "-journal")
 
@@ -65,55 +64,8 @@ class Outcome:
     seconds: float = 0.0
 
 
-async def inspect_replica(service: CredentialService, db: Database, budget: Budget) -> replicas.Layout:
-    """List the replica prefix, retrying transient failures and refreshing stale credentials."""
-    attempt = 0
-    refreshed = False
-    last: Unreachable | None = None
-    where = db.replica.location
-    while True:
-        try:
-            client = service.s3(db)
-            return await budget.run(asyncio.to_thread(replicas.layout, client, db.replica), where)
-        except replicas.StaleCredentials:
-            if refreshed:
-                raise
-            refreshed = True
-            await service.keeper.exchange("s3_refused_credentials", budget)
-        except SupervisorError as e:
-            if e.exit_code == ExitCode.ACCESS_DENIED and not refreshed:
-                # RGW answers AccessDenied for lapsed temporary credentials: refresh once first.
-                refreshed = True
-                await service.keeper.exchange("s3_access_denied", budget)
-                continue
-            if not isinstance(e, Unreachable):
-                raise
-            if budget.spent:
-                raise budget.gave_up(e, last) from None
-            last = e
-            attempt += 1
-            delay = min(RETRY.delay(attempt), budget.left())
-            log.warning("replica_unreachable", db=db.name, error=str(e), retry_in=round(delay, 1))
-            await asyncio.sleep(delay)
-
-
-MMAP_BYTES = 1 << 30  # address space only; SQLite maps at most the file's size
-
-
-def integrity_check(path: Path) -> None:
-    try:
-        # as_uri() percent-encodes '?', '#' and '%': a raw f"file:{path}" opens (and creates) another file.
-        con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
-        try:
-            # pages read through a mapping, not copied through the page cache: half the time on 200 MB
-            con.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
-            rows = [r[0] for r in con.execute("PRAGMA integrity_check").fetchall()]
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as e:
-        raise RestoreFailed(f"restored file is not a valid SQLite database ({e})") from None
-    if rows != ["ok"]:
-        raise RestoreFailed(f"integrity check failed: {'; '.join(rows[:3])}")
+def integrity_check(path: Path, pragma: str = "integrity_check") -> None:
+    sqlitedb.check(path, pragma)
 
 
 def fsync_and_rename(tmp: Path, target: Path) -> None:
@@ -237,8 +189,54 @@ async def run_litestream_restore(service: CredentialService, binary: str, config
         raise RestoreFailed(f"litestream restore of {db.path} exited {rc}: {last}")
 
 
+def stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def vanished(found: replicas.Layout, lease: Lease | None, where: str) -> None:
+    """An empty prefix beside a lease that saw data in it is a deleted replica, not a fresh start."""
+    if found.kind == "empty" and lease is not None and lease.replica_txid > 0:
+        raise ReplicaVanished(
+            f"{where} is empty, but its lease ({lease.store.location}) records txid {lease.replica_txid:016x} "
+            "confirmed there: the replica was deleted (a lifecycle rule, a cleanup?); refusing a fresh start on an "
+            "empty database: bring the objects back, or delete the lease object to start over on purpose")
+
+
+async def check_present(service: CredentialService, db: Database, budget: Budget, lease: Lease | None,
+                        if_local_behind: str) -> tuple[bool, replicas.Layout]:
+    """A SQLite file at the db path: (keep it?, the replica's layout). Kept only when it is not behind
+    the replica (or the operator chose `keep`), after a quick check; `restore` moves it aside."""
+    found = await inspect_replica(service, db, budget)
+    log.info("replica_inspected", db=db.name, replica=db.replica.location, layout=found.kind,
+             objects=found.objects, description=found.describe())
+    local = ondisk.local_position(db.path, db.meta_dir)
+    if found.kind == "empty" and lease is not None and lease.replica_txid > 0:
+        # The replica was deleted, the lease remembers how far it went: the local file must be that far.
+        verdict = ondisk.judge(local, "ltx", lease.replica_txid)
+    else:
+        verdict = ondisk.judge(local, found.kind, found.max_txid)
+    if verdict.keep or if_local_behind == "keep":
+        await asyncio.to_thread(integrity_check, db.path, "quick_check")
+        if verdict.keep:
+            log.info("db_present", db=db.name, detail=f"left untouched: {verdict.reason}")
+        else:
+            log.warning("db_kept_behind_replica", db=db.name, detail=f"--if-local-behind keep: {verdict.reason}; "
+                        "it becomes the replica's new head (a rollback)")
+        return True, found
+    if if_local_behind != "restore":
+        raise LocalBehind(
+            f"{db.path}: refusing to start on it: {verdict.reason}; Litestream would make it the replica's new "
+            "head and drop what is newer. Either --if-local-behind restore (it is moved aside, never deleted, and "
+            "the replica restored) or --if-local-behind keep (it becomes the new head: a rollback)")
+    companions = [db.path, *(db.path.with_name(db.path.name + c) for c in COMPANIONS), db.meta_dir]
+    moved = move_aside([p for p in companions if p.exists() or p.is_symlink()], stamp())
+    log.warning("db_moved_aside", db=db.name, moved=moved, detail=f"--if-local-behind restore: {verdict.reason}")
+    return False, found
+
+
 async def restore_one(service: CredentialService, binary: str, config_path: Path, db: Database,
-                      budget: Budget, require_replica: bool, lease: Lease | None = None) -> Outcome:
+                      budget: Budget, require_replica: bool, lease: Lease | None = None,
+                      if_local_behind: str = "refuse") -> Outcome:
     started = time.monotonic()
     if lease is not None:
         # Before anything is inspected: the previous holder's final upload must be in the replica.
@@ -254,16 +252,19 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
         log.warning("stale_restore_files_removed", db=db.name, files=removed,
                     detail="left by an earlier restore that was killed")
     kind, size = local_kind(db.path)
+    known: replicas.Layout | None = None
     if kind == "sqlite":
-        log.info("db_present", db=db.name, detail="left untouched")
-        await verified()
-        return Outcome(db.path, "present")
+        keep, known = await check_present(service, db, budget, lease, if_local_behind)
+        if keep:
+            await verified()
+            return Outcome(db.path, "present", known.kind)
+        kind = "absent"
     if db.path.parent.exists() and not os.access(db.path.parent, os.W_OK):
         raise RestoreFailed(f"{db.path.parent} is not writable (mount a volume there, writable by uid {os.getuid()})")
     if kind == "absent":
         stale = hazards(db)
         if stale:
-            moved = move_aside(stale, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+            moved = move_aside(stale, stamp())
             log.warning("stale_files_moved", db=db.name, moved=moved,
                         detail="files of an earlier database beside a missing one would be replayed over "
                                "the restored data; kept under these names, delete them when not needed")
@@ -276,9 +277,11 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
     spawned = time.monotonic()
     restoring = asyncio.create_task(run_litestream_restore(service, binary, config_path, db, tmp, budget, held))
     try:
-        found = await inspect_replica(service, db, budget)
-        log.info("replica_inspected", db=db.name, replica=where, layout=found.kind,
-                 objects=found.objects, description=found.describe())
+        found = known or await inspect_replica(service, db, budget)
+        if known is None:
+            log.info("replica_inspected", db=db.name, replica=where, layout=found.kind,
+                     objects=found.objects, description=found.describe())
+        vanished(found, lease, where)
         if found.kind == "empty":
             if require_replica:
                 raise SupervisorError(f"{where} is empty and --require-replica is set",
@@ -312,6 +315,9 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
         size = tmp.stat().st_size
         await verified()
         await asyncio.to_thread(fsync_and_rename, tmp, db.path)
+        # What the sidecar (and a later restore) compares with the replica: this file is the replica's
+        # state at its newest transaction, until someone replaces it.
+        ondisk.mark_restored(db.path, db.meta_dir, found.max_txid, where)
     finally:
         if not restoring.done():
             restoring.cancel()
@@ -321,12 +327,14 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
     seconds = time.monotonic() - started
     # Where the time went: on a large database the check is the part that grows beside Litestream's.
     log.info("restored", db=db.name, layout=found.kind, bytes=size, seconds=round(seconds, 2),
-             litestream_seconds=round(downloaded - spawned, 3), check_seconds=round(checked - downloaded, 3))
+             litestream_seconds=round(downloaded - spawned, 3), check_seconds=round(checked - downloaded, 3),
+             txid=f"{found.max_txid:016x}")
     return Outcome(db.path, "restored", found.kind, seconds)
 
 
 async def restore(service: CredentialService, binary: str, databases: list[Database],
-                  budget: Budget, require_replica: bool, leases: dict[str, Lease] | None = None) -> list[Outcome]:
+                  budget: Budget, require_replica: bool, leases: dict[str, Lease] | None = None,
+                  if_local_behind: str = "refuse") -> list[Outcome]:
     """Restore each database in turn; the first failure stops the pod.
 
     Each database's lease is taken first and renewed while the others restore; it is kept (not
@@ -336,16 +344,13 @@ async def restore(service: CredentialService, binary: str, databases: list[Datab
     config_path = service.child_config()
     outcomes = []
     keepers: list[asyncio.Task[None]] = []
-
-    async def nothing() -> None:
-        return None
-
     try:
         for db in databases:
             lease = leases.get(db.name)
-            outcomes.append(await restore_one(service, binary, config_path, db, budget, require_replica, lease))
+            outcomes.append(await restore_one(service, binary, config_path, db, budget, require_replica, lease,
+                                              if_local_behind))
             if lease is not None:
-                keepers.append(asyncio.create_task(lease.keep(nothing, nothing), name=f"lease:{db.name}"))
+                keepers.append(asyncio.create_task(lease.keep(), name=f"lease:{db.name}"))
     finally:
         for task in keepers:
             task.cancel()
@@ -363,13 +368,14 @@ async def main(settings: Settings, signals: Signals) -> int:
     budget = Budget(settings.timeout_seconds)
     state = State()
     service = CredentialService(settings, state, config)
-    leases = leases_for(settings, databases, service.s3, state)
+    leases = leases_for(settings, databases, service.s3, state, settings.adopt_replica_from)
 
     async def work() -> list[Outcome]:
         # No token watch: a restore is over within --timeout, the keeper's scheduled refreshes
         # re-read the token, and loading the watcher would delay Litestream's start (~30 ms).
         await service.start(budget, watch_token=False)
-        return await restore(service, binary, databases, budget, settings.require_replica, leases)
+        return await restore(service, binary, databases, budget, settings.require_replica, leases,
+                             settings.if_local_behind)
 
     task = asyncio.create_task(work(), name="restore")
     stopper = asyncio.create_task(signals.stop.wait(), name="signals")

@@ -8,6 +8,7 @@ frozen `Settings` and never looks at os.environ again.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,12 +17,15 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from supervisor import workload as workloads
 from supervisor.errors import ConfigError
 
 ENV_PREFIX = "LITESTREAM_SUPERVISOR_"
 DEFAULT_CONFIG = "/etc/litestream.yml"
 DEFAULT_HEALTH_ADDR = "0.0.0.0:9091"
 DEFAULT_AUDIENCE = "sts.amazonaws.com"
+# A Kubernetes object name (RFC 1123 subdomain): what a workload, and so a replica path segment, is.
+WORKLOAD_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,13 @@ class Settings:
     session_policy: bool = True
     # --db + --bucket: the Litestream config comes from flags; litestream.yml is not read.
     one_db: OneDatabase | None = None
+    # The workload this pod belongs to (a Deployment's, Rollout's or ReplicaSet's name, a StatefulSet
+    # pod's own): the default replica path and the lease use it. None: not known exactly.
+    workload: str | None = None
+    # A database on disk behind its replica (or of unknown position): refuse | restore | keep.
+    if_local_behind: str = "refuse"
+    # namespace/workload whose replica this workload takes over on purpose (its lease names it).
+    adopt_replica_from: str | None = None
     # The process environment as read once at start-up: litestream.yml's $VARs expand from it
     # and Litestream's environment is derived from it. Never printed (it may hold secrets).
     environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -150,27 +161,41 @@ def default_session_name(env: Mapping[str, str]) -> str:
     return cleaned if len(cleaned) >= 2 else "litestream-supervisor"
 
 
-def workload_name(env: Mapping[str, str]) -> str | None:
-    """The workload a pod belongs to, from the downward API: a Deployment's pod is
-    <deployment>-<pod-template-hash>-<suffix> (POD_TEMPLATE_HASH from the pod-template-hash label);
-    a StatefulSet's pod name is its own stable identity (each replica its own database)."""
-    pod = _first(env, "POD_NAME")
-    if not pod:
+def workload_name(env: Mapping[str, str], explicit: str | None = None) -> str | None:
+    """The workload this pod belongs to: --workload / LITESTREAM_SUPERVISOR_WORKLOAD (the webhook and
+    the Component set it from the pod's owner), else only what the downward API proves exactly
+    (supervisor/workload.py): never a name that may hold a pod's random suffix."""
+    if explicit:
+        return explicit
+    return workloads.derive(_first(env, "POD_NAME"), _first(env, "POD_TEMPLATE_HASH"))
+
+
+def _workload_option(value: str | None) -> str | None:
+    if value is None:
         return None
-    template_hash = _first(env, "POD_TEMPLATE_HASH")
-    if template_hash and f"-{template_hash}-" in pod:
-        return pod.rsplit(f"-{template_hash}-", 1)[0]
-    return pod
+    value = value.strip()
+    if not WORKLOAD_NAME.fullmatch(value):
+        raise ConfigError(f"--workload / LITESTREAM_SUPERVISOR_WORKLOAD: expected a Kubernetes object name "
+                          f"(lowercase letters, digits, '-' and '.', at most 253), got {value!r}")
+    return value
 
 
-def default_replica_path(env: Mapping[str, str], db: Path) -> str | None:
+def default_replica_path(env: Mapping[str, str], db: Path, workload: str | None = None) -> str:
     """system:serviceaccount:<ns>:<sa>/<workload>/<db file>: the service account's own prefix (what a
     MinIO policy scoped by ${jwt:sub} allows), then the workload, so a shared or default service
     account, or a StatefulSet above 1 replica, never shares a replica."""
-    ns, sa, workload = _first(env, "POD_NAMESPACE"), _first(env, "POD_SERVICE_ACCOUNT"), workload_name(env)
-    if not (ns and sa and workload):
-        return None
-    return f"system:serviceaccount:{ns}:{sa}/{workload}/{db.name}"
+    ns, sa = _first(env, "POD_NAMESPACE"), _first(env, "POD_SERVICE_ACCOUNT")
+    if not (ns and sa):
+        raise ConfigError("--replica-path: not set, and POD_NAMESPACE and POD_SERVICE_ACCOUNT (downward API) are "
+                          "not both there to derive system:serviceaccount:<ns>:<sa>/<workload>/<db>")
+    name = workload_name(env, workload)
+    if not name:
+        pod = _first(env, "POD_NAME")
+        why = (f"pod {pod!r} may end in a random suffix (its name cannot tell its Deployment, ReplicaSet or "
+               "Rollout exactly)" if pod else "POD_NAME is not set")
+        raise ConfigError(f"--workload / LITESTREAM_SUPERVISOR_WORKLOAD: not set, and {why}; set it to the "
+                          "workload's name (the webhook and the Component do), or set --replica-path")
+    return f"system:serviceaccount:{ns}:{sa}/{name}/{db.name}"
 
 
 def _one_db(options: Mapping[str, Any], env: Mapping[str, str]) -> OneDatabase | None:
@@ -188,10 +213,7 @@ def _one_db(options: Mapping[str, Any], env: Mapping[str, str]) -> OneDatabase |
     db = options.get("db")
     if not db or not str(db).startswith("/"):
         raise ConfigError(f"--db: the one-database settings need the database's absolute path, got {db!r}")
-    path = options.get("replica_path") or default_replica_path(env, Path(db))
-    if not path:
-        raise ConfigError("--replica-path: not set, and POD_NAMESPACE, POD_SERVICE_ACCOUNT and POD_NAME (downward "
-                          "API) are not all there to derive system:serviceaccount:<ns>:<sa>/<workload>/<db>")
+    path = options.get("replica_path") or default_replica_path(env, Path(db), _workload_option(options.get("workload")))
     endpoint = options.get("endpoint")
     return OneDatabase(Path(db), str(bucket), str(path), _endpoint(endpoint, "--endpoint") if endpoint else None,
                        options.get("sync_interval") or None)
@@ -250,6 +272,9 @@ def build(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> S
         lease=(options.get("lease") or "on") == "on",
         lease_ttl_seconds=float(options.get("lease_ttl") or 30.0),
         one_db=_one_db(options, env),
+        workload=workload_name(env, _workload_option(options.get("workload"))),
+        if_local_behind=options.get("if_local_behind") or "refuse",
+        adopt_replica_from=options.get("adopt_replica_from") or None,
         session_policy=(options.get("session_policy") or "on") == "on",
         environment=MappingProxyType(dict(env)),
     )

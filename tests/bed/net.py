@@ -28,7 +28,10 @@ class Forwarder:
 
     `cut()` closes the listener and every open connection, so clients see connection refused
     (as when the server is down) while the server keeps running; `restore()` listens again on
-    the same port.
+    the same port. `swallow()` keeps every connection open and forwards nothing either way (a
+    path that hangs: no RST, no FIN, as a partitioned network); `unswallow()` ends that.
+    `hold_responses(s)` forwards requests at once but each answer only after `s` seconds (the
+    server acts, the client gives up first).
     """
 
     def __init__(self, target_port: int, port: int | None = None,
@@ -40,6 +43,9 @@ class Forwarder:
         self._listener: socket.socket | None = None
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self.hold_seconds = 0.0
 
     def start(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -66,6 +72,15 @@ class Forwarder:
 
     stop = cut
 
+    def swallow(self) -> None:
+        self._flowing.clear()
+
+    def unswallow(self) -> None:
+        self._flowing.set()
+
+    def hold_responses(self, seconds: float) -> None:
+        self.hold_seconds = seconds
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -79,16 +94,19 @@ class Forwarder:
                 continue
             with self._lock:
                 self._conns.update((client, upstream))
-            for a, b, throttle in ((client, upstream, None), (upstream, client, self.throttle)):
-                threading.Thread(target=self._pipe, args=(a, b, throttle), daemon=True).start()
+            for a, b, throttle, answers in ((client, upstream, None, False), (upstream, client, self.throttle, True)):
+                threading.Thread(target=self._pipe, args=(a, b, throttle, answers), daemon=True).start()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, throttle: float | None) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, throttle: float | None, answers: bool) -> None:
         try:
             while data := src.recv(16384):
+                self._flowing.wait()  # swallowed: held here, the connection left open
+                if answers and self.hold_seconds:
+                    time.sleep(self.hold_seconds)
                 dst.sendall(data)
                 if throttle:
                     time.sleep(len(data) / throttle)

@@ -54,6 +54,7 @@ class Pod:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     endpoint: str = ""
     uid: str = field(default_factory=lambda: str(uuid.uuid4()))  # the pod's metadata.uid (downward API)
+    workload: str = "app"
 
     @classmethod
     def create(cls, bed: Bed, root: Path, prefix: str, **mint_kwargs: object) -> Pod:
@@ -115,7 +116,10 @@ class Pod:
         env = dict(os.environ)
         env.update(self.bed.pod_env(self.projector.path, endpoint=self.endpoint))
         env["LITESTREAM_CONFIG"] = str(self.config)
-        env.update(POD_NAME=self.name, POD_NAMESPACE="tests", POD_UID=self.uid)
+        # Pods on one prefix are pods of one workload (as a Deployment's are): the webhook and the
+        # Component set this from the pod's owner.
+        env.update(POD_NAME=self.name, POD_NAMESPACE="tests", POD_UID=self.uid,
+                   LITESTREAM_SUPERVISOR_WORKLOAD=self.workload)
         env["LITESTREAM_SUPERVISOR_LOG_FORMAT"] = "json"
         for key, value in overrides.items():
             if value is None:

@@ -195,7 +195,7 @@ def test_one_database_flags_replace_litestream_yml(pod: Pod) -> None:
     (issue 13): no litestream.yml anywhere, and the same rows come back."""
     pod.config.unlink()
     env = pod.env(LITESTREAM_CONFIG=None, POD_SERVICE_ACCOUNT="app", POD_TEMPLATE_HASH="7d4b9c8f6d",
-                  POD_NAME="web-7d4b9c8f6d-x2x9q",
+                  POD_NAME="web-7d4b9c8f6d-x2x9q", LITESTREAM_SUPERVISOR_WORKLOAD=None,
                   LITESTREAM_SUPERVISOR_DB=str(pod.db()), LITESTREAM_SUPERVISOR_BUCKET=pod.bed.role.bucket,
                   LITESTREAM_SUPERVISOR_ENDPOINT=pod.bed.endpoint)
     sup = pod.start_replicate(env=env)

@@ -63,13 +63,19 @@ def test_populated_replica_restores_every_row(pod: Pod) -> None:
     assert_no_secrets(pod)
 
 
-def test_existing_db_is_left_untouched(pod: Pod) -> None:
+def test_existing_db_of_unknown_position_is_left_untouched_and_refused(pod: Pod) -> None:
+    """A database on disk with no Litestream state beside it, while the replica holds data: its
+    position is unknown, so it is not trusted (issue 25; before, it was kept and would have become
+    the replica's new head). It is never modified; `keep` starts on it on purpose."""
     make_db(pod.db(), 10)
     push_with_litestream(pod, pod.db())
     make_db(pod.db(), 3)
     before = hashlib.sha256(pod.db().read_bytes()).hexdigest()
     run = pod.run("restore")
-    assert run.returncode == 0 and '"db_present"' in run.output
+    assert run.returncode == ExitCode.LOCAL_BEHIND and "unknown position" in run.output, run.output[-2000:]
+    assert hashlib.sha256(pod.db().read_bytes()).hexdigest() == before and row_count(pod.db()) == 3
+    run = pod.run("restore", "--if-local-behind", "keep")
+    assert run.returncode == 0 and '"db_kept_behind_replica"' in run.output, run.output[-2000:]
     assert hashlib.sha256(pod.db().read_bytes()).hexdigest() == before and row_count(pod.db()) == 3
 
 

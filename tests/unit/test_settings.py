@@ -73,17 +73,6 @@ def test_check_names_the_role_minio_derives() -> None:
     assert "IAM Roles" in lines[0] and lines[1].startswith("[ok]   role") and report.failed == 1
 
 
-@pytest.mark.parametrize(("env", "workload"), [
-    ({"POD_NAME": "web-7d4b9c8f6d-x2x9q", "POD_TEMPLATE_HASH": "7d4b9c8f6d"}, "web"),  # Deployment
-    ({"POD_NAME": "my-app-api-5f6c7-abcde", "POD_TEMPLATE_HASH": "5f6c7"}, "my-app-api"),
-    ({"POD_NAME": "db-2"}, "db-2"),  # StatefulSet: each replica its own identity, its own database
-    ({}, None),
-])
-def test_workload_name_from_the_downward_api(env: dict[str, str], workload: str | None) -> None:
-    from supervisor.settings import workload_name
-    assert workload_name(env) == workload
-
-
 def test_one_database_settings_need_no_litestream_yml() -> None:
     from supervisor import config as lsconfig
     from supervisor import settings as settings_mod
@@ -102,6 +91,7 @@ def test_one_database_settings_need_no_litestream_yml() -> None:
     ({"db": "/d/a.db", "bucket": "b", "replica_path": "p"}, {"LITESTREAM_CONFIG": "/x.yml"}, "LITESTREAM_CONFIG"),
     ({"db": "relative.db", "bucket": "b", "replica_path": "p"}, {}, "--db"),
     ({"db": "/d/a.db", "bucket": "b"}, {}, "--replica-path"),
+    ({"db": "/d/a.db", "bucket": "b"}, {"POD_NAMESPACE": "n", "POD_SERVICE_ACCOUNT": "s"}, "--workload"),
     ({"replica_path": "p"}, {}, "--replica-path"),
     ({"db": "/d/a.db", "bucket": "b", "replica_path": "p", "endpoint": "minio:9000"}, {}, "--endpoint"),
 ])
