@@ -15,7 +15,8 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 PLATFORM = ["--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
-            "--platform", "manylinux_2_28_x86_64", "--platform", "linux_x86_64", "--python-version", "3.11", "--implementation", "cp",
+            "--platform", "manylinux_2_28_x86_64", "--platform", "linux_x86_64",
+            "--python-version", "3.11", "--implementation", "cp",
             "--only-binary=:all:"]
 
 

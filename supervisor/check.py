@@ -18,10 +18,11 @@ from typing import Any
 import click
 
 from supervisor import config as lsconfig
-from supervisor import litestream, minio
+from supervisor import litestream, minio, ondisk, sqlitedb
 from supervisor import replica as replicas
 from supervisor import token as tokens
 from supervisor.budget import Budget
+from supervisor.config import Database
 from supervisor.credentials import Credentials
 from supervisor.errors import ExitCode, SupervisorError
 from supervisor.lease import LeaseStore
@@ -184,6 +185,19 @@ async def _lease_step(store: LeaseStore, settings: Settings, report: Report) -> 
                   f"expires in {seen.remaining_seconds:.0f}s unless renewed")
 
 
+def _on_disk_step(db: Database, found: replicas.Layout, report: Report) -> None:
+    """The database on disk against its replica: what restore and the sidecar will decide."""
+    if not db.path.exists():
+        report.ok("on disk", f"{db.path}: absent ({'restore fills it' if found.kind != 'empty' else 'fresh start'})")
+        return
+    verdict = ondisk.judge(ondisk.local_position(db.path, db.meta_dir), found.kind, found.max_txid)
+    if verdict.keep:
+        report.ok("on disk", f"{db.path}: {verdict.reason}")
+    else:
+        report.fail("on disk", f"{db.path}: {verdict.reason}; restore and replicate refuse it (exit 16) unless "
+                    "--if-local-behind restore or keep")
+
+
 async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
     report = Report(echo)
     config = None
@@ -200,6 +214,9 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
         report.ok("litestream", litestream.version(settings.litestream))
     except SupervisorError as e:
         report.fail("litestream", str(e))
+    report.ok("sqlite", f"{sqlitedb.version()} (bundled with apsw; every connection of the supervisor uses it; the "
+              "app's own SQLite should be >= 3.51.3 too: older ones can corrupt a WAL database written by two "
+              "processes)")
     _token_step(settings, report)  # STS is asked even after a token problem: its answer is the verdict
     _role_step(settings, report)
     service: CredentialService | None = None
@@ -246,6 +263,7 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
                     report.fail("replica", f"{detail} (e.g. {found.unexpected}): wrong prefix?")
                 else:
                     report.ok("replica", detail)
+                    _on_disk_step(db, found, report)
                 await _lease_step(LeaseStore(lambda c=client: c, db.replica), settings, report)
     finally:
         if service is not None:

@@ -5,9 +5,10 @@ and followed by a restart with the one backoff policy (reset after a minute of h
 A stop reaches whatever process exists or is being started: a child spawned while the stop was
 landing is signalled by the loop itself, so no daemon ever runs beside the final `-once`.
 
-Litestream away: while none holds its read lock (it died, was fenced, or a previous sidecar
-instance stopped while the app kept writing) SQLite may checkpoint frames it never saw; before the
-next one starts, the WAL is emptied (supervisor/walreset.py) so that Litestream snapshots.
+Litestream away (supervisor/walguard.py): from the moment it is fenced or found dead until the
+next one answers on its control socket, the supervisor holds a read transaction on each database
+(the WAL cannot restart under it); before every start, a WAL that restarted anyway (the supervisor
+itself was not running) is turned into a full snapshot.
 """
 
 from __future__ import annotations
@@ -16,30 +17,36 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Any
 
 from supervisor import process
 from supervisor.backoff import Backoff
 from supervisor.budget import Budget
+from supervisor.control import Control, ControlError
 from supervisor.logs import get_logger
 from supervisor.process import ProcessTable
-from supervisor.state import State
+from supervisor.redact import secrets
+from supervisor.state import LitestreamError, State
+from supervisor.walguard import WalGuard
 
 log = get_logger("child")
 HEALTHY_RUN_SECONDS = 60.0
 RESTART_BACKOFF = Backoff(initial_seconds=1.0, max_seconds=30.0)
+READ_LOCK_POLL_SECONDS = 0.2
 
 
 class ChildSupervisor:
     def __init__(self, cmd: list[str], env: dict[str, str], state: State, table: ProcessTable | None = None,
-                 backoff: Backoff = RESTART_BACKOFF, reset_wal: Callable[[], Awaitable[bool]] | None = None,
-                 needs_snapshot: bool = False) -> None:
+                 backoff: Backoff = RESTART_BACKOFF, guard: WalGuard | None = None,
+                 control: Control | None = None) -> None:
         self.cmd = cmd
-        self.reset_wal = reset_wal
         self.env = env
         self.state = state
         self.table = table
         self.backoff = backoff
+        self.guard = guard or WalGuard([])
+        self.control = control
         self.stopping = asyncio.Event()
         self.proc: asyncio.subprocess.Process | None = None
         self.last_returncode: int | None = None
@@ -51,14 +58,42 @@ class ChildSupervisor:
         # clears `allowed`; this closes the moment between a deadline and its timer firing).
         self.gate: Callable[[], bool] = lambda: True
         self.others: set[asyncio.subprocess.Process] = set()  # a final upload's process: fenced too
-        # No Litestream held the read lock for a while (see the module docstring): the WAL must be
-        # emptied before the next daemon, or the final `-once`, runs.
-        self.needs_snapshot = needs_snapshot
+        self.reading = asyncio.Event()  # the running Litestream holds its own read lock (answered a sync)
+        self.inodes: dict[str, int] = {}  # the database files the running Litestream opened
+        self._restart: str | None = None
+
+    def observe_line(self, level: str, message: str, fields: dict[str, Any]) -> None:
+        """Litestream's own error lines become state: metrics, /readyz?verbose and the lag's reason.
+        During an S3 outage it logs nothing for ~100 s; a full meta dir logs and keeps running."""
+        if level != "error":
+            return
+        error = str(fields.get("error") or "")
+        text = f"{message}: {error}" if error else message
+        lowered = text.lower()
+        kind = "disk_full" if "disk full" in lowered or "no space left" in lowered else \
+            "sync" if "sync error" in lowered or "monitor error" in lowered else "other"
+        named = str(fields.get("db") or fields.get("path") or "")
+        db = next((d.name for d in self.guard.databases if named and (d.name == named or d.path.name == named)), "")
+        self.state.litestream_errors[kind] += 1
+        self.state.last_litestream_error[db] = LitestreamError(kind, secrets.redact(text)[:300], time.time())
+
+    async def hold(self) -> None:
+        """Litestream is (about to be) away: our read lock keeps the WAL from restarting."""
+        self.reading.clear()
+        held = await asyncio.to_thread(self.guard.hold)
+        if held:
+            log.debug("wal_guard_held", dbs=held)
+
+    async def prepare(self) -> list[str]:
+        """Before any Litestream starts (daemon or one-shot): under the guard, a restarted WAL is
+        turned into a full snapshot."""
+        await self.hold()
+        return await asyncio.to_thread(self.guard.prepare)
 
     async def fence(self) -> None:
         """Stop uploading now: SIGKILL, not SIGTERM (SIGTERM makes Litestream upload once more)."""
         self.allowed.clear()
-        self.needs_snapshot = True
+        await self.hold()
         for proc in (self.proc, *self.others):
             if proc is not None:
                 await process.kill(proc)
@@ -86,6 +121,41 @@ class ChildSupervisor:
         if not self._started.is_set() and run_task.done():
             run_task.result()  # raises what ended the loop
 
+    async def _hand_over(self, proc: asyncio.subprocess.Process, dbs: list[str]) -> None:
+        """Once this Litestream has opened every database (it answers a local sync: its read lock is
+        taken), the supervisor's own read lock goes."""
+        if self.control is None:
+            return
+        pending = set(dbs)
+        while pending and proc.returncode is None:
+            for db in sorted(pending):
+                with contextlib.suppress(ControlError, TimeoutError):
+                    await self.control.sync(db, wait=False, timeout_seconds=5)  # type: ignore[arg-type]
+                    pending.discard(db)
+            if pending:
+                await asyncio.sleep(READ_LOCK_POLL_SECONDS)
+        if proc.returncode is None and proc is self.proc:
+            self.inodes = {}
+            for db in self.guard.databases:
+                with contextlib.suppress(OSError):
+                    self.inodes[db.name] = db.path.stat().st_ino
+            await asyncio.to_thread(self.guard.release)
+            self.reading.set()
+
+    async def restart(self, reason: str, *, kill: bool = False) -> None:
+        """Stop the running Litestream and start another (not a death: no backoff, not counted).
+        `kill`: at once, no final sync (it would wait on what the restart is meant to cut short);
+        the guard holds the WAL, the next start continues from Litestream's last LTX file."""
+        proc = self.proc
+        if proc is None or proc.returncode is not None or self.stopping.is_set() or self._restart is not None:
+            return
+        self._restart = reason
+        await self.hold()
+        if kill:
+            await process.kill(proc)
+        else:
+            await process.stop(proc, 10.0)
+
     async def run(self) -> None:
         """Keep Litestream running until stop() (or cancellation)."""
         failures = 0
@@ -98,14 +168,7 @@ class ChildSupervisor:
                     await asyncio.sleep(0.1)  # the fence timer is about to fire: wait for its verdict
                     continue
                 began = time.monotonic()
-                if self.needs_snapshot and not await self.catch_up():
-                    failures += 1
-                    delay = self.backoff.delay(failures)
-                    log.error("litestream_held_back", retry_in=round(delay, 1),
-                              detail="Litestream stays stopped until the WAL could be emptied")
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self.stopping.wait(), delay)
-                    continue
+                await self.prepare()
                 proc = await process.spawn(self.cmd, self.env, self.table)
                 self.proc = proc
                 self.state.child_running = True
@@ -119,21 +182,27 @@ class ChildSupervisor:
                 if not self.allowed.is_set():  # so did a fence: not one upload
                     await process.kill(proc)
                 assert proc.stdout is not None
-                relay = asyncio.create_task(process.relay(proc.stdout, log, {}))
+                relay = asyncio.create_task(process.relay(proc.stdout, log, {}, observe=self.observe_line))
+                hand_over = asyncio.create_task(self._hand_over(proc, [db.name for db in self.guard.databases]))
                 try:
                     rc = await proc.wait()
                     await asyncio.wait({relay}, timeout=2)
                 finally:
                     relay.cancel()
+                    hand_over.cancel()
                     self.state.child_running = False
                     self.last_returncode = proc.returncode
+                    await self.hold()  # before anything else: the app may be writing right now
                 if self.stopping.is_set():
                     log.info("litestream_exited", returncode=rc)
                     return
                 if not self.allowed.is_set():
                     log.info("litestream_fenced", returncode=rc)
                     continue
-                self.needs_snapshot = True
+                if self._restart is not None:
+                    log.info("litestream_restarting", returncode=rc, reason=self._restart)
+                    self._restart = None
+                    continue
                 failures = 1 if time.monotonic() - began > HEALTHY_RUN_SECONDS else failures + 1
                 delay = self.backoff.delay(failures)
                 self.state.child_restarts += 1
@@ -144,16 +213,10 @@ class ChildSupervisor:
         finally:
             self._done.set()
 
-    async def catch_up(self) -> bool:
-        """Empty the WAL(s) so the next Litestream snapshots; True when done or not needed."""
-        if self.reset_wal is None or await self.reset_wal():
-            self.needs_snapshot = False
-            return True
-        return False
-
     async def stop(self, budget: Budget, force: asyncio.Event) -> int | None:
         """SIGTERM to whatever runs (Litestream then makes its final upload), within the budget."""
         self.stopping.set()
+        await self.hold()
         while not self._done.is_set() and not budget.spent and not force.is_set():
             proc = self.proc
             if proc is not None and proc.returncode is None and await process.stop(proc, budget.left(), force):

@@ -52,6 +52,22 @@ def _leases(s: State) -> str | None:
     return None
 
 
+UPLOAD_ERROR_SECONDS = 60.0
+
+
+def _uploads(s: State) -> str | None:
+    """Litestream's own error lines of the last minute, and the changes waiting meanwhile."""
+    now = time.time()
+    recent = [(db, e) for db, e in s.last_litestream_error.items() if now - e.at < UPLOAD_ERROR_SECONDS]
+    if not recent:
+        return None
+    db, error = max(recent, key=lambda item: item[1].at)
+    waiting = max((d.lag_seconds for d in s.databases.values()), default=0.0)
+    where = f"{db}: " if db else ""
+    return (f"{where}litestream: {error.message} ({now - error.at:.0f}s ago); "
+            f"{waiting:.0f}s of changes not in the replica")
+
+
 def lag_check(max_lag: float) -> Check:
     def check(s: State) -> str | None:
         worst = max((d.lag_seconds for d in s.databases.values()), default=0.0)
@@ -78,8 +94,13 @@ def readiness(max_lag: float | None) -> list[Check]:
     checks: list[Check] = [("started", _started), ("shutdown", _not_stopping),
                            ("credentials", _credentials), ("lease", _leases), ("litestream", _litestream)]
     if max_lag is not None:
-        checks.append(lag_check(max_lag))
+        checks += [lag_check(max_lag), ("uploads", _uploads)]
     return checks
+
+
+# Shown by ?verbose, part of readiness only with --max-lag: a stall belongs in metrics and alerts,
+# never pulls the app out of its Service by default.
+INFORMATIONAL: list[Check] = [("uploads", _uploads)]
 
 
 def failures(checks: list[Check], state: State) -> list[tuple[str, str | None]]:
@@ -91,11 +112,16 @@ def passes(checks: list[Check], state: State) -> bool:
     return all(reason is None for _, reason in failures(checks, state))
 
 
-def report(checks: list[Check], state: State, verbose: bool) -> httpd.Response:
+def report(checks: list[Check], state: State, verbose: bool,
+           informational: list[Check] | None = None) -> httpd.Response:
     lines, failed = [], False
     for name, reason in failures(checks, state):
         failed = failed or reason is not None
         lines.append(f"[+]{name} ok" if reason is None else f"[-]{name} failed: {reason}")
+    counted = {name for name, _ in checks}
+    for name, reason in failures([c for c in informational or [] if c[0] not in counted], state):
+        lines.append(f"[+]{name} ok" if reason is None else f"[!]{name}: {reason} (not part of readiness: "
+                     "--max-lag makes it so)")
     status = 503 if failed else 200
     if verbose:
         body = "\n".join(lines) + ("\ncheck failed\n" if failed else "\nok\n")
@@ -131,7 +157,7 @@ class HealthServer:
             unknown = excluded - {name for name, _ in self.readiness}
             if unknown:
                 return httpd.Response(400, f"unknown check(s) to exclude: {', '.join(sorted(unknown))}\n".encode())
-            return report([c for c in self.readiness if c[0] not in excluded], self.state, verbose)
+            return report([c for c in self.readiness if c[0] not in excluded], self.state, verbose, INFORMATIONAL)
         if request.path == "/metrics":
             body = await asyncio.to_thread(metrics.render, self.registry)
             return httpd.Response(200, body, CONTENT_TYPE_LATEST)

@@ -15,6 +15,7 @@ loss: the object is read, found ours, and its ETag adopted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -149,6 +150,7 @@ class Lease:
         self.position: Callable[[], int] = lambda: 0
         self._probe: asyncio.Future[object] | None = None
         self._writing = asyncio.Lock()  # one renewer at a time, shutdown's extra renewal included
+        self._wake = asyncio.Event()  # renew now (the replica answers again after an outage)
         self._fence: Callback = _nothing
         self._unfence: Callback = _nothing
 
@@ -357,7 +359,12 @@ class Lease:
                 if renewal is not None:
                     await asyncio.wait({renewal}, timeout=timeout)
                 else:
-                    await asyncio.sleep(timeout or 0)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout)
+                    if self._wake.is_set():
+                        self._wake.clear()
+                        due = self.clock()
+                        continue
                 if renewal is not None and renewal.done():
                     seen = renewal.result()
                     renewal = None
@@ -368,6 +375,12 @@ class Lease:
         finally:
             if renewal is not None:
                 renewal.cancel()
+
+    def renew_now(self) -> None:
+        """Do not wait for the next scheduled renewal (S3 is back: a fenced pod resumes at once)."""
+        t = self.tenure
+        if t is not None and t.phase is not Phase.LOST and (t.phase is Phase.FENCED or t.failures):
+            self._wake.set()
 
     async def confirm(self, budget: Budget) -> bool:
         """Before one more upload (shutdown): true when the lease is provably held, after one renewal

@@ -49,8 +49,13 @@ class StateCollector(Collector):
         yield CounterMetricFamily(P + "litestream_restarts", "Litestream child restarts after unexpected exits.",
                                   value=s.child_restarts)
         lag = GaugeMetricFamily(P + "replication_lag_seconds",
-                                "Age of the oldest local LTX file not yet in the replica (0 when caught up).",
-                                labels=["db"])
+                                "Age of the oldest change of the database not yet in the replica, staged by "
+                                "Litestream or not (0 when caught up).", labels=["db"])
+        changes = CounterMetricFamily(P + "db_changes", "Write transactions seen in the database's WAL index.",
+                                      labels=["db"])
+        changed = GaugeMetricFamily(P + "db_changed_timestamp_seconds",
+                                    "When the database was last seen to change (unix seconds; 0: not yet).",
+                                    labels=["db"])
         upload = GaugeMetricFamily(P + "last_upload_timestamp_seconds",
                                    "Time of the newest LTX file seen in the replica (unix seconds).", labels=["db"])
         local = GaugeMetricFamily(P + "local_txid", "Newest local transaction ID.", labels=["db"])
@@ -58,11 +63,21 @@ class StateCollector(Collector):
         probe = GaugeMetricFamily(P + "replica_probe_ok", "1 when the last replica listing succeeded.", labels=["db"])
         for name, db in sorted(s.databases.items()):
             lag.add_metric([name], db.lag_seconds)
+            changes.add_metric([name], db.changes)
+            changed.add_metric([name], db.changed_at or 0)
             upload.add_metric([name], db.last_upload_at or 0)
             local.add_metric([name], db.local_txid)
             remote.add_metric([name], db.remote_txid)
             probe.add_metric([name], 0 if db.probe_error else 1)
-        yield from (lag, upload, local, remote, probe)
+        yield from (lag, changes, changed, upload, local, remote, probe)
+        errors = CounterMetricFamily(P + "litestream_errors", "Litestream's own error lines, by kind.",
+                                     labels=["kind"])
+        for kind in ("disk_full", "sync", "other"):
+            errors.add_metric([kind], s.litestream_errors.get(kind, 0))
+        yield errors
+        yield CounterMetricFamily(P + "db_replacements",
+                                  "Litestream restarted onto a database file replaced under it.",
+                                  value=s.db_replacements)
         held = GaugeMetricFamily(P + "lease_held", "1 while this pod holds the replica's lease.", labels=["db"])
         fenced = GaugeMetricFamily(P + "lease_fenced", "1 while uploads are stopped: lease not confirmed.",
                                    labels=["db"])

@@ -22,13 +22,14 @@ class FinalPosition:
     local_txid: int
     remote_txid: int | None  # None: the replica could not be read
     db_has_data: bool  # the db or its WAL holds bytes (something may have been committed)
-    catch_up_ok: bool  # the final `replicate -once` exited 0 in time (True when it was not needed)
+    catch_up_ok: bool  # the final upload (sync -wait, or -once) succeeded in time
+    unstaged: bool = False  # the database holds committed frames no local LTX file covers
 
     @property
     def confirmed(self) -> bool:
         if not self.db_has_data and self.local_txid == 0:
             return True  # nothing was ever written: nothing can be missing
-        if not self.catch_up_ok or self.local_txid == 0:
+        if not self.catch_up_ok or self.local_txid == 0 or self.unstaged:
             return False  # WAL frames may never have become LTX: nothing proves they were sent
         return self.remote_txid is not None and self.remote_txid >= self.local_txid
 
@@ -37,7 +38,9 @@ class FinalPosition:
         if self.confirmed:
             return None
         if not self.catch_up_ok:
-            return "the final litestream replicate -once did not succeed: the last writes may not be uploaded"
+            return "the final upload did not succeed: the last writes may not be uploaded"
+        if self.unstaged:
+            return "the database holds changes Litestream never staged (written after its last sync)"
         if self.remote_txid is None:
             return "replica unreachable: writes up to this position may not be uploaded"
         if self.local_txid == 0:

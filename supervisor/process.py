@@ -15,7 +15,7 @@ import os
 import re
 import signal
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,8 +88,10 @@ async def spawn(cmd: list[str], env: Mapping[str, str],
 
 
 async def relay(stream: asyncio.StreamReader, logger: Any, context: Mapping[str, Any],
-                tail: deque[str] | None = None, redact: Any = None) -> None:
-    """Re-emit each child line through our logger at its own level, with its fields."""
+                tail: deque[str] | None = None, redact: Any = None,
+                observe: Callable[[str, str, dict[str, Any]], None] | None = None) -> None:
+    """Re-emit each child line through our logger at its own level, with its fields; `observe`
+    sees each parsed line too (Litestream's errors become state)."""
     while True:
         raw = await stream.readline()
         if not raw:
@@ -103,6 +105,8 @@ async def relay(stream: asyncio.StreamReader, logger: Any, context: Mapping[str,
             tail.append(line)
         level, message, fields = parse_line(line)
         getattr(logger, level)("litestream", msg=message, **context, **fields)
+        if observe is not None:
+            observe(level, message, fields)
 
 
 async def stop(proc: asyncio.subprocess.Process, timeout_seconds: float,

@@ -15,13 +15,17 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from supervisor import config as lsconfig
-from supervisor import inspection, litestream, ondisk, process, walreset
+from supervisor import inspection, litestream, ondisk, positions, process
 from supervisor.budget import Budget
 from supervisor.child import ChildSupervisor
+from supervisor.config import Database
+from supervisor.control import Control, ControlError
 from supervisor.errors import CredentialsRefused, ExitCode, LeaseLost, SupervisorError, TokenError
 from supervisor.health import HealthServer
 from supervisor.lag import LagProbe
@@ -34,9 +38,14 @@ from supervisor.service import CredentialService
 from supervisor.settings import Settings
 from supervisor.signals import Signals
 from supervisor.state import State
+from supervisor.walguard import WalGuard
 
 log = get_logger("replicate")
 FOREVER = 10 * 365 * 24 * 3600.0
+CATCH_UP_SECONDS = 30.0
+CATCH_UP_PROMPT_SECONDS = 1.0  # an idle uploader answers a sync -wait, upload included, within this
+LONG_OUTAGE_SECONDS = 3.0  # down longer: Litestream's uploader waits out its SDK's retry delay by now
+T = TypeVar("T")
 
 
 async def first_credentials(service: CredentialService, stop: asyncio.Event) -> bool:
@@ -75,11 +84,12 @@ class Replicator:
         self.health = HealthServer(self.state, settings.replicate.max_lag_seconds)
         self.service = CredentialService(settings, self.state, self.config)
         self.probe = LagProbe(self.service.s3, lambda: self.service.keeper.current is not None, self.config,
-                              self.state, settings.replicate.lag_interval_seconds)
+                              self.state, settings.replicate.lag_interval_seconds, on_recovered=self.catch_up)
         self.processes = ProcessTable()
         self.leases = leases_for(settings, list(self.config.databases), self.service.s3, self.state,
                                  settings.adopt_replica_from)
         self.child: ChildSupervisor | None = None
+        self.control: Control | None = None
         self.restoring = False
         self.child_config = Path()
         self.app: asyncio.subprocess.Process | None = None
@@ -92,13 +102,12 @@ class Replicator:
         if not await first_credentials(self.service, self.signals.stop):
             return False
         self.service.start_background()
-        self.child_config = self.service.child_config()
-        paths = [db.path for db in self.config.databases]
+        self.child_config = self.service.child_config(socket=True)
+        self.control = Control(self.service.socket_path)
         self.child = ChildSupervisor(
             litestream.replicate_cmd(self.binary, self.child_config), self.service.child_environment(), self.state,
-            self.processes, reset_wal=lambda: walreset.truncate_all(paths, "start"),
-            # a previous Litestream left state here (this sidecar restarted beside a running app)
-            needs_snapshot=any(walreset.litestream_left_state(db.meta_dir) for db in self.config.databases))
+            self.processes, guard=WalGuard(list(self.config.databases)), control=self.control)
+        await self.child.hold()  # until Litestream holds its own: the app may be writing already
         if self.settings.replicate.exec_command:
             self.restoring = True
             from supervisor import restore as restorer  # --exec only: the sidecar need not load it
@@ -128,6 +137,7 @@ class Replicator:
         self.tasks["litestream"] = asyncio.create_task(self.child.run(), name="litestream")
         await self.child.wait_started(self.tasks["litestream"])
         self.tasks["lag-probe"] = asyncio.create_task(self.probe.run(), name="lag-probe")
+        self.tasks["files"] = asyncio.create_task(self.watch_files(), name="files")
         if self.settings.replicate.exec_command:
             cmd = self.settings.replicate.exec_command
             self.processes.spawning += 1
@@ -166,6 +176,65 @@ class Replicator:
         log.error("task_exited", task=finished.get_name(), error=repr(error) if error else None)
         return f"task {finished.get_name()} exited"
 
+    async def catch_up(self, db: Database, down_seconds: float = 0.0) -> None:
+        """The replica answers again: upload now, not when Litestream's backoff (up to ~50 s here)
+        lets it try again. A `sync -wait` that does not answer at once is queued behind an upload
+        still waiting out its SDK's retry delay (10 attempts, up to 20 s apart): then the database
+        is closed and opened again through the socket (the waiting upload is cancelled; the
+        supervisor holds the WAL meanwhile), and its fresh uploader sends everything pending.
+        Litestream itself keeps running. After an outage of more than a few seconds the uploader is
+        surely in such a delay: the reopen comes first."""
+        for lease in self.leases.values():
+            lease.renew_now()  # a lease renewals failed for: confirmed now, uploads resume at once if fenced
+        control, child = self.control, self.child
+        if control is None or child is None or not child.reading.is_set():
+            return
+        started = time.monotonic()
+        how = "sync"
+        try:
+            try:
+                if down_seconds > LONG_OUTAGE_SECONDS:
+                    raise TimeoutError
+                result = await asyncio.wait_for(control.sync(db.path, wait=True, timeout_seconds=CATCH_UP_SECONDS),
+                                                CATCH_UP_PROMPT_SECONDS)
+            except TimeoutError:
+                how = "reopen"
+                await child.hold()
+                await control.stop(db.path, CATCH_UP_SECONDS)
+                await control.start(db.path, CATCH_UP_SECONDS)
+                result = await control.sync(db.path, wait=True, timeout_seconds=CATCH_UP_SECONDS)
+                if child.proc is not None and child.proc.returncode is None:
+                    await asyncio.to_thread(child.guard.release)
+                    child.reading.set()
+        except (ControlError, TimeoutError) as e:
+            log.warning("catch_up_failed", db=db.name, how=how, error=str(e) or "timed out")
+            return
+        log.info("caught_up", db=db.name, how=how, seconds=round(time.monotonic() - started, 3),
+                 status=result.status, txid=f"{result.txid:016x}", replicated_txid=f"{result.replicated_txid:016x}")
+        await self.probe.probe(db, force=True)
+
+    async def watch_files(self) -> None:
+        """A database file replaced under Litestream (VACUUM INTO + rename, deleted and recreated)
+        keeps it on the old inode: new rows would never reach the replica. Restart it onto the new
+        file; the WAL check before every start makes that a full snapshot."""
+        assert self.child is not None
+        while True:
+            await asyncio.sleep(self.settings.replicate.lag_interval_seconds)
+            if not self.child.reading.is_set():
+                continue
+            for db in self.config.databases:
+                opened = self.child.inodes.get(db.name)
+                try:
+                    now = db.path.stat().st_ino
+                except FileNotFoundError:
+                    continue  # deleted: wait for the new file, never restart onto nothing
+                if opened is not None and now != opened:
+                    self.state.db_replacements += 1
+                    log.warning("db_replaced", db=db.name, detail="the database file was replaced under Litestream; "
+                                "restarting it onto the new file (a full snapshot follows)")
+                    await self.child.restart("database file replaced")
+                    break
+
     async def stop_app(self, budget: Budget) -> int | None:
         """The app's whole process group: signalled, waited for within the budget, then killed; its
         descendants too, so none commits after the final upload."""
@@ -188,27 +257,56 @@ class Replicator:
         log.info("app_exited", exit_code=code)
         return code
 
-    async def final_sync(self, budget: Budget) -> bool:
-        """`litestream replicate -once` after the daemon exited: it turns whatever is still only in
-        the WAL into LTX and uploads it (an app that wrote and exited within one sync interval, a
-        database created after start-up, frames the daemon never staged). True only if it exited 0
-        in time: its non-zero exit means nothing was confirmed."""
-        if not any(has_data(db.path) for db in self.config.databases):
-            return True
+    async def sync_through_socket(self, budget: Budget) -> dict[str, bool]:
+        """The final upload while the daemon still holds its read lock: `sync -wait` per database.
+        {db: the replica holds everything Litestream staged}."""
+        assert self.child is not None and self.control is not None
+        done: dict[str, bool] = {}
+        for db in self.config.databases:
+            if self.signals.force.is_set():
+                break
+            try:
+                result = await self.until_forced(
+                    self.control.sync(db.path, wait=True, timeout_seconds=max(1.0, budget.left())))
+                if result is None:
+                    break  # a second signal: stop at once
+                done[db.name] = result.caught_up
+                log.info("final_sync_done", db=db.name, via="socket", status=result.status,
+                         txid=f"{result.txid:016x}", replicated_txid=f"{result.replicated_txid:016x}")
+            except (ControlError, TimeoutError) as e:
+                done[db.name] = False
+                log.error("final_sync_failed", db=db.name, via="socket", error=str(e) or "timed out")
+        return done
+
+    async def until_forced(self, awaitable: Awaitable[T]) -> T | None:
+        """The awaitable's result, or None as soon as a second signal arrives."""
+        work = asyncio.ensure_future(awaitable)
+        forcer = asyncio.ensure_future(self.signals.force.wait())
+        try:
+            await asyncio.wait({work, forcer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            forcer.cancel()
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await work
+            return None
+        return work.result()
+
+    async def sync_once(self, budget: Budget) -> bool:
+        """`litestream replicate -once`, only when no daemon could do the final upload (it was dead,
+        or changes landed after it stopped): it stages and uploads whatever is still only in the WAL.
+        True only if it exited 0 in time: its non-zero exit means nothing was confirmed."""
         assert self.child is not None
-        # Litestream was away during the run and did not catch up since: empty the WAL so that this
-        # -once snapshots. Not on every stop: an emptied WAL makes Litestream upload the whole db.
-        if self.child.needs_snapshot and not await walreset.truncate_all(
-                [db.path for db in self.config.databases], "final_sync"):
-            return False  # Litestream would upload a replica missing checkpointed rows: unconfirmed
-        cmd = litestream.replicate_cmd(self.binary, self.child_config, once=True)
         if not self.child.gate():
             log.error("final_sync_skipped", detail="lease not confirmed within its fence window: no upload allowed")
             return False
+        await self.child.prepare()  # a Litestream start like any other
+        cmd = litestream.replicate_cmd(self.binary, self.child_config, once=True)
         try:
             proc = await process.spawn(cmd, self.child.env, self.processes)
         except SupervisorError as e:
-            log.error("final_sync_failed", error=str(e))
+            log.error("final_sync_failed", via="once", error=str(e))
             return False
         self.child.others.add(proc)  # the fence timer kills it like the daemon
         assert proc.stdout is not None
@@ -227,11 +325,33 @@ class Replicator:
             await asyncio.wait({relay}, timeout=2)
             relay.cancel()
         ok = proc.returncode == 0 and waiter.done() and self.child.gate()
-        log.info("final_sync_done", returncode=proc.returncode, ok=ok)
+        log.info("final_sync_done", via="once", returncode=proc.returncode, ok=ok)
         return ok
 
+    async def final_upload(self, budget: Budget) -> bool:
+        """Everything committed reaches the replica, with no moment where nobody holds the WAL:
+        our read lock first, then `sync -wait` through the socket while the daemon holds its own,
+        then the daemon stops. A `-once` follows only when that could not cover everything."""
+        assert self.child is not None
+        await self.child.hold()
+        daemon_up = self.child.proc is not None and self.child.proc.returncode is None
+        synced = await self.sync_through_socket(budget) if daemon_up and self.control is not None else {}
+        await self.child.stop(budget, self.signals.force)
+        if self.signals.force.is_set():
+            return False
+        late = [db.name for db in self.config.databases if positions.unstaged(db)]
+        if daemon_up and synced and all(synced.values()) and not late:
+            return True
+        if not any(has_data(db.path) for db in self.config.databases):
+            return True
+        log.info("final_sync_once", dbs=late or [n for n, ok in synced.items() if not ok] or "all",
+                 detail="the daemon could not upload everything (it was not running, its sync failed, or the "
+                        "database changed after it)")
+        return await self.sync_once(budget)
+
     async def shutdown(self, reason: str) -> int:
-        """not ready -> app -> one SIGTERM to Litestream -> -once -> verify, all within --shutdown-timeout."""
+        """not ready -> app -> our read lock -> sync -wait -> stop Litestream -> [-once] -> verify,
+        all within --shutdown-timeout."""
         self.state.shutting_down = True
         budget = Budget(self.settings.replicate.shutdown_timeout_seconds, "--shutdown-timeout")
         log.info("shutdown_started", reason=reason, budget_seconds=budget.seconds)
@@ -243,21 +363,24 @@ class Replicator:
         lost = any(lease.state.lost for lease in self.leases.values())
         if lost and self.child is not None:
             await self.child.fence()  # no final upload: the replica is another pod's now
-        rc = await self.child.stop(budget, self.signals.force) if self.child else None
         finals: list[FinalPosition] = []
-        forced = self.signals.force.is_set()
-        if self.child is not None and not forced and not lost:
+        rc: int | None = None
+        if self.child is not None and not self.signals.force.is_set() and not lost:
             # Only while this pod provably holds every lease may it upload once more: a lease not
             # confirmed lately (an outage just ended) gets one renewal to prove it first, by the one
             # renewer; the fence timer keeps running and kills the final upload too.
             for lease in self.leases.values():
-                await lease.confirm(budget.sub(min(5.0, budget.left())))
+                await self.until_forced(lease.confirm(budget.sub(min(5.0, budget.left()))))
             fenced = [name for name, lease in self.leases.items() if not lease.may_upload()]
             if fenced:
                 log.error("final_sync_skipped", dbs=fenced, detail="lease not confirmed: no upload allowed")
-            catch_up_ok = not fenced and await self.final_sync(budget)
-            finals = await self.probe.final_positions(budget, catch_up_ok, self.signals.force)
-            forced = self.signals.force.is_set()
+                await self.child.fence()
+            uploaded = not fenced and await self.final_upload(budget)
+            rc = self.child.last_returncode
+            finals = await self.probe.final_positions(budget, uploaded, self.signals.force)
+        elif self.child is not None:
+            rc = await self.child.stop(budget, self.signals.force)
+        forced = self.signals.force.is_set()
         for final in finals:
             if final.confirmed:
                 log.info("final_position_confirmed", db=final.db, txid=f"{final.local_txid:016x}")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import config as lsconfig
-from supervisor import litestream, ondisk, process, sqlitedb
+from supervisor import litestream, ondisk, process, sqlitedb, walfile
 from supervisor import replica as replicas
 from supervisor.budget import Budget
 from supervisor.config import Database
@@ -101,15 +101,17 @@ def remove_stale_temps(db: Path) -> list[str]:
 
 
 def local_kind(db: Path) -> tuple[str, int]:
-    """("absent" | "sqlite" | "not_sqlite", size): only a file with SQLite's header counts as a database."""
+    """("absent" | "sqlite" | "not_sqlite", size): only a file with SQLite's header counts as a database.
+    Read through a descriptor that stays open: with --exec the guard may hold SQLite locks on it."""
+    if db.is_dir():
+        return "not_sqlite", 0
+    header = walfile.PINNED.read(db, len(SQLITE_HEADER))
+    if header is None:
+        return "absent", 0
     try:
-        with open(db, "rb") as f:
-            header = f.read(len(SQLITE_HEADER))
-            size = os.fstat(f.fileno()).st_size
+        size = db.stat().st_size
     except FileNotFoundError:
         return "absent", 0
-    except IsADirectoryError:
-        return "not_sqlite", 0
     return ("sqlite" if header == SQLITE_HEADER else "not_sqlite"), size
 
 

@@ -19,6 +19,7 @@ from supervisor import token as tokens
 from supervisor.broker import BrokerAddress, CredentialsBroker
 from supervisor.budget import Budget
 from supervisor.config import Database, LitestreamConfig
+from supervisor.control import MAX_SOCKET_PATH, socket_config
 from supervisor.credentials import Credentials
 from supervisor.keeper import CredentialKeeper
 from supervisor.litestream import child_env
@@ -29,6 +30,7 @@ from supervisor.state import State
 from supervisor.stsquery import sts_endpoint
 
 log = get_logger("service")
+SOCKET_NAME = "litestream.sock"
 
 
 class CredentialService:
@@ -49,6 +51,7 @@ class CredentialService:
         self._stop_watch = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._workdir = Path(tempfile.mkdtemp(prefix="litestream-supervisor-"))
+        self._socket_dir: Path | None = None
         self._clients: dict[tuple[str, str], Any] = {}
         self._clients_lock = threading.Lock()
 
@@ -94,6 +97,11 @@ class CredentialService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.broker.close()
+        if self._socket_dir not in (None, self._workdir):
+            assert self._socket_dir is not None
+            (self._socket_dir / SOCKET_NAME).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self._socket_dir.rmdir()
         for path in sorted(self._workdir.glob("*"), reverse=True):
             path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
@@ -104,9 +112,28 @@ class CredentialService:
         return child_env(self.settings.environment, self.address.url, self.address.authorization,
                          self.settings.aws.ca_bundle)
 
-    def child_config(self) -> Path:
+    @property
+    def socket_path(self) -> Path:
+        """Litestream's control socket: in our private 0700 directory, never on the network (in a
+        second private directory where the first's path is too long for a Unix socket)."""
+        if self._socket_dir is None:
+            self._socket_dir = self._workdir
+            if len(str(self._workdir / SOCKET_NAME).encode()) > MAX_SOCKET_PATH:
+                for parent in ("/tmp", "/dev/shm", "/run"):
+                    with contextlib.suppress(OSError):
+                        self._socket_dir = Path(tempfile.mkdtemp(prefix="ls-", dir=parent))
+                        break
+        return self._socket_dir / SOCKET_NAME
+
+    def child_config(self, *, socket: bool = False) -> Path:
         assert self.config is not None
-        return lsconfig.write_child_config(lsconfig.child_document(self.config), self._workdir)
+        document = lsconfig.child_document(self.config)
+        if socket:
+            if document.get("socket"):
+                log.warning("litestream_socket_replaced", detail="litestream.yml's `socket:` is replaced: the "
+                            "supervisor drives Litestream through a control socket of its own")
+            document["socket"] = socket_config(self.socket_path)
+        return lsconfig.write_child_config(document, self._workdir)
 
     def s3(self, db: Database) -> Any:
         """An S3 client for the replica, with the current credentials (rebuilt when they change)."""

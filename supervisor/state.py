@@ -18,6 +18,19 @@ class DatabaseState:
     last_upload_at: float | None = None  # newest LTX seen in the replica
     probe_ok_at: float | None = None
     probe_error: str | None = None
+    # the database's own changes (its WAL index), whatever Litestream made of them
+    changes: int = 0  # write transactions seen
+    changed_at: float | None = None
+    unstaged_since: float | None = None  # oldest change seen that no local LTX file covers yet
+
+
+@dataclass
+class LitestreamError:
+    """One of Litestream's own error lines, as state (written by the child supervisor's relay)."""
+
+    kind: str  # disk_full | sync | other
+    message: str
+    at: float
 
 
 @dataclass
@@ -50,6 +63,9 @@ class State:
     child_pid: int | None = None
     child_restarts: int = 0
     child_started_at: float | None = None
+    litestream_errors: Counter[str] = field(default_factory=Counter)  # by kind
+    last_litestream_error: dict[str, LitestreamError] = field(default_factory=dict)  # by db ("" for none named)
+    db_replacements: int = 0  # Litestream restarted onto a database file replaced under it
     # written by the lag probe
     databases: dict[str, DatabaseState] = field(default_factory=dict)
     # written by each database's lease (empty with --lease off)

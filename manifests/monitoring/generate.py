@@ -61,7 +61,7 @@ def rules(short: bool = False) -> dict[str, Any]:
               "The replica of {{ $labels.db }} in {{ $labels.namespace }}/{{ $labels.pod }} cannot be listed",
               "S3 is unreachable, the bucket is gone, or the credentials were denied. `check` names which.", short),
         alert(t, "LitestreamNoUploadWhileChanging",
-              f"(changes({P}local_txid[{t['no_upload_while_changing_seconds']}s]) > 0) and on ({BY}, db) "
+              f"(increase({P}db_changes_total[{t['no_upload_while_changing_seconds']}s]) > 0) and on ({BY}, db) "
               f"(time() - {P}last_upload_timestamp_seconds > {t['no_upload_while_changing_seconds']})",
               "1m", "critical",
               "{{ $labels.db }} in {{ $labels.namespace }}/{{ $labels.pod }} changes but nothing was uploaded "

@@ -97,8 +97,9 @@ def test_s3_outage_grows_lag_keeps_liveness_and_catches_up(pod: Pod) -> None:
         assert status == 503 and "[-]lag failed" in body
         assert sup.metric("litestream_supervisor_replica_probe_ok", f'{{db="{pod.db()}"}}') == 0
         fwd.restore()
+        # a steady writer keeps a change or two in flight: caught up means within a sync interval
         sup.wait_for(lambda: sup.metric("litestream_supervisor_replication_lag_seconds",
-                                        f'{{db="{pod.db()}"}}') == 0, 60, "lag back to 0")
+                                        f'{{db="{pod.db()}"}}') < 2, 60, "lag back under 2 s")
         sup.wait_ready(30)
         committed = writer.stop()
         time.sleep(0.5)

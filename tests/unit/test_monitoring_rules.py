@@ -33,10 +33,12 @@ CASES: dict[str, dict[str, Any]] = {
         "quiet": [(f"litestream_supervisor_replica_probe_ok{{{DB}}}", "1 0 0 1x13")],
         "at": 10, "labels": {"db": "/data/app.db"}},
     "LitestreamNoUploadWhileChanging": {
-        # txid grows each minute, the newest upload stays at t=0
-        "fire": [(f"litestream_supervisor_local_txid{{{DB}}}", "1+1x30"),
+        # the database is written each minute (its WAL index), Litestream stages nothing (local txid
+        # flat: a full meta dir, issue 26) and the newest upload stays at t=0
+        "fire": [(f"litestream_supervisor_db_changes_total{{{DB}}}", "1+1x30"),
+                 (f"litestream_supervisor_local_txid{{{DB}}}", "5x30"),
                  (f"litestream_supervisor_last_upload_timestamp_seconds{{{DB}}}", "1x30")],
-        "quiet": [(f"litestream_supervisor_local_txid{{{DB}}}", "1+1x30"),
+        "quiet": [(f"litestream_supervisor_db_changes_total{{{DB}}}", "1+1x30"),
                   (f"litestream_supervisor_last_upload_timestamp_seconds{{{DB}}}", "0+60x30")],
         "at": 20, "labels": {"db": "/data/app.db"}},
     "LitestreamCredentialsInvalid": {
