@@ -154,7 +154,7 @@ def test_every_accepted_key_is_a_yaml_tag_in_the_litestream_binary() -> None:
     """The key sets are Litestream 0.5.17's own: each one appears as a struct tag in its binary."""
     from tests.bed.testbed import litestream_binary
     data = Path(litestream_binary()).read_bytes()
-    keys = config.TOP_KEYS | config.DB_KEYS | config.REPLICA_KEYS | frozenset().union(*config.NESTED_KEYS.values())
+    keys = frozenset().union(*config.SECTIONS.values())
     missing = sorted(k for k in keys if f'yaml:"{k}"'.encode() not in data)
     assert not missing
 
@@ -170,6 +170,35 @@ def test_keys_are_checked_per_section(tmp_path: Path, where: str, key: str) -> N
             "replica": f"dbs:\n  - path: /d/a.db\n    replica: {{bucket: b, path: p, {key}: x}}\n",
             "logging": f"logging: {{{key}: x}}\ndbs:\n{db}"}[where]
     with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
+        config.load(write(tmp_path, text), env={})
+
+
+def with_key(section: str, key: str, value: object) -> dict:
+    """A valid config with `key: value` added in `section` (a config.SECTIONS name)."""
+    replica: dict = {"bucket": "b", "path": "p"}
+    db: dict = {"path": "/d/a.db"}
+    if section.startswith("dbs[].replicas[]"):
+        db["replicas"] = [replica]
+    else:
+        db["replica"] = replica
+    doc = {"dbs": [db]}
+    {"": doc, "dbs[]": db, "dbs[].replica": replica, "dbs[].replicas[]": replica}[section][key] = value
+    return doc
+
+
+@pytest.mark.parametrize(("section", "key"), [(s, k) for s, keys in config.REFUSED.items() for k in keys])
+def test_keys_refused_on_purpose_say_why_and_an_empty_value_is_unset(section: str, key: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        config.resolve(with_key(section, key, "x"), Path("ls.yml"), env={})
+    message = str(e.value)
+    assert message.startswith("ls.yml: ") and key in message and "unknown key" not in message
+    # `access-key-id: $AWS_ACCESS_KEY_ID` with the variable unset: Litestream reads no key either
+    config.resolve(with_key(section, key, ""), Path("ls.yml"), env={})
+
+
+def test_dir_beside_path_is_refused_here_not_when_litestream_starts(tmp_path: Path) -> None:
+    text = "dbs:\n  - path: /d/a.db\n    dir: /d\n    replica: {bucket: b, path: p}\n"
+    with pytest.raises(ConfigError, match=r"dbs\[0\] uses 'dir'"):
         config.load(write(tmp_path, text), env={})
 
 
