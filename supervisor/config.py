@@ -27,12 +27,14 @@ from supervisor.errors import ConfigError
 from supervisor.expand import expand
 from supervisor.settings import Settings, url_problem
 
-# Key sets per section, from Litestream 0.5.17's config types (cmd/litestream/main.go:
-# ReplicaSettings, Config, DBConfig, ReplicaConfig; internal.LoggingConfig; SocketConfig).
+# Key sets per section: exactly the keys Litestream 0.5.17 reads there (its config types
+# ReplicaSettings, Config, DBConfig, ReplicaConfig, LoggingConfig, SocketConfig; the source mirrored
+# here is not 0.5.17, so tests/unit/test_config_litestream.py asks the binary, both ways).
 REPLICA_SETTINGS = frozenset({
     "sync-interval", "validation-interval", "max-sync-ltx-files", "auto-recover",
     "access-key-id", "secret-access-key", "region", "bucket", "endpoint", "force-path-style",
-    "sign-payload", "require-content-md5", "skip-verify", "storage-class", "part-size", "concurrency",
+    "sign-payload", "sign-accept-encoding", "require-content-md5", "skip-verify", "storage-class", "part-size",
+    "concurrency",
     "sse-customer-algorithm", "sse-customer-key", "sse-customer-key-path", "sse-kms-key-id",
     "account-name", "account-key", "sas-token",
     "host", "user", "password", "key-path", "concurrent-writes", "host-key",
