@@ -181,13 +181,14 @@ def _check_keys(node: Any, section: str, where: str, source: Path) -> None:
 
 
 def local_path(value: str, home: str | None) -> Path:
-    """Litestream's expand(): strip sqlite:// prefixes, `~/` is the home directory."""
+    """Litestream's expand(): strip sqlite:// prefixes, `~/` is the home directory, then Clean."""
     value = _SQLITE_PREFIX.sub("", value)
     if value == "~" or value.startswith("~/"):
         if not home:
             raise ConfigError(f"{value}: cannot expand '~' (no HOME)")
         value = home + value[1:]
-    return Path(os.path.normpath(value)) if value.startswith("/") else Path(value)
+    # filepath.Clean: unlike POSIX normpath (and pathlib), "//d/a.db" is "/d/a.db"
+    return Path(go_clean(value)) if value.startswith("/") else Path(value)
 
 
 def _safe_url(url: str) -> str:

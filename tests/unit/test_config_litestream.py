@@ -17,7 +17,9 @@ the same sets in all 14 places.
 
 from __future__ import annotations
 
+import json
 import os
+import pwd
 import re
 import subprocess
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 
 from supervisor import config
 
@@ -63,9 +66,7 @@ def probe(binary: str, directory: Path, section: str, candidates: list[str]) -> 
             path = directory / f"{section or 'top'}-{runs}.yml"
             runs += 1
             path.write_text(text)
-            # No AWS_* variables, no HOME: nothing but the file decides the answer.
-            run = subprocess.run([binary, "databases", "-no-expand-env", "-config", str(path)],
-                                 capture_output=True, text=True, timeout=30, env={"PATH": os.defpath})
+            run = load(binary, path)
             errors = {int(line): go_type for line, go_type in TYPE_ERROR.findall(run.stderr + run.stdout)}
             if not errors:
                 break
@@ -76,16 +77,28 @@ def probe(binary: str, directory: Path, section: str, candidates: list[str]) -> 
 
 
 @pytest.fixture(scope="module")
-def litestream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, str]]]:
-    """Per config.SECTIONS place, the keys Litestream 0.5.17 reads there."""
+def binary() -> str:
     from tests.bed.testbed import litestream_binary
     try:
-        binary = litestream_binary()
+        found = litestream_binary()
     except RuntimeError as e:
         pytest.fail(f"{e}; run `make deps`")  # never a skip: the point is to ask the real binary
-    version = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    version = subprocess.run([found, "version"], capture_output=True, text=True, timeout=30).stdout.strip()
     if version != "0.5.17":
-        pytest.fail(f"{binary} is Litestream {version!r}, the key sets are 0.5.17's: run `make deps`")
+        pytest.fail(f"{found} is Litestream {version!r}, the key sets are 0.5.17's: run `make deps`")
+    return found
+
+
+def load(binary: str, config_file: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`litestream databases`: loads and validates the config as every command does, no network."""
+    # No AWS_* variables: nothing but the file decides the answer.
+    return subprocess.run([binary, "databases", "-no-expand-env", "-config", str(config_file), *args],
+                          capture_output=True, text=True, timeout=30, env={"PATH": os.defpath, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def litestream(binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, str]]]:
+    """Per config.SECTIONS place, the keys Litestream 0.5.17 reads there."""
     tags = {m.decode() for m in re.findall(rb'yaml:"([a-z0-9-]+)"', Path(binary).read_bytes())}
     candidates = sorted(tags | set(NOT_KEYS))
     directory = tmp_path_factory.mktemp("keys")
@@ -124,3 +137,19 @@ def test_every_key_holding_a_section_of_its_own_is_checked_inside(litestream: di
 def test_the_probe_tells_typos_from_keys(litestream: dict[str, dict[str, str]]) -> None:
     assert not {s: sorted(k.keys() & set(NOT_KEYS)) for s, k in litestream.items() if k.keys() & set(NOT_KEYS)}
     assert litestream[""]["snapshot"].endswith("into main.SnapshotConfig")  # found past its own pass
+
+
+def test_database_paths_are_the_ones_litestream_lists(binary: str, tmp_path: Path) -> None:
+    """Our db path is Litestream's (sqlite:// cut, ~ expanded, Go's filepath.Clean), so the lease,
+    the lag probe and the duplicate check name the file Litestream opens."""
+    home = pwd.getpwuid(os.getuid()).pw_dir  # Litestream asks the user database, not $HOME
+    raw = ["/d/a.db", "//d/b.db", "/d//c.db/", "sqlite:///d/./x/../e.db", "sqlite3:///d/f.db", "~/g.db",
+           "///d/h.db"]
+    dbs = [{"path": p, "replica": {"type": "s3", "bucket": "b", "path": f"p{i}"}} for i, p in enumerate(raw)]
+    listed = tmp_path / "litestream.yml"
+    listed.write_text(yaml.safe_dump({"dbs": dbs}))
+    run = load(binary, listed, "-json", env={"HOME": home})
+    assert run.returncode == 0, run.stderr
+    theirs = [db["path"] for db in json.loads(run.stdout)]
+    ours = [str(db.path) for db in config.resolve({"dbs": dbs}, listed, {"HOME": home}).databases]
+    assert ours == theirs
