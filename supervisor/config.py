@@ -358,6 +358,7 @@ def resolve(document: Any, source: Path, env: Mapping[str, str], *, default_endp
     home = env.get("HOME")
     databases: list[Database] = []
     child_dbs: list[dict[str, Any]] = []
+    entry_of: dict[Path, int] = {}
     for i, db in enumerate(dbs):
         where = f"dbs[{i}]"
         if not isinstance(db, dict):
@@ -367,6 +368,12 @@ def resolve(document: Any, source: Path, env: Mapping[str, str], *, default_endp
         path = local_path(str(db["path"]), home)
         if not path.is_absolute():
             raise ConfigError(f"{source}: {where}.path {str(path)!r} must be absolute")
+        # Litestream 0.5.17 refuses this at load (the two would share one meta dir and race): refuse it
+        # here too, before restore or the lease act on a config Litestream will not run.
+        if path in entry_of:
+            raise ConfigError(f"{source}: dbs[{entry_of[path]}] and {where} both have path {path} (Litestream "
+                              "0.5.17 refuses a database listed twice; keep one entry)")
+        entry_of[path] = i
         meta = local_path(str(db["meta-path"]), home) if db.get("meta-path") else \
             path.parent / f".{path.name}-litestream"
         if not meta.is_absolute():

@@ -67,6 +67,19 @@ def test_bad_configs_name_the_problem(tmp_path: Path, text: str, expected: str) 
     assert expected in message and "\n" not in message and str(tmp_path) in message
 
 
+def test_one_database_listed_twice_is_refused_naming_both_entries(tmp_path: Path) -> None:
+    # Litestream 0.5.17 refuses this at load (`database config #2: duplicate path "/d/a.db"`, exit 1;
+    # tests/unit/test_config_litestream.py asks it): the two would share one meta dir and race.
+    text = "dbs:\n  - path: /d/a.db\n    replica: {bucket: b, path: p}\n" \
+           "  - path: /d/b.db\n    replica: {bucket: b, path: q}\n" \
+           "  - path: sqlite:///d//a.db/\n    replica: {bucket: b, path: r}\n"
+    with pytest.raises(ConfigError) as e:
+        config.load(write(tmp_path, text), env={})
+    message = str(e.value)
+    assert message.startswith(str(tmp_path)) and "\n" not in message
+    assert "dbs[0] and dbs[2]" in message and "/d/a.db" in message
+
+
 def test_missing_file_names_option(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--config"):
         config.load(tmp_path / "nope.yml", {})

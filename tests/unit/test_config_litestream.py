@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from supervisor import config
+from supervisor.errors import ConfigError
 
 TYPE_ERROR = re.compile(r"^  line (\d+): cannot unmarshal (.+)$", re.M)
 # A wrong type for every Go type there is: a mapping for scalars and lists, a string for structs.
@@ -139,17 +140,43 @@ def test_the_probe_tells_typos_from_keys(litestream: dict[str, dict[str, str]]) 
     assert litestream[""]["snapshot"].endswith("into main.SnapshotConfig")  # found past its own pass
 
 
+def entries(paths: list[str]) -> list[dict]:
+    """One `dbs` entry per path, each with a replica location of its own."""
+    return [{"path": p, "replica": {"type": "s3", "bucket": "b", "path": f"p{i}"}} for i, p in enumerate(paths)]
+
+
 def test_database_paths_are_the_ones_litestream_lists(binary: str, tmp_path: Path) -> None:
     """Our db path is Litestream's (sqlite:// cut, ~ expanded, Go's filepath.Clean), so the lease,
     the lag probe and the duplicate check name the file Litestream opens."""
     home = pwd.getpwuid(os.getuid()).pw_dir  # Litestream asks the user database, not $HOME
     raw = ["/d/a.db", "//d/b.db", "/d//c.db/", "sqlite:///d/./x/../e.db", "sqlite3:///d/f.db", "~/g.db",
            "///d/h.db"]
-    dbs = [{"path": p, "replica": {"type": "s3", "bucket": "b", "path": f"p{i}"}} for i, p in enumerate(raw)]
+    dbs = entries(raw)
     listed = tmp_path / "litestream.yml"
     listed.write_text(yaml.safe_dump({"dbs": dbs}))
     run = load(binary, listed, "-json", env={"HOME": home})
     assert run.returncode == 0, run.stderr
     theirs = [db["path"] for db in json.loads(run.stdout)]
     ours = [str(db.path) for db in config.resolve({"dbs": dbs}, listed, {"HOME": home}).databases]
+    assert ours == theirs
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("/d/a.db", "/d/a.db"), ("/d/a.db", "sqlite:///d//a.db/"), ("/d/a.db", "//d/./x/../a.db"),
+    ("/d/a.db", "/d/b.db"), ("/d/a.db", "/d/A.db"), ("/d/a.db", "/d/a.db-wal"),
+])
+def test_a_database_listed_twice_is_refused_exactly_when_litestream_refuses_it(
+        binary: str, tmp_path: Path, first: str, second: str) -> None:
+    dbs = entries([first, second])
+    source = tmp_path / "litestream.yml"
+    source.write_text(yaml.safe_dump({"dbs": dbs}))
+    run = load(binary, source)
+    theirs = "duplicate path" in run.stderr
+    assert run.returncode == (1 if theirs else 0), run.stderr
+    try:
+        config.resolve({"dbs": dbs}, source, {})
+        ours = False
+    except ConfigError as e:
+        assert "dbs[0] and dbs[1]" in str(e)
+        ours = True
     assert ours == theirs
