@@ -11,8 +11,8 @@ Candidates are the `yaml:"..."` struct tags in the binary (yaml.v2 would also re
 field by its lowercased name; 0.5.17's config structs tag every field), plus typos as a control.
 Several keys go in one file, one per line, and the keys a run reports are taken out and the rest
 run again until a load reports no type error: Litestream reads `snapshot` in a pass of its own
-first, whose error hides the others. Checked once against one key per file (2,730 loads, 28 s):
-the same sets in all 14 places.
+first, whose error hides the others. Checked once against one key per file (every candidate in
+every place, 28 s): the same sets in all 14 places, and none in a place that does not exist.
 """
 
 from __future__ import annotations
