@@ -27,12 +27,14 @@ from supervisor.errors import ConfigError
 from supervisor.expand import expand
 from supervisor.settings import Settings, url_problem
 
-# Key sets per section, from Litestream 0.5.17's config types (cmd/litestream/main.go:
-# ReplicaSettings, Config, DBConfig, ReplicaConfig; internal.LoggingConfig; SocketConfig).
+# Key sets per section: exactly the keys Litestream 0.5.17 reads there (its config types
+# ReplicaSettings, Config, DBConfig, ReplicaConfig, LoggingConfig, SocketConfig; the source mirrored
+# here is not 0.5.17, so tests/unit/test_config_litestream.py asks the binary, both ways).
 REPLICA_SETTINGS = frozenset({
     "sync-interval", "validation-interval", "max-sync-ltx-files", "auto-recover",
     "access-key-id", "secret-access-key", "region", "bucket", "endpoint", "force-path-style",
-    "sign-payload", "require-content-md5", "skip-verify", "storage-class", "part-size", "concurrency",
+    "sign-payload", "sign-accept-encoding", "require-content-md5", "skip-verify", "storage-class", "part-size",
+    "concurrency",
     "sse-customer-algorithm", "sse-customer-key", "sse-customer-key-path", "sse-kms-key-id",
     "account-name", "account-key", "sas-token",
     "host", "user", "password", "key-path", "concurrent-writes", "host-key",
@@ -51,16 +53,46 @@ DB_KEYS = frozenset({
     "restore-if-db-not-exists", "replica", "replicas",
 })
 REPLICA_KEYS = REPLICA_SETTINGS | {"type", "name", "path", "url"}
-NESTED_KEYS = {
+SNAPSHOT_KEYS = frozenset({"interval", "retention"})
+AGE_KEYS = frozenset({"identities", "recipients"})
+# Each section named by where it sits ("" is the top level, "[]" an item of a list), so the same
+# name (`snapshot`, `age`, `path`) means what Litestream makes of it in that place, and a test can
+# put a probe in each place and ask the binary (tests/unit/test_config_litestream.py).
+SECTIONS: dict[str, frozenset[str]] = {
+    "": TOP_KEYS,
     "socket": frozenset({"enabled", "path", "permissions"}),
-    "levels": frozenset({"interval"}),
-    "snapshot": frozenset({"interval", "retention"}),
+    "levels[]": frozenset({"interval"}),
+    "snapshot": SNAPSHOT_KEYS,
     "validation": frozenset({"interval"}),
     "retention": frozenset({"enabled"}),
     "logging": frozenset({"level", "type", "stderr", "source"}),
-    "age": frozenset({"identities", "recipients"}),
+    "age": AGE_KEYS,
+    "dbs[]": DB_KEYS,
+    "dbs[].snapshot": SNAPSHOT_KEYS,
+    "dbs[].replica": REPLICA_KEYS,
+    "dbs[].replica.age": AGE_KEYS,
+    "dbs[].replicas[]": REPLICA_KEYS,
+    "dbs[].replicas[].age": AGE_KEYS,
 }
-STATIC_KEYS = ("access-key-id", "secret-access-key")
+_STATIC = "{where} sets {key}; remove static keys, the supervisor supplies short-lived credentials"
+# Keys Litestream reads that we refuse on purpose once they hold a value, each with its reason. They
+# stay in SECTIONS so that the refusal, not "unknown key", names them; an empty value passes because
+# Litestream treats it as unset too (a seed config's `access-key-id: $AWS_ACCESS_KEY_ID`, say).
+REFUSED: dict[str, dict[str, str]] = {
+    "": {
+        "access-key-id": "top-level {key} is set; remove static keys, the supervisor supplies short-lived "
+                         "credentials",
+        "secret-access-key": "top-level {key} is set; remove static keys, the supervisor supplies short-lived "
+                             "credentials",
+        "exec": "top-level 'exec' is not supported here; use `litestream-supervisor replicate --exec CMD`",
+    },
+    "dbs[]": {
+        "dir": "{where} uses 'dir' (directory replication); list each database by 'path'",
+        "meta-dir": "{where}.meta-dir only applies to directory replication; use meta-path",
+    },
+    "dbs[].replica": {"access-key-id": _STATIC, "secret-access-key": _STATIC},
+    "dbs[].replicas[]": {"access-key-id": _STATIC, "secret-access-key": _STATIC},
+}
 # Litestream serves these without authentication: never beyond loopback.
 LOOPBACK_KEYS = ("addr", "mcp-addr")
 # url query parameters Litestream reads for s3 replicas, and the config key each one stands for.
@@ -129,28 +161,34 @@ class LitestreamConfig:
         raise ConfigError(f"--db: {path} is not in {self.source} (it lists: {known})")
 
 
-def _check_keys(node: Any, allowed: frozenset[str], where: str, source: Path) -> None:
+def _check_keys(node: Any, section: str, where: str, source: Path) -> None:
+    """Every key in `node` and below is one Litestream reads in that place, and none is refused."""
     if not isinstance(node, dict):
-        return
+        return  # a wrong type is refused further on, or by Litestream's own load
+    refused = REFUSED.get(section, {})
     for key, value in node.items():
-        if key not in allowed:
-            raise ConfigError(f"{source}: unknown key {key!r} in {where} (Litestream 0.5.17 would silently "
-                              "ignore it; check the spelling)")
-        nested = NESTED_KEYS.get(key)
-        if nested is None:
-            continue
-        for item in value if isinstance(value, list) else [value]:
-            _check_keys(item, nested, f"{where}.{key}", source)
+        if key not in SECTIONS[section]:
+            raise ConfigError(f"{source}: unknown key {key!r} in {where or 'the top level'} (Litestream 0.5.17 "
+                              "would silently ignore it; check the spelling)")
+        if value and key in refused:
+            raise ConfigError(f"{source}: " + refused[key].format(where=where, key=key))
+        child, child_where = (f"{section}.{key}", f"{where}.{key}") if section else (key, key)
+        if child in SECTIONS:
+            _check_keys(value, child, child_where, source)
+        elif f"{child}[]" in SECTIONS and isinstance(value, list):
+            for i, item in enumerate(value):
+                _check_keys(item, f"{child}[]", f"{child_where}[{i}]", source)
 
 
 def local_path(value: str, home: str | None) -> Path:
-    """Litestream's expand(): strip sqlite:// prefixes, `~/` is the home directory."""
+    """Litestream's expand(): strip sqlite:// prefixes, `~/` is the home directory, then Clean."""
     value = _SQLITE_PREFIX.sub("", value)
     if value == "~" or value.startswith("~/"):
         if not home:
             raise ConfigError(f"{value}: cannot expand '~' (no HOME)")
         value = home + value[1:]
-    return Path(os.path.normpath(value)) if value.startswith("/") else Path(value)
+    # filepath.Clean: unlike POSIX normpath (and pathlib), "//d/a.db" is "/d/a.db"
+    return Path(go_clean(value)) if value.startswith("/") else Path(value)
 
 
 def _safe_url(url: str) -> str:
@@ -205,17 +243,12 @@ def _replica_spec(db: dict[str, Any], where: str, source: Path) -> dict[str, Any
         where_spec = f"{where}.replica"
     if not isinstance(spec, dict):
         raise ConfigError(f"{source}: {where_spec} must be a mapping")
-    _check_keys(spec, REPLICA_KEYS, where_spec, source)
     return spec
 
 
 def _resolve_replica(spec: dict[str, Any], where: str, source: Path, default_endpoint: str | None,
                      default_region: str) -> tuple[Replica, dict[str, Any]]:
     """The replica Litestream will use, and the equivalent explicit spec for the child (no url)."""
-    for key in STATIC_KEYS:
-        if spec.get(key):
-            raise ConfigError(f"{source}: {where} sets {key}; remove static keys, the supervisor supplies "
-                              "short-lived credentials")
     child = {k: v for k, v in spec.items() if k != "url"}
     url = spec.get("url")
     rtype = spec.get("type") or ("s3" if not url else urlsplit(str(url)).scheme)
@@ -318,34 +351,29 @@ def resolve(document: Any, source: Path, env: Mapping[str, str], *, default_endp
     """Validate and resolve a parsed (already expanded) Litestream config document."""
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: expected a mapping with a 'dbs' list")
-    _check_keys(document, TOP_KEYS, "the top level", source)
-    for key in STATIC_KEYS:
-        if document.get(key):
-            raise ConfigError(f"{source}: top-level {key} is set; remove static keys, the "
-                              "supervisor supplies short-lived credentials")
-    if document.get("exec"):
-        raise ConfigError(f"{source}: top-level 'exec' is not supported here; use "
-                          "`litestream-supervisor replicate --exec CMD`")
+    _check_keys(document, "", "", source)
     dbs = document.get("dbs")
     if not isinstance(dbs, list) or not dbs:
         raise ConfigError(f"{source}: 'dbs' must list at least one database")
     home = env.get("HOME")
     databases: list[Database] = []
     child_dbs: list[dict[str, Any]] = []
+    entry_of: dict[Path, int] = {}
     for i, db in enumerate(dbs):
         where = f"dbs[{i}]"
         if not isinstance(db, dict):
             raise ConfigError(f"{source}: {where} must be a mapping with 'path' and 'replica'")
-        _check_keys(db, DB_KEYS, where, source)
         if not db.get("path"):
-            if db.get("dir"):
-                raise ConfigError(f"{source}: {where} uses 'dir' (directory replication); list each database by 'path'")
             raise ConfigError(f"{source}: {where} has no 'path' (the SQLite file to replicate)")
         path = local_path(str(db["path"]), home)
         if not path.is_absolute():
             raise ConfigError(f"{source}: {where}.path {str(path)!r} must be absolute")
-        if db.get("meta-dir"):
-            raise ConfigError(f"{source}: {where}.meta-dir only applies to directory replication; use meta-path")
+        # Litestream 0.5.17 refuses this at load (the two would share one meta dir and race): refuse it
+        # here too, before restore or the lease act on a config Litestream will not run.
+        if path in entry_of:
+            raise ConfigError(f"{source}: dbs[{entry_of[path]}] and {where} both have path {path} (Litestream "
+                              "0.5.17 refuses a database listed twice; keep one entry)")
+        entry_of[path] = i
         meta = local_path(str(db["meta-path"]), home) if db.get("meta-path") else \
             path.parent / f".{path.name}-litestream"
         if not meta.is_absolute():
