@@ -7,7 +7,9 @@ Rules (each one is a bug some injector shipped):
   own init containers (a migration must see the restored database);
 - the db volume is added only when no volume is mounted at the db's directory;
 - the injected containers run with the uid the app writes with; names are `litestream-*`;
-- a status annotation records the injection: a second admission adds nothing.
+- a status annotation records the injection: a second admission adds nothing;
+- the workload (which names the default replica path and the lease) is set exactly, from the
+  pod's owner (supervisor/owner.py), never left to a pod name that may hold a random suffix.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
+from supervisor import owner
+
 PREFIX = "litestream-supervisor.io/"
 INJECT_LABEL = PREFIX + "inject"
 STATUS = PREFIX + "status"
+WORKLOAD = PREFIX + "workload"
 REPLICATED_LABEL = PREFIX + "replicated"
 MESH_FIRST = ("istio-init", "istio-validation", "linkerd-init", "istio-proxy", "linkerd-proxy")
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
@@ -114,7 +119,7 @@ def _app_user(pod_spec: Mapping[str, Any]) -> dict[str, int]:
     return {}
 
 
-def _env(d: Defaults, db: str, replica_path: str | None) -> list[dict[str, Any]]:
+def _env(d: Defaults, db: str, replica_path: str | None, workload: str | None) -> list[dict[str, Any]]:
     def field_ref(path: str) -> dict[str, Any]:
         return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
 
@@ -139,10 +144,12 @@ def _env(d: Defaults, db: str, replica_path: str | None) -> list[dict[str, Any]]
             {"name": "POD_UID", **field_ref("metadata.uid")},
             {"name": "POD_SERVICE_ACCOUNT", **field_ref("spec.serviceAccountName")},
             {"name": "POD_TEMPLATE_HASH", **field_ref("metadata.labels['pod-template-hash']")}]
+    if workload:  # after POD_NAME: a StatefulSet template's is $(POD_NAME), expanded by the kubelet
+        env.append({"name": "LITESTREAM_SUPERVISOR_WORKLOAD", "value": workload})
     return env
 
 
-def containers(d: Defaults, db: str, data: tuple[str, str], replica_path: str | None,
+def containers(d: Defaults, db: str, data: tuple[str, str], replica_path: str | None, workload: str | None,
                user: Mapping[str, int]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The restore init container and the replicate sidecar, as the Component defines them."""
     mounts = [{"name": data[0], "mountPath": DATA_DIR},
@@ -151,7 +158,7 @@ def containers(d: Defaults, db: str, data: tuple[str, str], replica_path: str | 
     security = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
                 "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}, **user}
     resources = {"requests": {"cpu": d.cpu_request, "memory": d.memory_request}, "limits": {"memory": d.memory_limit}}
-    env = _env(d, db, replica_path)
+    env = _env(d, db, replica_path, workload)
     restore = {"name": "litestream-restore", "image": d.image, "args": ["restore"], "env": env,
                "volumeMounts": mounts, "securityContext": security, "resources": resources}
     sidecar: dict[str, Any] = {
@@ -180,16 +187,25 @@ def volumes(d: Defaults) -> list[dict[str, Any]]:
                 "path": "token", "audience": d.audience, "expirationSeconds": d.token_expiration_seconds}}]}}]
 
 
-def _owner_kind(pod: Mapping[str, Any]) -> str | None:
-    for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return str(ref.get("kind"))
-    return None
+def workload_of(meta: Mapping[str, Any], template_workload: str | None) -> owner.Owner:
+    """The annotation, else what `inject -f` knows of a template's workload, else the pod's owner."""
+    annotations = meta.get("annotations") or {}
+    explicit = annotations.get(WORKLOAD)
+    if explicit is not None:
+        if not owner.OBJECT_NAME.fullmatch(explicit):
+            raise Refused(f"annotation {WORKLOAD}: expected a Kubernetes object name (lowercase letters, digits, "
+                          f"'-' and '.'), got {explicit!r}")
+        return owner.Owner(explicit, f"annotation {WORKLOAD}")
+    if template_workload:
+        return owner.Owner(template_workload, "the workload's name")
+    return owner.of_pod(meta)
 
 
-def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = None) -> Injection:
+def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = None,
+           template_workload: str | None = None) -> Injection:
     """The patch for one pod (or pod template: metadata + spec); empty when already injected or not
-    opted in. Refused (with an actionable message) when it opted in but cannot be done safely."""
+    opted in. Refused (with an actionable message) when it opted in but cannot be done safely.
+    template_workload: `inject -f` on a workload's template (its name, or $(POD_NAME))."""
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
@@ -209,9 +225,15 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
     if not d.bucket:
         raise Refused(f"no bucket: set annotation {PREFIX}bucket or the webhook's --bucket")
     replica_path = annotations.get(PREFIX + "replica-path")
+    workload = workload_of(meta, template_workload)
+    if workload.workload is None and not replica_path:
+        raise Refused(f"cannot tell this pod's workload exactly ({workload.how}): set annotation {WORKLOAD} to the "
+                      f"name its replacements share (it names the default replica path and the lease), or "
+                      f"{PREFIX}replica-path")
     name = meta.get("name") or ""
-    if replica_path and _owner_kind(pod) == "StatefulSet" and name.rsplit("-", 1)[-1].isdigit() \
-            and int(name.rsplit("-", 1)[-1]) >= 1:
+    ordinal = name.rsplit("-", 1)[-1]
+    if replica_path and (owner.controller(meta) or {}).get("kind") == "StatefulSet" and ordinal.isdigit() \
+            and int(ordinal) >= 1:
         raise Refused(f"StatefulSet pod {name} (ordinal >= 1) with a fixed {PREFIX}replica-path: every replica would "
                       "write the same replica; drop the annotation (each pod then gets its own prefix) or scale to 1")
     spec = pod.get("spec") or {}
@@ -234,7 +256,7 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
             else:
                 patch.append({"op": "add", "path": f"/spec/containers/{i}/volumeMounts/-", "value": mount})
     inside = posixpath.join(DATA_DIR, posixpath.relpath(db, data[1]))  # the db as our containers see it
-    restore, sidecar = containers(d, inside, data, replica_path, _app_user(spec))
+    restore, sidecar = containers(d, inside, data, replica_path, workload.workload, _app_user(spec))
     init = spec.get("initContainers")
     ours = [restore, sidecar] if d.sidecar == "native" else [restore]
     if init is None:
@@ -249,7 +271,7 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
     else:
         patch += [{"op": "add", "path": "/spec/volumes/-", "value": v} for v in added_volumes]
     summary = {"containers": [c["name"] for c in (restore, sidecar)], "volumes": [v["name"] for v in added_volumes],
-               "db": db, "data_volume": data[0], "sidecar": d.sidecar}
+               "db": db, "data_volume": data[0], "sidecar": d.sidecar, "workload": workload.workload}
     # the same pod label the Component adds (what the optional NetworkPolicy selects on)
     patch.append({"op": "add", "path": f"/metadata/labels/{_escape(REPLICATED_LABEL)}", "value": "true"})
     status = json.dumps(summary, sort_keys=True, separators=(",", ":"))
@@ -262,8 +284,10 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
     return Injection(patch, summary)
 
 
-TEMPLATE_KINDS = {"Deployment": ("spec", "template"), "StatefulSet": ("spec", "template"),
-                  "ReplicaSet": ("spec", "template")}
+# Kinds whose pod template `inject -f` patches, and the workload their pods share: the object's own
+# final name, or for a StatefulSet each pod's own ($(POD_NAME), expanded by the kubelet from the
+# POD_NAME defined before it).
+TEMPLATE_KINDS = {"Deployment": "name", "ReplicaSet": "name", "Rollout": "name", "StatefulSet": "$(POD_NAME)"}
 PASSED_KINDS = {"Job": "a Job's pods run to completion and would each restore and replicate one database",
                 "CronJob": "a CronJob's pods run to completion and would each restore and replicate one database",
                 "DaemonSet": "one pod per node would be one writer per node on one replica"}
@@ -285,7 +309,9 @@ def inject_documents(docs: list[Any], defaults: Defaults) -> tuple[list[Any], li
             doc = jsonpatch.apply_patch(doc, injection.patch) if injection.patch else doc
         elif kind in TEMPLATE_KINDS:
             template = doc.get("spec", {}).get("template") or {}
-            injection = inject(template, defaults, namespace)
+            workload = TEMPLATE_KINDS[kind] if TEMPLATE_KINDS[kind] != "name" else \
+                (doc.get("metadata") or {}).get("name")
+            injection = inject(template, defaults, namespace, template_workload=workload)
             if injection.patch:
                 doc = {**doc, "spec": {**doc["spec"], "template": jsonpatch.apply_patch(template, injection.patch)}}
                 if kind == "Deployment" and (doc["spec"].get("strategy") or {}).get("type") != "Recreate":

@@ -146,8 +146,11 @@ def pods(draw: Any) -> dict[str, Any]:
     db_dir = draw(st.sampled_from([f"/mnt/{v}" for v in volume_names] + ["/data", "/var/lib/app"]))
     meta: dict[str, Any] = {"labels": {"litestream-supervisor.io/inject": "true"},
                             "annotations": {"litestream-supervisor.io/db": f"{db_dir}/app.db"}}
-    if draw(st.booleans()):
-        meta["generateName"] = "app-"
+    if draw(st.booleans()):  # a Deployment's pod: the workload comes from its owner
+        meta["generateName"] = "app-7d4b9c8f6d-"
+        meta["labels"]["pod-template-hash"] = "7d4b9c8f6d"
+        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-7d4b9c8f6d",
+                                    "uid": "u", "controller": True}]
     else:
         meta["name"] = "app"
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
@@ -198,7 +201,7 @@ def test_parity_with_the_component() -> None:
                         bucket=settings_cm["LITESTREAM_SUPERVISOR_BUCKET"],
                         endpoint=settings_cm["AWS_ENDPOINT_URL_S3"], role_arn=settings_cm["AWS_ROLE_ARN"],
                         region=settings_cm["AWS_REGION"])
-    injected = jsonpatch.apply_patch(template, inject(template, defaults, "wiki").patch)
+    injected = jsonpatch.apply_patch(template, inject(template, defaults, "wiki", template_workload="wiki").patch)
     rendered = deployment["spec"]["template"]
 
     def ours(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
