@@ -5,7 +5,10 @@ Rules (each one is a bug some injector shipped):
   is how injectors stripped `restartPolicy: Always` and `startupProbe` from users' containers);
 - the restore and the native sidecar go after mesh init containers and proxies, before the app's
   own init containers (a migration must see the restored database);
-- the db volume is added only when no volume is mounted at the db's directory;
+- the db volume is added only when no volume (subPath mounts included) is mounted at or above the
+  db's directory (supervisor/podchecks.py);
+- a pod our containers could not run in is refused: uid 0, a mesh capturing their traffic
+  (supervisor/mesh.py); soft risks come back as warnings;
 - the injected containers run with the uid the app writes with; names are `litestream-*`;
 - a status annotation records the injection: a second admission adds nothing;
 - the workload (which names the default replica path and the lease) is set exactly, from the
@@ -19,24 +22,23 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
-from supervisor import owner
+from supervisor import mesh, owner, podchecks
+from supervisor.podchecks import DataMount, Refused
 
 PREFIX = "litestream-supervisor.io/"
 INJECT_LABEL = PREFIX + "inject"
 STATUS = PREFIX + "status"
 WORKLOAD = PREFIX + "workload"
 REPLICATED_LABEL = PREFIX + "replicated"
-MESH_FIRST = ("istio-init", "istio-validation", "linkerd-init", "istio-proxy", "linkerd-proxy")
+MESH_FIRST = mesh.MESH_CONTAINERS  # ours go after these init containers, and they are not the app
+HEALTH_PORT = 9091
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 TOKEN_DIR = "/var/run/secrets/litestream"  # noqa: S105 (a path, not a secret)
 # Where the injected containers mount the volume holding the db, as the Component does: the same
 # files and locks as the app sees, whatever path the app mounts the volume at.
 DATA_DIR = "/var/lib/litestream/data"
-
-
-class Refused(Exception):
-    """The pod opted in but cannot be injected safely; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -87,36 +89,11 @@ class Defaults:
 class Injection:
     patch: list[dict[str, Any]]
     summary: dict[str, Any]  # what was added, for the status annotation, logs and `inject`
+    warnings: list[str] = field(default_factory=list)  # soft rules broken (admission `warnings`)
 
 
 def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
-
-
-def _data_mount(pod_spec: Mapping[str, Any], db_dir: str) -> tuple[str, str] | None:
-    """(volume name, mount path) of the app's volume holding db_dir: the deepest mount above it."""
-    best: tuple[str, str] | None = None
-    for c in pod_spec.get("containers", []) + pod_spec.get("initContainers", []):
-        for m in c.get("volumeMounts", []):
-            path = m.get("mountPath", "").rstrip("/") or "/"
-            if m.get("subPath") or m.get("subPathExpr"):
-                continue
-            if (db_dir == path or db_dir.startswith(path + "/")) and (best is None or len(path) > len(best[1])):
-                best = (m["name"], path)
-    return best
-
-
-def _app_user(pod_spec: Mapping[str, Any]) -> dict[str, int]:
-    """The uid/gid the app writes with: the pod's, else the first app container's."""
-    pod_sc = pod_spec.get("securityContext") or {}
-    if "runAsUser" in pod_sc:
-        return {}  # inherited by our containers from the pod
-    for c in pod_spec.get("containers", []):
-        if c.get("name") in MESH_FIRST:
-            continue
-        sc = c.get("securityContext") or {}
-        return {k: sc[k] for k in ("runAsUser", "runAsGroup") if k in sc}
-    return {}
 
 
 def _env(d: Defaults, db: str, replica_path: str | None, workload: str | None) -> list[dict[str, Any]]:
@@ -149,10 +126,13 @@ def _env(d: Defaults, db: str, replica_path: str | None, workload: str | None) -
     return env
 
 
-def containers(d: Defaults, db: str, data: tuple[str, str], replica_path: str | None, workload: str | None,
+def containers(d: Defaults, db: str, data: DataMount, replica_path: str | None, workload: str | None,
                user: Mapping[str, int]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The restore init container and the replicate sidecar, as the Component defines them."""
-    mounts = [{"name": data[0], "mountPath": DATA_DIR},
+    data_mount: dict[str, Any] = {"name": data.volume, "mountPath": DATA_DIR}
+    if data.sub_path:
+        data_mount["subPath"] = data.sub_path
+    mounts = [data_mount,
               {"name": "litestream-token", "mountPath": TOKEN_DIR, "readOnly": True},
               {"name": "litestream-tmp", "mountPath": "/tmp"}]
     security = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
@@ -163,8 +143,9 @@ def containers(d: Defaults, db: str, data: tuple[str, str], replica_path: str | 
                "volumeMounts": mounts, "securityContext": security, "resources": resources}
     sidecar: dict[str, Any] = {
         "name": "litestream", "image": d.image,
-        "args": ["replicate", "--health-addr", "0.0.0.0:9091", "--shutdown-timeout", str(d.shutdown_timeout_seconds)],
-        "env": env, "ports": [{"name": "litestream-http", "containerPort": 9091}],
+        "args": ["replicate", "--health-addr", f"0.0.0.0:{HEALTH_PORT}",
+                 "--shutdown-timeout", str(d.shutdown_timeout_seconds)],
+        "env": env, "ports": [{"name": "litestream-http", "containerPort": HEALTH_PORT}],
         "livenessProbe": {"httpGet": {"path": "/livez", "port": "litestream-http"}, "periodSeconds": 10,
                           "failureThreshold": 3},
         "readinessProbe": {"httpGet": {"path": "/readyz?exclude=credentials&exclude=lease&exclude=litestream",
@@ -185,6 +166,17 @@ def volumes(d: Defaults) -> list[dict[str, Any]]:
     return [{"name": "litestream-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
             {"name": "litestream-token", "projected": {"sources": [{"serviceAccountToken": {
                 "path": "token", "audience": d.audience, "expirationSeconds": d.token_expiration_seconds}}]}}]
+
+
+def endpoint_ports(d: Defaults) -> set[int]:
+    """The ports our containers reach STS and S3 on (one endpoint; AWS's HTTPS when none is set)."""
+    if not d.endpoint:
+        return {443}
+    try:
+        parts = urlsplit(d.endpoint)
+        return {parts.port or (80 if parts.scheme == "http" else 443)}
+    except ValueError:
+        raise Refused(f"endpoint {d.endpoint!r}: not a URL with a valid port") from None
 
 
 def workload_of(meta: Mapping[str, Any], template_workload: str | None) -> owner.Owner:
@@ -240,12 +232,15 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
     for c in spec.get("initContainers", []) + spec.get("containers", []):
         if c.get("name", "").startswith("litestream"):
             raise Refused(f"container {c['name']!r} already exists: names starting with 'litestream' are reserved")
+    refusals = [p for p in [podchecks.root_problem(spec)] if p] + mesh.problems(pod, endpoint_ports(d), HEALTH_PORT)
+    if refusals:
+        raise Refused("; ".join(refusals))
     patch: list[dict[str, Any]] = []
     db_dir = posixpath.dirname(db)
-    data = _data_mount(spec, db_dir)
+    data = podchecks.data_mount(spec, db)
     added_volumes = volumes(d)
     if data is None:
-        data = ("litestream-data", db_dir)
+        data = DataMount("litestream-data", db_dir)
         added_volumes.append({"name": "litestream-data", "emptyDir": {}})
         for i, c in enumerate(spec.get("containers", [])):
             if c.get("name") in MESH_FIRST:
@@ -255,8 +250,8 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
                 patch.append({"op": "add", "path": f"/spec/containers/{i}/volumeMounts", "value": [mount]})
             else:
                 patch.append({"op": "add", "path": f"/spec/containers/{i}/volumeMounts/-", "value": mount})
-    inside = posixpath.join(DATA_DIR, posixpath.relpath(db, data[1]))  # the db as our containers see it
-    restore, sidecar = containers(d, inside, data, replica_path, workload.workload, _app_user(spec))
+    inside = posixpath.join(DATA_DIR, posixpath.relpath(db, data.path))  # the db as our containers see it
+    restore, sidecar = containers(d, inside, data, replica_path, workload.workload, podchecks.app_user(spec))
     init = spec.get("initContainers")
     ours = [restore, sidecar] if d.sidecar == "native" else [restore]
     if init is None:
@@ -271,7 +266,7 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
     else:
         patch += [{"op": "add", "path": "/spec/volumes/-", "value": v} for v in added_volumes]
     summary = {"containers": [c["name"] for c in (restore, sidecar)], "volumes": [v["name"] for v in added_volumes],
-               "db": db, "data_volume": data[0], "sidecar": d.sidecar, "workload": workload.workload}
+               "db": db, "data_volume": data.volume, "sidecar": d.sidecar, "workload": workload.workload}
     # the same pod label the Component adds (what the optional NetworkPolicy selects on)
     patch.append({"op": "add", "path": f"/metadata/labels/{_escape(REPLICATED_LABEL)}", "value": "true"})
     status = json.dumps(summary, sort_keys=True, separators=(",", ":"))
@@ -281,7 +276,7 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
         patch.append({"op": "add", "path": "/metadata/annotations", "value": {STATUS: status}})
     else:
         patch.append({"op": "add", "path": f"/metadata/annotations/{_escape(STATUS)}", "value": status})
-    return Injection(patch, summary)
+    return Injection(patch, summary, podchecks.warnings(spec, d.shutdown_timeout_seconds))
 
 
 # Kinds whose pod template `inject -f` patches, and the workload their pods share: the object's own
@@ -314,9 +309,7 @@ def inject_documents(docs: list[Any], defaults: Defaults) -> tuple[list[Any], li
             injection = inject(template, defaults, namespace, template_workload=workload)
             if injection.patch:
                 doc = {**doc, "spec": {**doc["spec"], "template": jsonpatch.apply_patch(template, injection.patch)}}
-                if kind == "Deployment" and (doc["spec"].get("strategy") or {}).get("type") != "Recreate":
-                    notes.append(f"{kind}/{name}: strategy is not Recreate: a rollout runs two pods on one replica "
-                                 "(the lease makes the new one wait for the old one's final upload)")
+                notes += [f"{kind}/{name}: warning: {w}" for w in workload_warnings(kind, doc["spec"])]
         elif kind in PASSED_KINDS:
             template = (doc.get("spec") or {}).get("template") or \
                 ((doc.get("spec") or {}).get("jobTemplate") or {}).get("spec", {}).get("template") or {}
@@ -331,5 +324,20 @@ def inject_documents(docs: list[Any], defaults: Defaults) -> tuple[list[Any], li
             notes.append(f"{kind}/{name}: added {', '.join(injection.summary['containers'])}; volumes "
                          f"{', '.join(injection.summary['volumes'])}; db {injection.summary['db']} on volume "
                          f"{injection.summary['data_volume']}")
+            notes += [f"{kind}/{name}: warning: {w}" for w in injection.warnings]
         out.append(doc)
     return out, notes
+
+
+def workload_warnings(kind: str, spec: Mapping[str, Any]) -> list[str]:
+    """Soft rules only a workload shows (a pod at admission does not: the ValidatingAdmissionPolicy
+    checks them where workloads are written)."""
+    out = []
+    replicas = spec.get("replicas", 1)
+    if replicas > 1:
+        out.append(f"replicas {replicas} > 1: " + ("each pod replicates a database of its own" if kind == "StatefulSet"
+                                                  else "one writer at a time: the others wait for the lease"))
+    if kind == "Deployment" and (spec.get("strategy") or {}).get("type") != "Recreate":
+        out.append("strategy is not Recreate: a rollout runs two pods on one replica (the lease makes the new one "
+                   "wait for the old one's final upload)")
+    return out

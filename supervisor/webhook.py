@@ -110,6 +110,8 @@ class Webhook:
                     answer["patchType"] = "JSONPatch"
                     answer["patch"] = base64.b64encode(json.dumps(injection.patch).encode()).decode()
                     result = "injected"
+                if injection.warnings:  # shown to whoever created the pod (a controller: nobody; see README)
+                    answer["warnings"] = [f"litestream-supervisor: {w}" for w in injection.warnings]
         self.requests.labels(result).inc()
         return {"apiVersion": body.get("apiVersion", "admission.k8s.io/v1"),
                 "kind": body.get("kind", "AdmissionReview"), "response": answer}

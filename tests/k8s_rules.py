@@ -48,6 +48,17 @@ def pod_problems(pod: dict[str, Any], configmaps: dict[str, dict[str, Any]],
                 problems.append(f"{where}: {probe} on an init container that is not a native sidecar")
         if is_init and not sidecar and "lifecycle" in c:
             problems.append(f"{where}: lifecycle on an init container that is not a native sidecar")
+        # API server (ValidateVolumeMounts): subPath and subPathExpr exclude each other; a relative path
+        # without '..'. Kubelet: runAsNonRoot with uid 0 is refused when the container starts.
+        for m in c.get("volumeMounts", []):
+            sub = m.get("subPath") or ""
+            if sub and m.get("subPathExpr"):
+                problems.append(f"{where}: mount {m['mountPath']!r} has both subPath and subPathExpr")
+            if sub.startswith("/") or ".." in sub.split("/"):
+                problems.append(f"{where}: mount {m['mountPath']!r} subPath {sub!r} is not a relative path inside")
+        pod_sc, sc = pod.get("securityContext") or {}, c.get("securityContext") or {}
+        if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) and sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+            problems.append(f"{where}: runAsNonRoot with runAsUser 0 (the kubelet refuses to start it)")
         paths = [m["mountPath"] for m in c.get("volumeMounts", [])]
         problems += [f"{where}: mountPath {p!r} twice" for p in sorted({p for p in paths if paths.count(p) > 1})]
         for m in c.get("volumeMounts", []):
