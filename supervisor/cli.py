@@ -438,6 +438,9 @@ but cannot be injected safely is refused with a message saying what to change.
          help="The webhook's own namespace: never injected.")
 @_option("--log-level", envvar=env("LOG_LEVEL"), type=click.Choice(LEVELS), default="info", show_default=True)
 @_option("--log-format", envvar=env("LOG_FORMAT"), type=click.Choice(["auto", "json", "console"]), default="auto")
+@_option("--drain-seconds", envvar=env("DRAIN_SECONDS"), type=click.FloatRange(min=0), default=10, show_default=True,
+         help="After SIGTERM: seconds /readyz fails while requests are still served (endpoints drop the pod), "
+         "then exit. Keep the pod's grace period above it.")
 @inject_defaults
 def webhook(**options: Any) -> int:
     from pathlib import Path
@@ -453,7 +456,7 @@ def webhook(**options: Any) -> int:
 
     async def main(_settings: Any, signals: Signals) -> int:
         return await command.main(defaults, host, port, Path(options["tls_cert_file"]),
-                                  Path(options["tls_key_file"]), signals)
+                                  Path(options["tls_key_file"]), signals, options["drain_seconds"])
 
     return run_async(main, None, handles_signals=True)  # type: ignore[arg-type]
 

@@ -132,3 +132,39 @@ def additions_only(before: Any, after: Any, path: str = "") -> list[str]:
                 additions_only(item, match, f"{path}[{item['name']}]")
         return out
     return [] if before == after else [f"{path}: {before!r} -> {after!r}"]
+
+
+def _scaled(value: int | str, total: int, round_up: bool) -> int:
+    if isinstance(value, str) and value.endswith("%"):
+        exact = int(value[:-1]) * total / 100
+        return int(-(-exact // 1)) if round_up else int(exact)
+    return int(value)
+
+
+def disruptions_allowed(pdb_spec: dict[str, Any], expected: int, healthy: int) -> int:
+    """The disruption controller's arithmetic (pkg/controller/disruption/disruption.go): desired
+    healthy pods from minAvailable (a percentage of the expected count, rounded up) or from
+    expected - maxUnavailable (rounded up); an eviction is allowed while healthy - desired > 0."""
+    if "minAvailable" in pdb_spec:
+        desired = _scaled(pdb_spec["minAvailable"], expected, round_up=True)
+    else:
+        desired = expected - _scaled(pdb_spec.get("maxUnavailable", 0), expected, round_up=True)
+    return max(healthy - desired, 0)
+
+
+def drain(replicas: int, nodes: int, pdbs: list[dict[str, Any]], drained: int = 0) -> tuple[bool, int]:
+    """`kubectl drain` of node `drained` (cordon, then evict its pods through the Eviction API,
+    retrying) for a Deployment spread over `nodes`; the Deployment controller replaces each evicted
+    pod on a schedulable node (Ready at once) or leaves it Pending. Returns (every pod left the node,
+    fewest healthy pods seen)."""
+    pods = [i % nodes for i in range(replicas)]  # node of each healthy pod (topology spread)
+    fewest = replicas
+    while drained in pods:
+        if any(disruptions_allowed(p, replicas, len(pods)) <= 0 for p in pdbs):
+            return False, fewest  # "Cannot evict pod as it would violate the pod's disruption budget", for ever
+        pods.remove(drained)
+        fewest = min(fewest, len(pods))
+        schedulable = [n for n in range(nodes) if n != drained]
+        if schedulable:
+            pods.append(min(schedulable, key=pods.count))
+    return True, fewest

@@ -270,7 +270,7 @@ def test_webhook_configuration_is_scoped_and_fails_closed() -> None:
     assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
         "litestream-system/litestream-supervisor-webhook"
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
-    assert deployment["spec"]["replicas"] == 2 and any(d["kind"] == "PodDisruptionBudget" for d in docs)
+    assert deployment["spec"]["replicas"] == 2
     (c,) = deployment["spec"]["template"]["spec"]["containers"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
@@ -330,3 +330,43 @@ def test_without_cert_manager_overlay(tmp_path: Path) -> None:
     verify = subprocess.run(["openssl", "verify", "-CAfile", str(out / "ca.crt"), str(out / "tls.crt")],
                             capture_output=True, text=True, check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def _overlay(tmp_path: Path, body: str) -> Path:
+    root = tmp_path / "overlay"
+    root.mkdir(exist_ok=True)
+    (root / "kustomization.yaml").write_text(body.replace("WEBHOOK", os.path.relpath(MANIFESTS / "webhook", root)))
+    return root
+
+
+@pytest.mark.parametrize(("ha", "nodes", "completes", "fewest"), [
+    (False, 1, True, 0),  # the default: a one-node drain completes (and takes the webhook down: one node)
+    (False, 3, True, 1),
+    (True, 1, False, 1),  # with the budget, a one-node drain never completes: hence optional
+    (True, 2, True, 1),
+    (True, 3, True, 1),
+])
+def test_webhook_disruption_budget_and_kubectl_drain(tmp_path: Path, ha: bool, nodes: int, completes: bool,
+                                                     fewest: int) -> None:
+    """Issue 28 item 5: the default install must not block `kubectl drain` on a one-node cluster
+    (kubernetes/kubernetes#66811, #83307: a budget that needs a replacement pod Ready elsewhere blocks
+    for ever); the optional high-availability Component keeps one pod up on larger clusters."""
+    from tests.k8s_rules import drain
+    path = _overlay(tmp_path, "resources: [WEBHOOK]\n" + ("components: [WEBHOOK/high-availability]\n" if ha else ""))
+    docs = kustomize(path)
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    pdbs = [d["spec"] for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert bool(pdbs) == ha and all(d["metadata"]["namespace"] == "litestream-system" for d in docs
+                                    if d["kind"] == "PodDisruptionBudget")
+    assert drain(deployment["spec"]["replicas"], nodes, pdbs) == (completes, fewest)
+
+
+def test_webhook_grace_period_covers_its_drain() -> None:
+    (deployment,) = [d for d in kustomize("webhook") if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    drain_seconds = float(c["args"][c["args"].index("--drain-seconds") + 1])
+    probe = c["readinessProbe"]
+    # readiness fails at SIGTERM; the drain outlasts a readiness period or two, the grace period the drain
+    assert drain_seconds >= 2 * probe["periodSeconds"]
+    assert pod["terminationGracePeriodSeconds"] >= drain_seconds + 10
