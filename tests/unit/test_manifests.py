@@ -263,12 +263,13 @@ def test_webhook_configuration_is_scoped_and_fails_closed() -> None:
     assert hook["rules"] == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
                               "resources": ["pods"], "scope": "Namespaced"}]
     assert hook["objectSelector"] == {"matchLabels": {"litestream-supervisor.io/inject": "true"}}
-    (excluded,) = hook["namespaceSelector"]["matchExpressions"]
-    assert excluded["operator"] == "NotIn" and set(excluded["values"]) == {
+    excluded = hook["namespaceSelector"]["matchExpressions"]
+    assert all(e["operator"] == "NotIn" and e["key"] == "kubernetes.io/metadata.name" for e in excluded)
+    assert {v for e in excluded for v in e["values"]} == {
         "kube-system", "kube-public", "kube-node-lease", "litestream-system"}
     assert hook["clientConfig"]["service"]["path"] == "/mutate"
     assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
-        "litestream-system/litestream-supervisor-webhook"
+        "litestream-system/litestream-supervisor-webhook-ca"
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     assert deployment["spec"]["replicas"] == 2
     (c,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -312,24 +313,44 @@ def test_validating_admission_policy_cel(workload: dict, allowed: bool) -> None:
 
 
 def test_without_cert_manager_overlay(tmp_path: Path) -> None:
-    """generate.sh makes a CA and serving certificate and an overlay with the Secret and caBundle."""
+    """generate.sh makes a CA and a serving certificate and an overlay with the Secret and caBundle;
+    a rerun keeps the CA (caBundle unchanged) and issues a new serving certificate from it."""
     import base64
     out = tmp_path / "webhook"
-    run = subprocess.run(["bash", str(MANIFESTS / "webhook/without-cert-manager/generate.sh"), str(out), "30"],
-                         capture_output=True, text=True, timeout=60, check=False)
-    assert run.returncode == 0, run.stderr
-    docs = kustomize(out)
+    script = MANIFESTS / "webhook/without-cert-manager/generate.sh"
+
+    def generate(**env: str) -> list[dict]:
+        run = subprocess.run(["bash", str(script), str(out), "30"], capture_output=True, text=True, timeout=60,
+                             check=False, env={**os.environ, **env})
+        assert run.returncode == 0, run.stderr
+        return kustomize(out)
+
+    docs = generate()
     kinds = {d["kind"] for d in docs}
     assert "Certificate" not in kinds and "Issuer" not in kinds
     (config,) = [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
     assert "cert-manager.io/inject-ca-from" not in (config["metadata"].get("annotations") or {})
-    assert base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"]) == (out / "ca.crt").read_bytes()
+    first_ca, first_leaf = (out / "ca.crt").read_bytes(), (out / "tls.crt").read_bytes()
+    assert base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"]) == first_ca
     (secret,) = [d for d in docs if d["kind"] == "Secret"]
     assert secret["metadata"]["name"] == "litestream-supervisor-webhook-tls"
-    assert base64.b64decode(secret["data"]["tls.crt"]) == (out / "tls.crt").read_bytes()
-    verify = subprocess.run(["openssl", "verify", "-CAfile", str(out / "ca.crt"), str(out / "tls.crt")],
-                            capture_output=True, text=True, check=False)
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert base64.b64decode(secret["data"]["tls.crt"]) == first_leaf
+    assert all((out / key).stat().st_mode & 0o777 == 0o600 for key in ("ca.key", "tls.key"))
+    # a rerun (rotation): same CA, same caBundle, a new serving certificate that verifies against it
+    docs = generate()
+    (config,) = [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
+    assert (out / "ca.crt").read_bytes() == first_ca and (out / "tls.crt").read_bytes() != first_leaf
+    assert base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"]) == first_ca
+    for leaf in (out / "tls.crt", ):
+        verify = subprocess.run(["openssl", "verify", "-CAfile", str(out / "ca.crt"), str(leaf)],
+                                capture_output=True, text=True, check=False)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    # another namespace: every reference follows, the certificate names it
+    docs = generate(NAMESPACE="platform")
+    assert "litestream-system" not in yaml.safe_dump_all(docs)
+    san = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(out / "tls.crt")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "litestream-supervisor-webhook.platform.svc" in san
 
 
 def _overlay(tmp_path: Path, body: str) -> Path:

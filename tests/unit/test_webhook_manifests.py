@@ -1,0 +1,153 @@
+"""The webhook's manifests as a cluster uses them (issue 28, items 6, 7 and 9).
+
+Sources: cert-manager docs "CA" and "SelfSigned" issuers (bootstrap a CA with a SelfSigned issuer,
+sign with a CA issuer), Certificate `privateKey.rotationPolicy` (Never keeps the key on renewal;
+the default became Always in cert-manager 1.18), cainjector's `inject-ca-from: <namespace>/<name>`
+(the Certificate's `ca.crt`), jetstack/cert-manager-webhook-example deploy/.../pki.yaml (the same
+chain for a webhook); X.509 path validation (RFC 5280): a certificate verifies against an issuer
+with the same name and public key, whatever the issuer certificate's serial or validity. kustomize
+v5.5: `transformers:` run after the kustomization's own `namespace:`, a base's replacements before.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.unit.test_manifests import MANIFESTS, kustomize
+
+WEBHOOK = MANIFESTS / "webhook"
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+# --- item 6: a long-lived CA signs the serving certificate ---
+
+def test_the_serving_certificate_is_signed_by_a_long_lived_ca_that_the_bundle_names() -> None:
+    docs = kustomize("webhook")
+    issuers, certs = by_kind(docs, "Issuer"), by_kind(docs, "Certificate")
+    (config,) = by_kind(docs, "MutatingWebhookConfiguration").values()
+    ns, ca_name = config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].split("/")
+    ca = certs[ca_name]["spec"]
+    assert ca["isCA"] is True and ca["privateKey"]["rotationPolicy"] == "Never"
+    assert issuers[ca["issuerRef"]["name"]]["spec"] == {"selfSigned": {}}
+    (ca_issuer,) = [i for i in issuers.values() if i["spec"].get("ca", {}).get("secretName") == ca["secretName"]]
+    (leaf,) = [c["spec"] for c in certs.values() if c["spec"]["issuerRef"]["name"] == ca_issuer["metadata"]["name"]]
+    assert not leaf.get("isCA")
+    hours = {k: int(c["duration"].removesuffix("h")) for k, c in (("ca", ca), ("leaf", leaf))}
+    assert hours["ca"] >= 5 * 365 * 24 and hours["leaf"] * 10 <= hours["ca"]
+    (deployment,) = by_kind(docs, "Deployment").values()
+    (volume,) = deployment["spec"]["template"]["spec"]["volumes"]
+    assert volume["secret"]["secretName"] == leaf["secretName"]
+    (service,) = by_kind(docs, "Service").values()
+    assert leaf["dnsNames"][0] == f"{service['metadata']['name']}.{ns}.svc" == \
+        f"{config['webhooks'][0]['clientConfig']['service']['name']}.{ns}.svc"
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, signer: ec.EllipticCurvePrivateKey,
+          ca: bool) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    return (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)])).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True).sign(signer, hashes.SHA256()))
+
+
+def verifies(leaf: x509.Certificate, bundle: x509.Certificate) -> bool:
+    try:
+        leaf.verify_directly_issued_by(bundle)
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+def test_renewals_never_leave_the_api_server_and_the_webhook_disagreeing() -> None:
+    """The moment that matters: the API server holds the new caBundle while a webhook pod still serves
+    the old certificate (or the reverse) until its Secret volume updates."""
+    ca_key = _key()
+    ca = _cert("webhook CA", ca_key, "webhook CA", ca_key, ca=True)
+    leaf_key = _key()
+    leaf = _cert("svc", leaf_key, "webhook CA", ca_key, ca=False)
+    # a serving certificate renewal (every 75 days): caBundle (the CA) is unchanged, both verify
+    renewed_leaf = _cert("svc", _key(), "webhook CA", ca_key, ca=False)
+    assert verifies(leaf, ca) and verifies(renewed_leaf, ca)
+    # the CA's own renewal (every ~10 years) keeps its key: the old serving certificate verifies too
+    renewed_ca = _cert("webhook CA", ca_key, "webhook CA", ca_key, ca=True)
+    assert verifies(leaf, renewed_ca)
+    # what rotationPolicy: Always on the CA would do: a refusal window at the CA's renewal
+    assert not verifies(leaf, _cert("webhook CA", _key(), "webhook CA", _key(), ca=True))
+    # what the old manifests did (a self-signed serving certificate is its own caBundle): a window at
+    # every renewal
+    old = _cert("svc", leaf_key, "svc", leaf_key, ca=True)
+    new_key = _key()
+    assert not verifies(old, _cert("svc", new_key, "svc", new_key, ca=True))
+
+
+# --- item 7: any namespace ---
+
+def overlay(tmp_path: Path, *, follow: bool) -> list[dict[str, Any]]:
+    root = tmp_path / "platform-webhook"
+    root.mkdir()
+    base = os.path.relpath(WEBHOOK, root)
+    (root / "kustomization.yaml").write_text(yaml.safe_dump({
+        "namespace": "platform", "resources": [base],
+        **({"transformers": [f"{base}/follow-namespace"]} if follow else {})}))
+    return kustomize(root)
+
+
+def namespace_references(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """Every place the webhook's namespace is written, and what it says there."""
+    (config,) = by_kind(docs, "MutatingWebhookConfiguration").values()
+    (hook,) = config["webhooks"]
+    certs = by_kind(docs, "Certificate")
+    leaf = certs["litestream-supervisor-webhook"]["spec"]
+    own = hook["namespaceSelector"]["matchExpressions"][1]["values"]
+    return {
+        "Namespace object": next(iter(by_kind(docs, "Namespace"))),
+        "Service": by_kind(docs, "Service")["litestream-supervisor-webhook"]["metadata"]["namespace"],
+        "Deployment": by_kind(docs, "Deployment")["litestream-supervisor-webhook"]["metadata"]["namespace"],
+        "clientConfig.service": hook["clientConfig"]["service"]["namespace"],
+        "inject-ca-from": config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].split("/")[0],
+        "Certificate namespace": certs["litestream-supervisor-webhook-ca"]["metadata"]["namespace"],
+        **{f"dnsNames[{i}]": name.split(".")[1] for i, name in enumerate(leaf["dnsNames"])},
+        "namespaceSelector (own)": own[0] if len(own) == 1 else repr(own),
+    }
+
+
+def test_an_overlay_installs_the_webhook_in_another_namespace_consistently(tmp_path: Path) -> None:
+    docs = overlay(tmp_path, follow=True)
+    refs = namespace_references(docs)
+    assert set(refs.values()) == {"platform"}, refs
+    assert "litestream-system" not in yaml.safe_dump_all(docs)
+
+
+def test_without_follow_namespace_the_references_go_stale(tmp_path: Path) -> None:
+    """Why the transformer: kustomize's namespace: moves the objects but not the names written in the
+    certificate, the annotation, the Service reference or the selector (the API server would call a
+    Service that is not there, and the certificate would not match)."""
+    refs = namespace_references(overlay(tmp_path, follow=False))
+    stale = {k for k, v in refs.items() if v != "platform"}
+    assert {"clientConfig.service", "inject-ca-from", "dnsNames[0]", "namespaceSelector (own)"} <= stale
+
+
+@pytest.mark.parametrize("namespace", [None, "platform"])
+def test_the_default_install_is_consistent_too(tmp_path: Path, namespace: str | None) -> None:
+    docs = overlay(tmp_path, follow=True) if namespace else kustomize("webhook")
+    assert len(set(namespace_references(docs).values())) == 1
