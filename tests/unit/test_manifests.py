@@ -17,7 +17,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 WORKLOADS = ROOT / "tests" / "workloads"
-BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component", "minio", "webhook", "ceph-rgw",
+BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component", "minio", "webhook", "policy",
+          "ceph-rgw",
           WORKLOADS / "minio-helm", WORKLOADS / "minio-root"]
 WORKLOAD_BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component"]
 K8S_VERSIONS = ["1.29.0", None]  # None: kubernetes-validate's newest
@@ -281,7 +282,7 @@ def test_webhook_configuration_is_scoped_and_fails_closed() -> None:
 
 
 def _policy() -> dict:
-    (policy,) = [d for d in kustomize("webhook") if d["kind"] == "ValidatingAdmissionPolicy"]
+    (policy,) = [d for d in kustomize("policy") if d["kind"] == "ValidatingAdmissionPolicy"]
     return policy["spec"]
 
 

@@ -151,3 +151,75 @@ def test_without_follow_namespace_the_references_go_stale(tmp_path: Path) -> Non
 def test_the_default_install_is_consistent_too(tmp_path: Path, namespace: str | None) -> None:
     docs = overlay(tmp_path, follow=True) if namespace else kustomize("webhook")
     assert len(set(namespace_references(docs).values())) == 1
+
+
+# --- item 9: the ValidatingAdmissionPolicy ---
+
+CRD_GROUPS = ("cert-manager.io/", "monitoring.coreos.com/")
+
+
+def unknown_kinds(docs: list[dict[str, Any]], version: str, tmp_path: Path) -> set[str]:
+    """Built-in kinds the API server of `version` does not serve (kubernetes-validate has no schema:
+    `kubectl apply` would fail with "no matches for kind")."""
+    import subprocess
+    import sys
+    rendered = tmp_path / f"render-{version}.yaml"
+    rendered.write_text(yaml.safe_dump_all(docs))
+    out = subprocess.run([str(Path(sys.executable).parent / "kubernetes-validate"), "-k", version, str(rendered)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    found = set()
+    for line in (out.stdout + out.stderr).splitlines():
+        if "Couldn't find schema for kind" in line:
+            kind, api = line.split("for kind ")[1].split(" with api version ")
+            api = api.split(" for ")[0]
+            if not api.startswith(CRD_GROUPS):
+                found.add(f"{api}/{kind}")
+    return found
+
+
+def test_the_webhook_applies_on_1_29_and_the_policy_needs_1_30(tmp_path: Path) -> None:
+    assert unknown_kinds(kustomize("webhook"), "1.29.0", tmp_path) == set()
+    policy = kustomize("policy")
+    assert unknown_kinds(policy, "1.30.0", tmp_path) == set()
+    assert unknown_kinds(policy, "1.29.0", tmp_path) == {
+        "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy",
+        "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding"}
+
+
+def cel(expression: str, obj: dict[str, Any]) -> bool:
+    import celpy
+    env = celpy.Environment()
+    return bool(env.program(env.compile(expression)).evaluate({"object": celpy.json_to_cel(obj)}))
+
+
+def policy_spec() -> dict[str, Any]:
+    (policy,) = [d for d in kustomize("policy") if d["kind"] == "ValidatingAdmissionPolicy"]
+    return policy["spec"]
+
+
+def judged(obj: dict[str, Any]) -> tuple[bool, bool]:
+    """(the policy applies to it, it is allowed) as the API server evaluates the CEL."""
+    spec = policy_spec()
+    applies = all(cel(c["expression"], obj) for c in spec["matchConditions"])
+    return applies, (not applies) or all(cel(v["expression"], obj) for v in spec["validations"])
+
+
+@pytest.mark.parametrize("path", ["base", "examples/app-base", "examples/app-component", "legacy-sidecar"])
+def test_the_policy_selects_the_components_workloads_and_lets_them_in(path: str) -> None:
+    for w in (d for d in kustomize(path) if d["kind"] in ("Deployment", "StatefulSet")):
+        assert judged(w) == (True, True)
+        assert judged({**w, "spec": {**w["spec"], "replicas": 2}}) == (True, False)
+        if w["kind"] == "Deployment":
+            assert judged({**w, "spec": {**w["spec"], "strategy": {"type": "RollingUpdate"}}}) == (True, False)
+
+
+def test_the_policy_cannot_see_an_opt_in_through_the_scale_subresource() -> None:
+    """The documented limit: an autoscaling/v1 Scale carries no labels and no template (only name,
+    replicas and a selector string), so no condition can tell an opted-in workload's scale-up."""
+    scale = {"apiVersion": "autoscaling/v1", "kind": "Scale",
+             "metadata": {"name": "wiki", "namespace": "wiki", "uid": "u", "resourceVersion": "1"},
+             "spec": {"replicas": 3}, "status": {"replicas": 1, "selector": "app.kubernetes.io/name=wiki"}}
+    assert judged(scale) == (False, True)
+    rules = policy_spec()["matchConstraints"]["resourceRules"]
+    assert not any(r.endswith("/scale") for rule in rules for r in rule["resources"])
+    assert "/scale subresource" in (MANIFESTS / "policy" / "validatingadmissionpolicy.yaml").read_text()
