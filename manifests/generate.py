@@ -2,7 +2,9 @@
 
 kustomize patches cannot share YAML anchors across files, and the two kinds need the same pod
 template: one source, two generated files. `make manifests` runs this; a test checks they match.
-The Deployment patch adds the one documented change to the app: `strategy: Recreate`.
+The one documented change to the app, `strategy: Recreate` on Deployments, is a JSON patch in
+kustomization.yaml: it keeps an explicit `rollingUpdate: null` in the render (a strategic-merge
+patch drops it), which is what lets an apply clear the defaulted rollingUpdate of a live object.
 """
 
 from __future__ import annotations
@@ -34,9 +36,6 @@ def rendered() -> dict[str, str]:
         if kind == "StatefulSet":
             env = spec["template"]["spec"]["initContainers"][0]["env"]
             env.append(STATEFULSET_WORKLOAD)
-        if kind == "Deployment":
-            # Two pods of one Deployment at once would be two writers: Recreate, never RollingUpdate.
-            spec = {"strategy": {"type": "Recreate", "rollingUpdate": None}, **spec}
         doc = {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": "selected-by-target"}, "spec": spec}
         out[f"{kind.lower()}-patch.yaml"] = HEADER + yaml.safe_dump(doc, sort_keys=False)
     return out

@@ -102,7 +102,7 @@ def workload_problems(workload: dict[str, Any], configmaps: dict[str, dict[str, 
     pod["_claim_templates"] = [t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", [])]
     problems = pod_problems(pod, configmaps)
     strategy = spec.get("strategy", {})
-    if strategy.get("type") == "Recreate" and "rollingUpdate" in strategy:
+    if strategy.get("type") == "Recreate" and strategy.get("rollingUpdate") is not None:
         problems.append("strategy Recreate with rollingUpdate set (the API server rejects it)")
     return [f"{workload['kind']}/{workload['metadata']['name']}: {p}" for p in problems]
 
@@ -168,3 +168,75 @@ def drain(replicas: int, nodes: int, pdbs: list[dict[str, Any]], drained: int = 
         if schedulable:
             pods.append(min(schedulable, key=pods.count))
     return True, fewest
+
+
+def _flatten(obj: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    if isinstance(obj, dict) and obj:
+        out: dict[tuple[str, ...], Any] = {}
+        for key, value in obj.items():
+            out.update(_flatten(value, (*prefix, key)))
+        return out
+    return {prefix: obj}
+
+
+def _unflatten(flat: dict[tuple[str, ...], Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, value in flat.items():
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return out
+
+
+def _decoded(obj: Any) -> Any:
+    """What the API server stores: a null decodes as an absent (nil) field."""
+    if isinstance(obj, dict):
+        return {k: _decoded(v) for k, v in obj.items() if v is not None}
+    return obj
+
+
+def deployment_defaults(deployment: dict[str, Any]) -> dict[str, Any]:
+    """apps/v1 SetDefaults_Deployment, the strategy part: RollingUpdate unless set, and for it 25%/25%."""
+    spec = deployment.setdefault("spec", {})
+    strategy = spec.setdefault("strategy", {})
+    strategy.setdefault("type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        rolling = strategy.setdefault("rollingUpdate", {})
+        rolling.setdefault("maxSurge", "25%")
+        rolling.setdefault("maxUnavailable", "25%")
+    return deployment
+
+
+Owners = dict[tuple[str, ...], set[str]]
+
+
+def create(obj: dict[str, Any], manager: str, operation: str) -> tuple[dict[str, Any], Owners]:
+    """A Deployment as stored after its creation: an Update-style create (kubectl create, client-side
+    apply) owns every field of the defaulted object, as managedFields then show; an Apply owns only
+    what it sent, and the defaults belong to nobody."""
+    sent = _flatten(obj)
+    stored = _flatten(deployment_defaults(_decoded(obj)))
+    owned = stored if operation == "Update" else sent
+    return _unflatten(stored), {path: {manager} for path in owned if path in stored}
+
+
+def server_side_apply(live: dict[str, Any], owners: Owners, applied: dict[str, Any],
+                      manager: str) -> tuple[dict[str, Any], Owners]:
+    """Server-side apply with force (Flux, Argo CD): the applier sets and owns every field it sends;
+    a field it owned and no longer sends is removed unless another manager owns it; every other field
+    stays, owned or not (docs "Server-Side Apply"; kubernetes#89273). An explicit null is kept and
+    decodes as absent (kubernetes-sigs/structured-merge-diff#235). Then defaults, as the API server."""
+    flat, sent = _flatten(live), _flatten(applied)
+    owners = {p: set(m) for p, m in owners.items()}
+    for path in [p for p, m in owners.items() if manager in m and p not in sent]:
+        owners[path].discard(manager)
+        if not owners[path]:
+            flat.pop(path, None)
+            del owners[path]
+    for path, value in sent.items():
+        for existing in [p for p in flat if p[:len(path)] == path and p != path]:
+            del flat[existing]  # a value replaces what was below it
+        flat[path] = value
+        owners.setdefault(path, set()).add(manager)
+    return deployment_defaults(_decoded(_unflatten(flat))), owners

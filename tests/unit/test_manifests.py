@@ -223,7 +223,7 @@ def test_component_changes_nothing_but_adds(app: str) -> None:
     for w in workloads(kustomize(WORKLOADS / "apps" / app)):
         before = inputs[(w["kind"], w["metadata"]["name"])]
         if w["kind"] == "Deployment":
-            assert w["spec"]["strategy"] == {"type": "Recreate"}
+            assert w["spec"]["strategy"] == {"type": "Recreate", "rollingUpdate": None}
             before = {**before, "spec": {k: v for k, v in before["spec"].items() if k != "strategy"}}
         # a reference the app made to the settings now names its hashed version: that is kustomize
         unhashed = re.sub(r"litestream-supervisor-settings-[a-z0-9]{10}", "litestream-supervisor-settings",

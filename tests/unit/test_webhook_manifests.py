@@ -223,3 +223,53 @@ def test_the_policy_cannot_see_an_opt_in_through_the_scale_subresource() -> None
     rules = policy_spec()["matchConstraints"]["resourceRules"]
     assert not any(r.endswith("/scale") for rule in rules for r in rule["resources"])
     assert "/scale subresource" in (MANIFESTS / "policy" / "validatingadmissionpolicy.yaml").read_text()
+
+
+# --- item 8: GitOps adoption of Recreate under server-side apply ---
+
+def readme_one_time_step() -> list[dict[str, Any]]:
+    import json
+    readme = (MANIFESTS.parent / "README.md").read_text()
+    line = next(ln for ln in readme.splitlines() if "patch deployment" in ln and "--type=json" in ln)
+    return json.loads(line.split(" -p '", 1)[1].rsplit("'", 1)[0])
+
+
+def rendered_deployment() -> dict[str, Any]:
+    (deployment,) = [d for d in kustomize("examples/app-component") if d["kind"] == "Deployment"]
+    return deployment
+
+
+def without_nulls(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: without_nulls(v) for k, v in obj.items() if v is not None}
+    return obj
+
+
+@pytest.mark.parametrize("created_by", [("kubectl-client-side-apply", "Update"), ("kustomize-controller", "Apply")])
+def test_adopting_a_live_deployment_with_recreate_under_server_side_apply(created_by: tuple[str, str]) -> None:
+    """The live object: the app's Deployment as first created, without a strategy (defaulted to
+    RollingUpdate 25%/25%), by a client-side apply or by Flux's server-side apply. Then the Component's
+    render is applied server-side with force, as Flux and Argo CD do."""
+    import jsonpatch
+
+    from tests.k8s_rules import create, server_side_apply, workload_problems
+    rendered = rendered_deployment()
+    app = yaml.safe_load((MANIFESTS / "examples/app-component/deployment.yaml").read_text())
+    live, owners = create(app, *created_by)
+    assert live["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": "25%", "maxUnavailable": "25%"}
+
+    def valid(obj: dict[str, Any]) -> bool:
+        return not [p for p in workload_problems(obj, {}) if "strategy" in p]
+
+    # the render, as kubectl apply --server-side (and Argo CD's SSA) sends it: the null clears the block
+    applied, _ = server_side_apply(live, owners, rendered, "argocd-controller")
+    assert applied["spec"]["strategy"] == {"type": "Recreate"} and valid(applied)
+    # a tool that drops nulls: the defaulted block survives and the API server refuses the object
+    stripped, _ = server_side_apply(live, owners, without_nulls(rendered), "kustomize-controller")
+    assert not valid(stripped)
+    # ... until the README's one-time step (a JSON patch, an Update owning spec.strategy) is run
+    patched = jsonpatch.apply_patch(live, readme_one_time_step())
+    owners_after = {p: m for p, m in owners.items() if p[:2] != ("spec", "strategy")}
+    owners_after[("spec", "strategy", "type")] = {"kubectl-patch"}
+    adopted, _ = server_side_apply(patched, owners_after, without_nulls(rendered), "kustomize-controller")
+    assert adopted["spec"]["strategy"] == {"type": "Recreate"} and valid(adopted)
