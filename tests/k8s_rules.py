@@ -240,3 +240,49 @@ def server_side_apply(live: dict[str, Any], owners: Owners, applied: dict[str, A
         flat[path] = value
         owners.setdefault(path, set()).add(manager)
     return deployment_defaults(_decoded(_unflatten(flat))), owners
+
+
+def _labels_match(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    ok = all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+    for e in selector.get("matchExpressions") or []:
+        present, value = e["key"] in labels, labels.get(e["key"])
+        ok &= {"In": present and value in e.get("values", []), "NotIn": value not in e.get("values", []),
+               "Exists": present, "DoesNotExist": not present}[e["operator"]]
+    return ok
+
+
+def traffic_allowed(policies: list[dict[str, Any]], direction: str, pod: dict[str, Any],
+                    peer: dict[str, Any], port: int, protocol: str = "TCP") -> bool:
+    """NetworkPolicy semantics (networking.k8s.io/v1 docs): a pod is isolated for a direction when a
+    policy in its namespace selects it with that direction in policyTypes; then traffic must match
+    one rule of one of those policies (peers OR'ed, ports OR'ed; no `to`/`from` = any peer, no
+    ports = any port). pod/peer: {"namespace", "labels", "ns_labels", "ip"}."""
+    import ipaddress
+    kind, peers_key = ("Egress", "to") if direction == "egress" else ("Ingress", "from")
+    selecting = [p["spec"] for p in policies if p["metadata"].get("namespace", pod["namespace"]) == pod["namespace"]
+                 and _labels_match(p["spec"]["podSelector"], pod["labels"])
+                 and kind in p["spec"].get("policyTypes", ["Ingress"] + (["Egress"] if "egress" in p["spec"] else []))]
+    if not selecting:
+        return True
+
+    def peer_matches(rule_peer: dict[str, Any]) -> bool:
+        if "ipBlock" in rule_peer:
+            block = rule_peer["ipBlock"]
+            ip = ipaddress.ip_address(peer.get("ip", "0.0.0.0"))
+            return ip in ipaddress.ip_network(block["cidr"]) and \
+                not any(ip in ipaddress.ip_network(c) for c in block.get("except", []))
+        if "namespaceSelector" in rule_peer:
+            if "namespace" not in peer or not _labels_match(rule_peer["namespaceSelector"], peer.get("ns_labels", {})):
+                return False
+        elif peer.get("namespace") != pod["namespace"]:
+            return False
+        return "podSelector" not in rule_peer or _labels_match(rule_peer["podSelector"], peer.get("labels", {}))
+
+    for spec in selecting:
+        for rule in spec.get(direction, []):
+            peers_ok = not rule.get(peers_key) or any(peer_matches(p) for p in rule[peers_key])
+            ports_ok = not rule.get("ports") or any(
+                p.get("port") in (None, port) and p.get("protocol", "TCP") == protocol for p in rule["ports"])
+            if peers_ok and ports_ok:
+                return True
+    return False
