@@ -242,7 +242,7 @@ def server_side_apply(live: dict[str, Any], owners: Owners, applied: dict[str, A
     return deployment_defaults(_decoded(_unflatten(flat))), owners
 
 
-def _labels_match(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+def labels_match(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     ok = all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
     for e in selector.get("matchExpressions") or []:
         present, value = e["key"] in labels, labels.get(e["key"])
@@ -260,7 +260,7 @@ def traffic_allowed(policies: list[dict[str, Any]], direction: str, pod: dict[st
     import ipaddress
     kind, peers_key = ("Egress", "to") if direction == "egress" else ("Ingress", "from")
     selecting = [p["spec"] for p in policies if p["metadata"].get("namespace", pod["namespace"]) == pod["namespace"]
-                 and _labels_match(p["spec"]["podSelector"], pod["labels"])
+                 and labels_match(p["spec"]["podSelector"], pod["labels"])
                  and kind in p["spec"].get("policyTypes", ["Ingress"] + (["Egress"] if "egress" in p["spec"] else []))]
     if not selecting:
         return True
@@ -272,11 +272,11 @@ def traffic_allowed(policies: list[dict[str, Any]], direction: str, pod: dict[st
             return ip in ipaddress.ip_network(block["cidr"]) and \
                 not any(ip in ipaddress.ip_network(c) for c in block.get("except", []))
         if "namespaceSelector" in rule_peer:
-            if "namespace" not in peer or not _labels_match(rule_peer["namespaceSelector"], peer.get("ns_labels", {})):
+            if "namespace" not in peer or not labels_match(rule_peer["namespaceSelector"], peer.get("ns_labels", {})):
                 return False
         elif peer.get("namespace") != pod["namespace"]:
             return False
-        return "podSelector" not in rule_peer or _labels_match(rule_peer["podSelector"], peer.get("labels", {}))
+        return "podSelector" not in rule_peer or labels_match(rule_peer["podSelector"], peer.get("labels", {}))
 
     for spec in selecting:
         for rule in spec.get(direction, []):
