@@ -367,6 +367,9 @@ INJECT_DEFAULTS = [
             show_default=True, help="expirationSeconds of the projected token."),
     _option("--sidecar", envvar=env("SIDECAR"), type=click.Choice(["native", "legacy"]), default="native",
             show_default=True, help="native: an init container with restartPolicy Always (K8s >= 1.29)."),
+    _option("--cpu-limit", envvar=env("CPU_LIMIT"),
+            help="CPU limit of the injected containers (e.g. 500m), for namespaces whose ResourceQuota demands "
+            "one (annotation .../cpu-limit). [default: none]"),
 ]
 
 
@@ -377,11 +380,16 @@ def inject_defaults(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def defaults_from(options: dict[str, Any]) -> Any:
-    from supervisor.inject import Defaults
+    from supervisor.inject import CPU_QUANTITY, Defaults
+
+    if options.get("cpu_limit") and not CPU_QUANTITY.fullmatch(options["cpu_limit"]):
+        raise click.BadParameter(f"expected a CPU quantity such as 500m or 1, got {options['cpu_limit']!r}",
+                                 param_hint="'--cpu-limit'")
 
     return Defaults(image=options["image"], bucket=options.get("bucket"), endpoint=options.get("endpoint"),
                     role_arn=options.get("role_arn"), region=options["region"], audience=options["audience"],
-                    token_expiration_seconds=options["token_expiration"], sidecar=options["sidecar"])
+                    token_expiration_seconds=options["token_expiration"], sidecar=options["sidecar"],
+                    cpu_limit=options.get("cpu_limit"))
 
 
 INJECT_HELP = """Print the YAML with the injection applied to pods and pod templates that opted in.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -34,6 +35,7 @@ WORKLOAD = PREFIX + "workload"
 REPLICATED_LABEL = PREFIX + "replicated"
 MESH_FIRST = mesh.MESH_CONTAINERS  # ours go after these init containers, and they are not the app
 HEALTH_PORT = 9091
+CPU_QUANTITY = re.compile(r"(?=.*[1-9])[0-9]+(\.[0-9]{1,3})?|[0-9]*[1-9][0-9]*m")  # positive: 0.5, 1, 250m
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 TOKEN_DIR = "/var/run/secrets/litestream"  # noqa: S105 (a path, not a secret)
 # Where the injected containers mount the volume holding the db, as the Component does: the same
@@ -57,13 +59,14 @@ class Defaults:
     memory_request: str = "128Mi"
     memory_limit: str = "320Mi"
     cpu_request: str = "20m"
+    cpu_limit: str | None = None  # for namespaces whose ResourceQuota demands one (limits.cpu)
     own_namespace: str | None = None  # the webhook's: never injected
     extra: Mapping[str, str] = field(default_factory=dict)
 
     ANNOTATIONS: ClassVar[dict[str, str]] = {  # annotation name -> field
         "image": "image", "bucket": "bucket", "endpoint": "endpoint", "role-arn": "role_arn",
         "region": "region", "audience": "audience", "token-expiration": "token_expiration_seconds",
-        "sidecar": "sidecar", "shutdown-timeout": "shutdown_timeout_seconds",
+        "sidecar": "sidecar", "shutdown-timeout": "shutdown_timeout_seconds", "cpu-limit": "cpu_limit",
     }
 
     def for_pod(self, annotations: Mapping[str, str]) -> Defaults:
@@ -80,6 +83,9 @@ class Defaults:
                 changes[attr] = value
         if changes.get("sidecar", self.sidecar) not in ("native", "legacy"):
             raise Refused(f"annotation {PREFIX}sidecar: expected native or legacy, got {changes['sidecar']!r}")
+        cpu_limit = changes.get("cpu_limit", self.cpu_limit)
+        if cpu_limit is not None and not CPU_QUANTITY.fullmatch(cpu_limit):
+            raise Refused(f"annotation {PREFIX}cpu-limit: expected a CPU quantity such as 500m or 1, got {cpu_limit!r}")
         if changes.get("token_expiration_seconds", self.token_expiration_seconds) < 600:
             raise Refused(f"annotation {PREFIX}token-expiration: the kubelet's minimum is 600 seconds")
         return replace(self, **changes)
@@ -138,6 +144,8 @@ def containers(d: Defaults, db: str, data: DataMount, replica_path: str | None, 
     security = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
                 "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}, **user}
     resources = {"requests": {"cpu": d.cpu_request, "memory": d.memory_request}, "limits": {"memory": d.memory_limit}}
+    if d.cpu_limit:
+        resources["limits"]["cpu"] = d.cpu_limit
     env = _env(d, db, replica_path, workload)
     restore = {"name": "litestream-restore", "image": d.image, "args": ["restore"], "env": env,
                "volumeMounts": mounts, "securityContext": security, "resources": resources}

@@ -286,3 +286,18 @@ def traffic_allowed(policies: list[dict[str, Any]], direction: str, pod: dict[st
             if peers_ok and ports_ok:
                 return True
     return False
+
+
+def quota_problems(pod: dict[str, Any], quota: set[str], containers: set[str] | None = None) -> list[str]:
+    """A ResourceQuota on compute resources (e.g. "limits.cpu") makes the API server reject a pod with
+    a container that does not set that value (docs "Resource Quotas"; a LimitRange default would
+    fill it, none is assumed). `containers`: only these names (ours)."""
+    out = []
+    for c in pod.get("initContainers", []) + pod.get("containers", []):
+        if containers is not None and c["name"] not in containers:
+            continue
+        for item in sorted(quota):
+            kind, resource = item.split(".")
+            if resource not in (c.get("resources") or {}).get(kind, {}):
+                out.append(f"container {c['name']!r}: no {item} (a quota on {item} rejects the pod)")
+    return out
