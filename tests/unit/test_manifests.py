@@ -17,8 +17,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 WORKLOADS = ROOT / "tests" / "workloads"
-BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component", "minio", "webhook", "policy",
-          "ceph-rgw",
+BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component", "examples/app-webhook", "minio",
+          "webhook", "policy", "ceph-rgw", "monitoring",
           WORKLOADS / "minio-helm", WORKLOADS / "minio-root"]
 WORKLOAD_BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component"]
 K8S_VERSIONS = ["1.29.0", None]  # None: kubernetes-validate's newest
