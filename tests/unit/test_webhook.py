@@ -199,9 +199,11 @@ def get(port: int, ca: CA, path: str) -> int:
 
 
 def test_sigterm_fails_readiness_first_keeps_serving_through_the_drain_then_exits(tmp_path: Path) -> None:
-    """Issue 28 item 5: a terminating pod leaves the Service's ready endpoints, but API servers and
-    proxies learn it a moment later; requests still sent to it meanwhile must be answered (a refused
-    connection under failurePolicy Fail is a refused pod)."""
+    """Issue 28 item 5: a terminating pod leaves the Service's ready endpoints at once (EndpointSlice
+    `ready: false, terminating: true`: Kubernetes docs "Pod Lifecycle", termination of Pods;
+    KEP-1672), but API servers and kube-proxy act on it only once the change reaches them; requests
+    still sent meanwhile must be answered (a refused connection under failurePolicy Fail is a
+    refused pod)."""
     ca = CA()
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     ca.issue(cert, key)

@@ -249,7 +249,10 @@ def without_nulls(obj: Any) -> Any:
 def test_adopting_a_live_deployment_with_recreate_under_server_side_apply(created_by: tuple[str, str]) -> None:
     """The live object: the app's Deployment as first created, without a strategy (defaulted to
     RollingUpdate 25%/25%), by a client-side apply or by Flux's server-side apply. Then the Component's
-    render is applied server-side with force, as Flux and Argo CD do."""
+    render is applied server-side with force, as Flux and Argo CD do. Sources: kubernetes#24198
+    ("rollingUpdate: Forbidden" on apply), openshift/cluster-network-operator#3121 (the same
+    adoption fixed by a one-time pre-patch), gimlet-io/onechart#35 (`rollingUpdate: null` works with
+    kubectl apply, not with Flux), kubernetes-sigs/structured-merge-diff#235 (SSA keeps nulls)."""
     import jsonpatch
 
     from tests.k8s_rules import create, server_side_apply, workload_problems
