@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from supervisor import mesh, owner, podchecks
 from supervisor.podchecks import DataMount, Refused
+from supervisor.settings import WORKLOAD_NAME  # what the runtime accepts as --workload
 
 PREFIX = "litestream-supervisor.io/"
 INJECT_LABEL = PREFIX + "inject"
@@ -192,7 +193,7 @@ def workload_of(meta: Mapping[str, Any], template_workload: str | None) -> owner
     annotations = meta.get("annotations") or {}
     explicit = annotations.get(WORKLOAD)
     if explicit is not None:
-        if not owner.OBJECT_NAME.fullmatch(explicit):
+        if not WORKLOAD_NAME.fullmatch(explicit):
             raise Refused(f"annotation {WORKLOAD}: expected a Kubernetes object name (lowercase letters, digits, "
                           f"'-' and '.'), got {explicit!r}")
         return owner.Owner(explicit, f"annotation {WORKLOAD}")

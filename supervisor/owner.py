@@ -10,13 +10,10 @@ the pod's own label. Pure: no API lookups in the admission path.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# A Kubernetes object name (RFC 1123 subdomain): what the runtime accepts as --workload.
-OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 # ReplicaSet label -> the kind whose controller adds it (and names its ReplicaSets <name>-<hash>).
 HASH_LABELS = (("pod-template-hash", "Deployment"), ("rollouts-pod-template-hash", "Rollout"))
 
