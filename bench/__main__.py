@@ -486,7 +486,8 @@ def bench_admission(work: Path, requests: int = 400, seconds: float = 5.0) -> di
     port = __import__("tests.bed.net", fromlist=["free_port"]).free_port()
     proc = subprocess.Popen([sys.executable, "-m", "supervisor", "webhook", "--addr", f"127.0.0.1:{port}",
                              "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--bucket", "litestream",
-                             "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--log-level", "error", "--drain-seconds", "0"],  # a bench: no endpoints to drain
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     body = json.dumps(review(fixture)).encode()
     context: ssl_mod.SSLContext = ca.client_context()
 

@@ -367,6 +367,9 @@ INJECT_DEFAULTS = [
             show_default=True, help="expirationSeconds of the projected token."),
     _option("--sidecar", envvar=env("SIDECAR"), type=click.Choice(["native", "legacy"]), default="native",
             show_default=True, help="native: an init container with restartPolicy Always (K8s >= 1.29)."),
+    _option("--cpu-limit", envvar=env("CPU_LIMIT"),
+            help="CPU limit of the injected containers (e.g. 500m), for namespaces whose ResourceQuota demands "
+            "one (annotation .../cpu-limit). [default: none]"),
 ]
 
 
@@ -377,11 +380,16 @@ def inject_defaults(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def defaults_from(options: dict[str, Any]) -> Any:
-    from supervisor.inject import Defaults
+    from supervisor.inject import CPU_QUANTITY, Defaults
+
+    if options.get("cpu_limit") and not CPU_QUANTITY.fullmatch(options["cpu_limit"]):
+        raise click.BadParameter(f"expected a CPU quantity such as 500m or 1, got {options['cpu_limit']!r}",
+                                 param_hint="'--cpu-limit'")
 
     return Defaults(image=options["image"], bucket=options.get("bucket"), endpoint=options.get("endpoint"),
                     role_arn=options.get("role_arn"), region=options["region"], audience=options["audience"],
-                    token_expiration_seconds=options["token_expiration"], sidecar=options["sidecar"])
+                    token_expiration_seconds=options["token_expiration"], sidecar=options["sidecar"],
+                    cpu_limit=options.get("cpu_limit"))
 
 
 INJECT_HELP = """Print the YAML with the injection applied to pods and pod templates that opted in.
@@ -438,6 +446,9 @@ but cannot be injected safely is refused with a message saying what to change.
          help="The webhook's own namespace: never injected.")
 @_option("--log-level", envvar=env("LOG_LEVEL"), type=click.Choice(LEVELS), default="info", show_default=True)
 @_option("--log-format", envvar=env("LOG_FORMAT"), type=click.Choice(["auto", "json", "console"]), default="auto")
+@_option("--drain-seconds", envvar=env("DRAIN_SECONDS"), type=click.FloatRange(min=0), default=10, show_default=True,
+         help="After SIGTERM: seconds /readyz fails while requests are still served (endpoints drop the pod), "
+         "then exit. Keep the pod's grace period above it.")
 @inject_defaults
 def webhook(**options: Any) -> int:
     from pathlib import Path
@@ -453,7 +464,7 @@ def webhook(**options: Any) -> int:
 
     async def main(_settings: Any, signals: Signals) -> int:
         return await command.main(defaults, host, port, Path(options["tls_cert_file"]),
-                                  Path(options["tls_key_file"]), signals)
+                                  Path(options["tls_key_file"]), signals, options["drain_seconds"])
 
     return run_async(main, None, handles_signals=True)  # type: ignore[arg-type]
 
@@ -508,6 +519,37 @@ def rgw_setup(**options: Any) -> int:
         click.echo(change, err=True)
     click.echo(arn)
     return 0
+
+
+HEALTH_HELP = """Print a running sidecar's /readyz?verbose (or PATH): each check, and why one fails.
+
+\b
+From inside its container (the image has no wget or curl):
+kubectl -n NAMESPACE exec POD -c litestream -- litestream-supervisor health
+"""
+
+
+@cli.command(help=HEALTH_HELP, epilog=exit_codes_epilog([ExitCode.OK, ExitCode.USAGE, ExitCode.CHECK_FAILED]))
+@_option("--health-addr", envvar=env("HEALTH_ADDR"), default=settings_mod.DEFAULT_HEALTH_ADDR, show_default=True,
+         help="The sidecar's --health-addr (0.0.0.0 is asked on 127.0.0.1).")
+@click.argument("path", default="/readyz?verbose")
+def health(health_addr: str, path: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    host, port = settings_mod.parse_addr(health_addr, "--health-addr")
+    host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/{path.lstrip('/')}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            status, body = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, body = e.code, e.read()
+    except OSError as e:
+        raise SupervisorError(f"--health-addr {health_addr}: cannot reach {url}: {e}",
+                              exit_code=ExitCode.CHECK_FAILED) from None
+    click.echo(body.decode(errors="replace").rstrip("\n"))
+    return 0 if status == 200 else int(ExitCode.CHECK_FAILED)
 
 
 VERSION_HELP = """Print the supervisor's version and the Litestream binary's.

@@ -5,33 +5,43 @@ Rules (each one is a bug some injector shipped):
   is how injectors stripped `restartPolicy: Always` and `startupProbe` from users' containers);
 - the restore and the native sidecar go after mesh init containers and proxies, before the app's
   own init containers (a migration must see the restored database);
-- the db volume is added only when no volume is mounted at the db's directory;
+- the db volume is added only when no volume (subPath mounts included) is mounted at or above the
+  db's directory (supervisor/podchecks.py);
+- a pod our containers could not run in is refused: uid 0, a mesh capturing their traffic
+  (supervisor/mesh.py); soft risks come back as warnings;
 - the injected containers run with the uid the app writes with; names are `litestream-*`;
-- a status annotation records the injection: a second admission adds nothing.
+- a status annotation records the injection: a second admission adds nothing;
+- the workload (which names the default replica path and the lease) is set exactly, from the
+  pod's owner (supervisor/owner.py), never left to a pod name that may hold a random suffix.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from supervisor import mesh, owner, podchecks
+from supervisor.podchecks import DataMount, Refused
+from supervisor.settings import WORKLOAD_NAME  # what the runtime accepts as --workload
 
 PREFIX = "litestream-supervisor.io/"
 INJECT_LABEL = PREFIX + "inject"
 STATUS = PREFIX + "status"
+WORKLOAD = PREFIX + "workload"
 REPLICATED_LABEL = PREFIX + "replicated"
-MESH_FIRST = ("istio-init", "istio-validation", "linkerd-init", "istio-proxy", "linkerd-proxy")
+MESH_FIRST = mesh.MESH_CONTAINERS  # ours go after these init containers, and they are not the app
+HEALTH_PORT = 9091
+CPU_QUANTITY = re.compile(r"(?=.*[1-9])[0-9]+(\.[0-9]{1,3})?|[0-9]*[1-9][0-9]*m")  # positive: 0.5, 1, 250m
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 TOKEN_DIR = "/var/run/secrets/litestream"  # noqa: S105 (a path, not a secret)
 # Where the injected containers mount the volume holding the db, as the Component does: the same
 # files and locks as the app sees, whatever path the app mounts the volume at.
 DATA_DIR = "/var/lib/litestream/data"
-
-
-class Refused(Exception):
-    """The pod opted in but cannot be injected safely; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -50,13 +60,14 @@ class Defaults:
     memory_request: str = "128Mi"
     memory_limit: str = "320Mi"
     cpu_request: str = "20m"
+    cpu_limit: str | None = None  # for namespaces whose ResourceQuota demands one (limits.cpu)
     own_namespace: str | None = None  # the webhook's: never injected
     extra: Mapping[str, str] = field(default_factory=dict)
 
     ANNOTATIONS: ClassVar[dict[str, str]] = {  # annotation name -> field
         "image": "image", "bucket": "bucket", "endpoint": "endpoint", "role-arn": "role_arn",
         "region": "region", "audience": "audience", "token-expiration": "token_expiration_seconds",
-        "sidecar": "sidecar", "shutdown-timeout": "shutdown_timeout_seconds",
+        "sidecar": "sidecar", "shutdown-timeout": "shutdown_timeout_seconds", "cpu-limit": "cpu_limit",
     }
 
     def for_pod(self, annotations: Mapping[str, str]) -> Defaults:
@@ -73,6 +84,9 @@ class Defaults:
                 changes[attr] = value
         if changes.get("sidecar", self.sidecar) not in ("native", "legacy"):
             raise Refused(f"annotation {PREFIX}sidecar: expected native or legacy, got {changes['sidecar']!r}")
+        cpu_limit = changes.get("cpu_limit", self.cpu_limit)
+        if cpu_limit is not None and not CPU_QUANTITY.fullmatch(cpu_limit):
+            raise Refused(f"annotation {PREFIX}cpu-limit: expected a CPU quantity such as 500m or 1, got {cpu_limit!r}")
         if changes.get("token_expiration_seconds", self.token_expiration_seconds) < 600:
             raise Refused(f"annotation {PREFIX}token-expiration: the kubelet's minimum is 600 seconds")
         return replace(self, **changes)
@@ -82,39 +96,14 @@ class Defaults:
 class Injection:
     patch: list[dict[str, Any]]
     summary: dict[str, Any]  # what was added, for the status annotation, logs and `inject`
+    warnings: list[str] = field(default_factory=list)  # soft rules broken (admission `warnings`)
 
 
 def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-def _data_mount(pod_spec: Mapping[str, Any], db_dir: str) -> tuple[str, str] | None:
-    """(volume name, mount path) of the app's volume holding db_dir: the deepest mount above it."""
-    best: tuple[str, str] | None = None
-    for c in pod_spec.get("containers", []) + pod_spec.get("initContainers", []):
-        for m in c.get("volumeMounts", []):
-            path = m.get("mountPath", "").rstrip("/") or "/"
-            if m.get("subPath") or m.get("subPathExpr"):
-                continue
-            if (db_dir == path or db_dir.startswith(path + "/")) and (best is None or len(path) > len(best[1])):
-                best = (m["name"], path)
-    return best
-
-
-def _app_user(pod_spec: Mapping[str, Any]) -> dict[str, int]:
-    """The uid/gid the app writes with: the pod's, else the first app container's."""
-    pod_sc = pod_spec.get("securityContext") or {}
-    if "runAsUser" in pod_sc:
-        return {}  # inherited by our containers from the pod
-    for c in pod_spec.get("containers", []):
-        if c.get("name") in MESH_FIRST:
-            continue
-        sc = c.get("securityContext") or {}
-        return {k: sc[k] for k in ("runAsUser", "runAsGroup") if k in sc}
-    return {}
-
-
-def _env(d: Defaults, db: str, replica_path: str | None) -> list[dict[str, Any]]:
+def _env(d: Defaults, db: str, replica_path: str | None, workload: str | None) -> list[dict[str, Any]]:
     def field_ref(path: str) -> dict[str, Any]:
         return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
 
@@ -139,25 +128,33 @@ def _env(d: Defaults, db: str, replica_path: str | None) -> list[dict[str, Any]]
             {"name": "POD_UID", **field_ref("metadata.uid")},
             {"name": "POD_SERVICE_ACCOUNT", **field_ref("spec.serviceAccountName")},
             {"name": "POD_TEMPLATE_HASH", **field_ref("metadata.labels['pod-template-hash']")}]
+    if workload:  # after POD_NAME: a StatefulSet template's is $(POD_NAME), expanded by the kubelet
+        env.append({"name": "LITESTREAM_SUPERVISOR_WORKLOAD", "value": workload})
     return env
 
 
-def containers(d: Defaults, db: str, data: tuple[str, str], replica_path: str | None,
+def containers(d: Defaults, db: str, data: DataMount, replica_path: str | None, workload: str | None,
                user: Mapping[str, int]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The restore init container and the replicate sidecar, as the Component defines them."""
-    mounts = [{"name": data[0], "mountPath": DATA_DIR},
+    data_mount: dict[str, Any] = {"name": data.volume, "mountPath": DATA_DIR}
+    if data.sub_path:
+        data_mount["subPath"] = data.sub_path
+    mounts = [data_mount,
               {"name": "litestream-token", "mountPath": TOKEN_DIR, "readOnly": True},
               {"name": "litestream-tmp", "mountPath": "/tmp"}]
     security = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
                 "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}, **user}
     resources = {"requests": {"cpu": d.cpu_request, "memory": d.memory_request}, "limits": {"memory": d.memory_limit}}
-    env = _env(d, db, replica_path)
+    if d.cpu_limit:
+        resources["limits"]["cpu"] = d.cpu_limit
+    env = _env(d, db, replica_path, workload)
     restore = {"name": "litestream-restore", "image": d.image, "args": ["restore"], "env": env,
                "volumeMounts": mounts, "securityContext": security, "resources": resources}
     sidecar: dict[str, Any] = {
         "name": "litestream", "image": d.image,
-        "args": ["replicate", "--health-addr", "0.0.0.0:9091", "--shutdown-timeout", str(d.shutdown_timeout_seconds)],
-        "env": env, "ports": [{"name": "litestream-http", "containerPort": 9091}],
+        "args": ["replicate", "--health-addr", f"0.0.0.0:{HEALTH_PORT}",
+                 "--shutdown-timeout", str(d.shutdown_timeout_seconds)],
+        "env": env, "ports": [{"name": "litestream-http", "containerPort": HEALTH_PORT}],
         "livenessProbe": {"httpGet": {"path": "/livez", "port": "litestream-http"}, "periodSeconds": 10,
                           "failureThreshold": 3},
         "readinessProbe": {"httpGet": {"path": "/readyz?exclude=credentials&exclude=lease&exclude=litestream",
@@ -180,16 +177,36 @@ def volumes(d: Defaults) -> list[dict[str, Any]]:
                 "path": "token", "audience": d.audience, "expirationSeconds": d.token_expiration_seconds}}]}}]
 
 
-def _owner_kind(pod: Mapping[str, Any]) -> str | None:
-    for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return str(ref.get("kind"))
-    return None
+def endpoint_ports(d: Defaults) -> set[int]:
+    """The ports our containers reach STS and S3 on (one endpoint; AWS's HTTPS when none is set)."""
+    if not d.endpoint:
+        return {443}
+    try:
+        parts = urlsplit(d.endpoint)
+        return {parts.port or (80 if parts.scheme == "http" else 443)}
+    except ValueError:
+        raise Refused(f"endpoint {d.endpoint!r}: not a URL with a valid port") from None
 
 
-def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = None) -> Injection:
+def workload_of(meta: Mapping[str, Any], template_workload: str | None) -> owner.Owner:
+    """The annotation, else what `inject -f` knows of a template's workload, else the pod's owner."""
+    annotations = meta.get("annotations") or {}
+    explicit = annotations.get(WORKLOAD)
+    if explicit is not None:
+        if not WORKLOAD_NAME.fullmatch(explicit):
+            raise Refused(f"annotation {WORKLOAD}: expected a Kubernetes object name (lowercase letters, digits, "
+                          f"'-' and '.'), got {explicit!r}")
+        return owner.Owner(explicit, f"annotation {WORKLOAD}")
+    if template_workload:
+        return owner.Owner(template_workload, "the workload's name")
+    return owner.of_pod(meta)
+
+
+def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = None,
+           template_workload: str | None = None) -> Injection:
     """The patch for one pod (or pod template: metadata + spec); empty when already injected or not
-    opted in. Refused (with an actionable message) when it opted in but cannot be done safely."""
+    opted in. Refused (with an actionable message) when it opted in but cannot be done safely.
+    template_workload: `inject -f` on a workload's template (its name, or $(POD_NAME))."""
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
@@ -209,21 +226,30 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
     if not d.bucket:
         raise Refused(f"no bucket: set annotation {PREFIX}bucket or the webhook's --bucket")
     replica_path = annotations.get(PREFIX + "replica-path")
+    workload = workload_of(meta, template_workload)
+    if workload.workload is None and not replica_path:
+        raise Refused(f"cannot tell this pod's workload exactly ({workload.how}): set annotation {WORKLOAD} to the "
+                      f"name its replacements share (it names the default replica path and the lease), or "
+                      f"{PREFIX}replica-path")
     name = meta.get("name") or ""
-    if replica_path and _owner_kind(pod) == "StatefulSet" and name.rsplit("-", 1)[-1].isdigit() \
-            and int(name.rsplit("-", 1)[-1]) >= 1:
+    ordinal = name.rsplit("-", 1)[-1]
+    if replica_path and (owner.controller(meta) or {}).get("kind") == "StatefulSet" and ordinal.isdigit() \
+            and int(ordinal) >= 1:
         raise Refused(f"StatefulSet pod {name} (ordinal >= 1) with a fixed {PREFIX}replica-path: every replica would "
                       "write the same replica; drop the annotation (each pod then gets its own prefix) or scale to 1")
     spec = pod.get("spec") or {}
     for c in spec.get("initContainers", []) + spec.get("containers", []):
         if c.get("name", "").startswith("litestream"):
             raise Refused(f"container {c['name']!r} already exists: names starting with 'litestream' are reserved")
+    refusals = [p for p in [podchecks.root_problem(spec)] if p] + mesh.problems(pod, endpoint_ports(d), HEALTH_PORT)
+    if refusals:
+        raise Refused("; ".join(refusals))
     patch: list[dict[str, Any]] = []
     db_dir = posixpath.dirname(db)
-    data = _data_mount(spec, db_dir)
+    data = podchecks.data_mount(spec, db)
     added_volumes = volumes(d)
     if data is None:
-        data = ("litestream-data", db_dir)
+        data = DataMount("litestream-data", db_dir)
         added_volumes.append({"name": "litestream-data", "emptyDir": {}})
         for i, c in enumerate(spec.get("containers", [])):
             if c.get("name") in MESH_FIRST:
@@ -233,8 +259,8 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
                 patch.append({"op": "add", "path": f"/spec/containers/{i}/volumeMounts", "value": [mount]})
             else:
                 patch.append({"op": "add", "path": f"/spec/containers/{i}/volumeMounts/-", "value": mount})
-    inside = posixpath.join(DATA_DIR, posixpath.relpath(db, data[1]))  # the db as our containers see it
-    restore, sidecar = containers(d, inside, data, replica_path, _app_user(spec))
+    inside = posixpath.join(DATA_DIR, posixpath.relpath(db, data.path))  # the db as our containers see it
+    restore, sidecar = containers(d, inside, data, replica_path, workload.workload, podchecks.app_user(spec))
     init = spec.get("initContainers")
     ours = [restore, sidecar] if d.sidecar == "native" else [restore]
     if init is None:
@@ -249,7 +275,7 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
     else:
         patch += [{"op": "add", "path": "/spec/volumes/-", "value": v} for v in added_volumes]
     summary = {"containers": [c["name"] for c in (restore, sidecar)], "volumes": [v["name"] for v in added_volumes],
-               "db": db, "data_volume": data[0], "sidecar": d.sidecar}
+               "db": db, "data_volume": data.volume, "sidecar": d.sidecar, "workload": workload.workload}
     # the same pod label the Component adds (what the optional NetworkPolicy selects on)
     patch.append({"op": "add", "path": f"/metadata/labels/{_escape(REPLICATED_LABEL)}", "value": "true"})
     status = json.dumps(summary, sort_keys=True, separators=(",", ":"))
@@ -259,11 +285,13 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
         patch.append({"op": "add", "path": "/metadata/annotations", "value": {STATUS: status}})
     else:
         patch.append({"op": "add", "path": f"/metadata/annotations/{_escape(STATUS)}", "value": status})
-    return Injection(patch, summary)
+    return Injection(patch, summary, podchecks.warnings(spec, d.shutdown_timeout_seconds))
 
 
-TEMPLATE_KINDS = {"Deployment": ("spec", "template"), "StatefulSet": ("spec", "template"),
-                  "ReplicaSet": ("spec", "template")}
+# Kinds whose pod template `inject -f` patches, and the workload their pods share: the object's own
+# final name, or for a StatefulSet each pod's own ($(POD_NAME), expanded by the kubelet from the
+# POD_NAME defined before it).
+TEMPLATE_KINDS = {"Deployment": "name", "ReplicaSet": "name", "Rollout": "name", "StatefulSet": "$(POD_NAME)"}
 PASSED_KINDS = {"Job": "a Job's pods run to completion and would each restore and replicate one database",
                 "CronJob": "a CronJob's pods run to completion and would each restore and replicate one database",
                 "DaemonSet": "one pod per node would be one writer per node on one replica"}
@@ -285,12 +313,12 @@ def inject_documents(docs: list[Any], defaults: Defaults) -> tuple[list[Any], li
             doc = jsonpatch.apply_patch(doc, injection.patch) if injection.patch else doc
         elif kind in TEMPLATE_KINDS:
             template = doc.get("spec", {}).get("template") or {}
-            injection = inject(template, defaults, namespace)
+            workload = TEMPLATE_KINDS[kind] if TEMPLATE_KINDS[kind] != "name" else \
+                (doc.get("metadata") or {}).get("name")
+            injection = inject(template, defaults, namespace, template_workload=workload)
             if injection.patch:
                 doc = {**doc, "spec": {**doc["spec"], "template": jsonpatch.apply_patch(template, injection.patch)}}
-                if kind == "Deployment" and (doc["spec"].get("strategy") or {}).get("type") != "Recreate":
-                    notes.append(f"{kind}/{name}: strategy is not Recreate: a rollout runs two pods on one replica "
-                                 "(the lease makes the new one wait for the old one's final upload)")
+                notes += [f"{kind}/{name}: warning: {w}" for w in workload_warnings(kind, doc["spec"])]
         elif kind in PASSED_KINDS:
             template = (doc.get("spec") or {}).get("template") or \
                 ((doc.get("spec") or {}).get("jobTemplate") or {}).get("spec", {}).get("template") or {}
@@ -305,5 +333,20 @@ def inject_documents(docs: list[Any], defaults: Defaults) -> tuple[list[Any], li
             notes.append(f"{kind}/{name}: added {', '.join(injection.summary['containers'])}; volumes "
                          f"{', '.join(injection.summary['volumes'])}; db {injection.summary['db']} on volume "
                          f"{injection.summary['data_volume']}")
+            notes += [f"{kind}/{name}: warning: {w}" for w in injection.warnings]
         out.append(doc)
     return out, notes
+
+
+def workload_warnings(kind: str, spec: Mapping[str, Any]) -> list[str]:
+    """Soft rules only a workload shows (a pod at admission does not: the ValidatingAdmissionPolicy
+    checks them where workloads are written)."""
+    out = []
+    replicas = spec.get("replicas", 1)
+    if replicas > 1:
+        out.append(f"replicas {replicas} > 1: " + ("each pod replicates a database of its own" if kind == "StatefulSet"
+                                                  else "one writer at a time: the others wait for the lease"))
+    if kind == "Deployment" and (spec.get("strategy") or {}).get("type") != "Recreate":
+        out.append("strategy is not Recreate: a rollout runs two pods on one replica (the lease makes the new one "
+                   "wait for the old one's final upload)")
+    return out

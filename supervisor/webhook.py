@@ -6,12 +6,19 @@ request's apiVersion, kind and uid: `patchType: JSONPatch` with the base64 patch
 415, oversized ones 413. The certificate and key are re-read when their files change
 (cert-manager rotates them) into the same TLS context: new connections get the new certificate,
 no request is dropped. /livez, /readyz and /metrics as the sidecar has them.
+
+Stopping (SIGTERM): /readyz fails at once, requests keep being served for `drain_seconds` (while
+the Service's endpoints drop this pod and every API server and proxy learns of it: a terminating
+pod leaves the EndpointSlice's ready set at once, but that change takes a moment to propagate),
+then the listener closes and the process exits, well inside the pod's grace period. A second
+signal cuts the drain short.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import ssl
 import time
@@ -32,6 +39,7 @@ from supervisor.signals import Signals
 log = get_logger("webhook")
 MAX_BODY_BYTES = 3 * 1024 * 1024  # the API server's own request limit is about 3 MiB
 RELOAD_POLL_SECONDS = 2.0
+DRAIN_SECONDS = 10.0  # manifests/webhook/deployment.yaml's grace period (30 s) covers it with room
 
 
 @dataclass
@@ -82,6 +90,7 @@ class Webhook:
     def __init__(self, defaults: Defaults) -> None:
         self.defaults = defaults
         self.started = False
+        self.draining = False
         self.counts: Counter[str] = Counter()
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = PromCounter("litestream_supervisor_webhook_requests", "Admission requests by result.",
@@ -110,6 +119,8 @@ class Webhook:
                     answer["patchType"] = "JSONPatch"
                     answer["patch"] = base64.b64encode(json.dumps(injection.patch).encode()).decode()
                     result = "injected"
+                if injection.warnings:  # shown to whoever created the pod (a controller: nobody; see README)
+                    answer["warnings"] = [f"litestream-supervisor: {w}" for w in injection.warnings]
         self.requests.labels(result).inc()
         return {"apiVersion": body.get("apiVersion", "admission.k8s.io/v1"),
                 "kind": body.get("kind", "AdmissionReview"), "response": answer}
@@ -134,6 +145,8 @@ class Webhook:
         if request.path == "/livez":
             return httpd.Response(200, b"ok\n")
         if request.path == "/readyz":
+            if self.draining:
+                return httpd.Response(503, b"draining: stopping\n")
             return httpd.Response(200 if self.started else 503, b"ok\n" if self.started else b"starting\n")
         if request.path == "/metrics":
             return httpd.Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
@@ -141,7 +154,7 @@ class Webhook:
 
 
 async def main(defaults: Defaults, host: str, port: int, cert_file: Path, key_file: Path,
-               signals: Signals) -> int:
+               signals: Signals, drain_seconds: float = DRAIN_SECONDS) -> int:
     certificates = Certificates(cert_file, key_file)
     webhook = Webhook(defaults)
     server = await httpd.start(webhook.handle, host, port, ssl=certificates.context,
@@ -151,6 +164,10 @@ async def main(defaults: Defaults, host: str, port: int, cert_file: Path, key_fi
     log.info("webhook_listening", addr=f"{host}:{httpd.bound_port(server)}", image=defaults.image)
     try:
         await signals.stop.wait()
+        webhook.draining = True  # not ready first: the endpoints drop this pod while it still answers
+        log.info("webhook_draining", seconds=drain_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(signals.force.wait(), drain_seconds)
     finally:
         webhook.started = False
         follower.cancel()

@@ -91,7 +91,8 @@ def rules(short: bool = False) -> dict[str, Any]:
         alert(t, "LitestreamRestartingRepeatedly",
               f"increase({P}litestream_restarts_total[{t['litestream_restarts_window']}]) > {t['litestream_restarts']}",
               "1m", "warning", "Litestream keeps restarting in {{ $labels.namespace }}/{{ $labels.pod }}",
-              "Its logs, relayed by the sidecar (`kubectl logs -c litestream`), say why: disk full, a corrupt "
+              "Its logs, relayed by the sidecar (`kubectl -n {{ $labels.namespace }} logs {{ $labels.pod }} "
+              "-c litestream`), say why: disk full, a corrupt "
               "local state, the binary itself.", short),
         alert(t, "LitestreamSidecarNotReady", f"{P}ready == 0", t["not_ready_for"], "warning",
               "The litestream sidecar of {{ $labels.namespace }}/{{ $labels.pod }} is not ready",

@@ -128,6 +128,9 @@ def test_restore_replicate_sigterm_restore_in_the_container(image: str, containe
         time.sleep(0.5)
     else:
         raise AssertionError(podman("logs", name, check=False).stderr[-3000:])
+    # the not-ready runbook's command works in the image (it has no wget or curl)
+    health = podman("exec", name, "litestream-supervisor", "health", "--health-addr", f"127.0.0.1:{port}", check=False)
+    assert health.returncode == 0 and "[+]credentials ok" in health.stdout, health.stdout + health.stderr
     # Python runs at -OO as the image says, and finds valid bytecode at that level for every module
     # the commands load: on a read-only root a missing or stale .pyc (its recorded source mtime no
     # longer the file's) is compiled again by every process.

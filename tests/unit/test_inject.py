@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from supervisor.inject import STATUS, Defaults, Refused, inject
+from supervisor.mesh import MESH_CONTAINERS
 from tests.k8s_rules import additions_only, pod_problems
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "admission"
@@ -54,7 +55,7 @@ def test_golden_pods_change_nothing_and_pass_the_api_servers_rules(name: str) ->
     names = [c["name"] for c in result["spec"]["initContainers"]]
     ours = names.index("litestream-restore")
     assert names[ours + (1 if "litestream" in names else 0)] in ("litestream", names[ours])
-    mesh = [i for i, n in enumerate(names) if n in ("istio-init", "linkerd-init", "istio-proxy", "istio-validation")]
+    mesh = [i for i, n in enumerate(names) if n in MESH_CONTAINERS]
     assert all(i < ours for i in mesh)  # after mesh init containers and proxies
     apps = [i for i, n in enumerate(names) if n in ("migrate", "log-shipper")]
     assert all(i > ours for i in apps)  # before the app's own init containers
@@ -62,8 +63,25 @@ def test_golden_pods_change_nothing_and_pass_the_api_servers_rules(name: str) ->
     assert inject(result, DEFAULTS, "shop").patch == []
 
 
+REFUSED = sorted(p.name.removesuffix(".pod.json") for p in (FIXTURES / "refused").glob("*.pod.json"))
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_refused_fixtures_say_what_to_set(name: str) -> None:
+    """Pods our containers could not run in (meshes in classic mode, probes a mesh refuses): refused
+    with a message naming what to change (the lines of <name>.refusal.txt); the same pod with
+    litestream-supervisor.io/mesh-ports-excluded: "true" is injected."""
+    pod = json.loads((FIXTURES / "refused" / f"{name}.pod.json").read_text())
+    with pytest.raises(Refused) as refused:
+        inject(pod, DEFAULTS, "shop")
+    for line in (FIXTURES / "refused" / f"{name}.refusal.txt").read_text().splitlines():
+        assert line in str(refused.value), f"{line!r} not in {refused.value}"
+    pod["metadata"]["annotations"]["litestream-supervisor.io/mesh-ports-excluded"] = "true"
+    assert inject(pod, DEFAULTS, "shop").patch
+
+
 def test_the_app_keeps_restartpolicy_and_startup_probes_it_wrote() -> None:
-    pod = json.loads((FIXTURES / "istio-linkerd-and-migration.pod.json").read_text())
+    pod = json.loads((FIXTURES / "istio-native-and-migration.pod.json").read_text())
     result = patched(pod)
     proxy = next(c for c in result["spec"]["initContainers"] if c["name"] == "istio-proxy")
     assert proxy["restartPolicy"] == "Always" and proxy["startupProbe"]
@@ -130,6 +148,9 @@ def pods(draw: Any) -> dict[str, Any]:
     def container(name: str) -> dict[str, Any]:
         mounts = [{"name": v, "mountPath": f"/mnt/{v}"} for v in draw(st.lists(st.sampled_from(volume_names),
                                                                               unique=True))] if volume_names else []
+        for m in mounts:  # a subdirectory of the volume (issue 28: it is still the data volume)
+            if draw(st.booleans()):
+                m["subPath"] = draw(st.sampled_from(["db", "app/data"]))
         c: dict[str, Any] = {"name": name, "image": "app"}
         if mounts or draw(st.booleans()):
             c["volumeMounts"] = mounts
@@ -146,8 +167,11 @@ def pods(draw: Any) -> dict[str, Any]:
     db_dir = draw(st.sampled_from([f"/mnt/{v}" for v in volume_names] + ["/data", "/var/lib/app"]))
     meta: dict[str, Any] = {"labels": {"litestream-supervisor.io/inject": "true"},
                             "annotations": {"litestream-supervisor.io/db": f"{db_dir}/app.db"}}
-    if draw(st.booleans()):
-        meta["generateName"] = "app-"
+    if draw(st.booleans()):  # a Deployment's pod: the workload comes from its owner
+        meta["generateName"] = "app-7d4b9c8f6d-"
+        meta["labels"]["pod-template-hash"] = "7d4b9c8f6d"
+        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-7d4b9c8f6d",
+                                    "uid": "u", "controller": True}]
     else:
         meta["name"] = "app"
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
@@ -198,7 +222,7 @@ def test_parity_with_the_component() -> None:
                         bucket=settings_cm["LITESTREAM_SUPERVISOR_BUCKET"],
                         endpoint=settings_cm["AWS_ENDPOINT_URL_S3"], role_arn=settings_cm["AWS_ROLE_ARN"],
                         region=settings_cm["AWS_REGION"])
-    injected = jsonpatch.apply_patch(template, inject(template, defaults, "wiki").patch)
+    injected = jsonpatch.apply_patch(template, inject(template, defaults, "wiki", template_workload="wiki").patch)
     rendered = deployment["spec"]["template"]
 
     def ours(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:

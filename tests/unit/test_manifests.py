@@ -17,7 +17,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 WORKLOADS = ROOT / "tests" / "workloads"
-BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component", "minio", "webhook", "ceph-rgw",
+BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component", "examples/app-webhook", "minio",
+          "webhook", "policy", "ceph-rgw", "monitoring",
           WORKLOADS / "minio-helm", WORKLOADS / "minio-root"]
 WORKLOAD_BUILDS = ["base", "legacy-sidecar", "examples/app-base", "examples/app-component"]
 K8S_VERSIONS = ["1.29.0", None]  # None: kubernetes-validate's newest
@@ -222,7 +223,7 @@ def test_component_changes_nothing_but_adds(app: str) -> None:
     for w in workloads(kustomize(WORKLOADS / "apps" / app)):
         before = inputs[(w["kind"], w["metadata"]["name"])]
         if w["kind"] == "Deployment":
-            assert w["spec"]["strategy"] == {"type": "Recreate"}
+            assert w["spec"]["strategy"] == {"type": "Recreate", "rollingUpdate": None}
             before = {**before, "spec": {k: v for k, v in before["spec"].items() if k != "strategy"}}
         # a reference the app made to the settings now names its hashed version: that is kustomize
         unhashed = re.sub(r"litestream-supervisor-settings-[a-z0-9]{10}", "litestream-supervisor-settings",
@@ -263,14 +264,15 @@ def test_webhook_configuration_is_scoped_and_fails_closed() -> None:
     assert hook["rules"] == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
                               "resources": ["pods"], "scope": "Namespaced"}]
     assert hook["objectSelector"] == {"matchLabels": {"litestream-supervisor.io/inject": "true"}}
-    (excluded,) = hook["namespaceSelector"]["matchExpressions"]
-    assert excluded["operator"] == "NotIn" and set(excluded["values"]) == {
+    excluded = hook["namespaceSelector"]["matchExpressions"]
+    assert all(e["operator"] == "NotIn" and e["key"] == "kubernetes.io/metadata.name" for e in excluded)
+    assert {v for e in excluded for v in e["values"]} == {
         "kube-system", "kube-public", "kube-node-lease", "litestream-system"}
     assert hook["clientConfig"]["service"]["path"] == "/mutate"
     assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
-        "litestream-system/litestream-supervisor-webhook"
+        "litestream-system/litestream-supervisor-webhook-ca"
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
-    assert deployment["spec"]["replicas"] == 2 and any(d["kind"] == "PodDisruptionBudget" for d in docs)
+    assert deployment["spec"]["replicas"] == 2
     (c,) = deployment["spec"]["template"]["spec"]["containers"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
@@ -280,7 +282,7 @@ def test_webhook_configuration_is_scoped_and_fails_closed() -> None:
 
 
 def _policy() -> dict:
-    (policy,) = [d for d in kustomize("webhook") if d["kind"] == "ValidatingAdmissionPolicy"]
+    (policy,) = [d for d in kustomize("policy") if d["kind"] == "ValidatingAdmissionPolicy"]
     return policy["spec"]
 
 
@@ -312,21 +314,81 @@ def test_validating_admission_policy_cel(workload: dict, allowed: bool) -> None:
 
 
 def test_without_cert_manager_overlay(tmp_path: Path) -> None:
-    """generate.sh makes a CA and serving certificate and an overlay with the Secret and caBundle."""
+    """generate.sh makes a CA and a serving certificate and an overlay with the Secret and caBundle;
+    a rerun keeps the CA (caBundle unchanged) and issues a new serving certificate from it."""
     import base64
     out = tmp_path / "webhook"
-    run = subprocess.run(["bash", str(MANIFESTS / "webhook/without-cert-manager/generate.sh"), str(out), "30"],
-                         capture_output=True, text=True, timeout=60, check=False)
-    assert run.returncode == 0, run.stderr
-    docs = kustomize(out)
+    script = MANIFESTS / "webhook/without-cert-manager/generate.sh"
+
+    def generate(**env: str) -> list[dict]:
+        run = subprocess.run(["bash", str(script), str(out), "30"], capture_output=True, text=True, timeout=60,
+                             check=False, env={**os.environ, **env})
+        assert run.returncode == 0, run.stderr
+        return kustomize(out)
+
+    docs = generate()
     kinds = {d["kind"] for d in docs}
     assert "Certificate" not in kinds and "Issuer" not in kinds
     (config,) = [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
     assert "cert-manager.io/inject-ca-from" not in (config["metadata"].get("annotations") or {})
-    assert base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"]) == (out / "ca.crt").read_bytes()
+    first_ca, first_leaf = (out / "ca.crt").read_bytes(), (out / "tls.crt").read_bytes()
+    assert base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"]) == first_ca
     (secret,) = [d for d in docs if d["kind"] == "Secret"]
     assert secret["metadata"]["name"] == "litestream-supervisor-webhook-tls"
-    assert base64.b64decode(secret["data"]["tls.crt"]) == (out / "tls.crt").read_bytes()
-    verify = subprocess.run(["openssl", "verify", "-CAfile", str(out / "ca.crt"), str(out / "tls.crt")],
-                            capture_output=True, text=True, check=False)
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert base64.b64decode(secret["data"]["tls.crt"]) == first_leaf
+    assert all((out / key).stat().st_mode & 0o777 == 0o600 for key in ("ca.key", "tls.key"))
+    # a rerun (rotation): same CA, same caBundle, a new serving certificate that verifies against it
+    docs = generate()
+    (config,) = [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
+    assert (out / "ca.crt").read_bytes() == first_ca and (out / "tls.crt").read_bytes() != first_leaf
+    assert base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"]) == first_ca
+    for leaf in (out / "tls.crt", ):
+        verify = subprocess.run(["openssl", "verify", "-CAfile", str(out / "ca.crt"), str(leaf)],
+                                capture_output=True, text=True, check=False)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    # another namespace: every reference follows, the certificate names it
+    docs = generate(NAMESPACE="platform")
+    assert "litestream-system" not in yaml.safe_dump_all(docs)
+    san = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(out / "tls.crt")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "litestream-supervisor-webhook.platform.svc" in san
+
+
+def _overlay(tmp_path: Path, body: str) -> Path:
+    root = tmp_path / "overlay"
+    root.mkdir(exist_ok=True)
+    (root / "kustomization.yaml").write_text(body.replace("WEBHOOK", os.path.relpath(MANIFESTS / "webhook", root)))
+    return root
+
+
+@pytest.mark.parametrize(("ha", "nodes", "completes", "fewest"), [
+    (False, 1, True, 0),  # the default: a one-node drain completes (and takes the webhook down: one node)
+    (False, 3, True, 1),
+    (True, 1, False, 1),  # with the budget, a one-node drain never completes: hence optional
+    (True, 2, True, 1),
+    (True, 3, True, 1),
+])
+def test_webhook_disruption_budget_and_kubectl_drain(tmp_path: Path, ha: bool, nodes: int, completes: bool,
+                                                     fewest: int) -> None:
+    """Issue 28 item 5: the default install must not block `kubectl drain` on a one-node cluster
+    (kubernetes/kubernetes#66811, #83307: a budget that needs a replacement pod Ready elsewhere blocks
+    for ever); the optional high-availability Component keeps one pod up on larger clusters."""
+    from tests.k8s_rules import drain
+    path = _overlay(tmp_path, "resources: [WEBHOOK]\n" + ("components: [WEBHOOK/high-availability]\n" if ha else ""))
+    docs = kustomize(path)
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    pdbs = [d["spec"] for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert bool(pdbs) == ha and all(d["metadata"]["namespace"] == "litestream-system" for d in docs
+                                    if d["kind"] == "PodDisruptionBudget")
+    assert drain(deployment["spec"]["replicas"], nodes, pdbs) == (completes, fewest)
+
+
+def test_webhook_grace_period_covers_its_drain() -> None:
+    (deployment,) = [d for d in kustomize("webhook") if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    drain_seconds = float(c["args"][c["args"].index("--drain-seconds") + 1])
+    probe = c["readinessProbe"]
+    # readiness fails at SIGTERM; the drain outlasts a readiness period or two, the grace period the drain
+    assert drain_seconds >= 2 * probe["periodSeconds"]
+    assert pod["terminationGracePeriodSeconds"] >= drain_seconds + 10

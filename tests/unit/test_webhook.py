@@ -66,26 +66,32 @@ class CA:
         return ctx
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[int, CA, Path, Path]]:
-    ca = CA()
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    ca.issue(cert, key)
+def start_webhook(tmp_path: Path, cert: Path, key: Path, drain_seconds: float) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     log = open(tmp_path / "webhook.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(supervisor_cmd("webhook", "--addr", f"127.0.0.1:{port}", "--tls-cert-file", str(cert),
                                            "--tls-key-file", str(key), "--bucket", "litestream",
                                            "--endpoint", "http://minio.minio.svc:9000",
                                            "--role-arn", "arn:minio:iam:::role/oxnUw3DAuQF1uggjXGxI2AmW8IA",
-                                           "--namespace", "litestream-system", "--log-format", "json"),
+                                           "--namespace", "litestream-system", "--log-format", "json",
+                                           "--drain-seconds", str(drain_seconds)),
                             stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    wait_for_port(port, 30)
+    return proc, port
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[int, CA, Path, Path]]:
+    ca = CA()
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    ca.issue(cert, key)
+    proc, port = start_webhook(tmp_path, cert, key, drain_seconds=0)
     try:
-        wait_for_port(port, 30)
         yield port, ca, cert, key
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-        log.close()
 
 
 def post(port: int, ca: CA, body: bytes, content_type: str = "application/json") -> tuple[int, bytes, int]:
@@ -181,3 +187,56 @@ def test_health_and_metrics_over_tls(server: tuple[int, CA, Path, Path]) -> None
         if path == "/metrics":
             assert "litestream_supervisor_webhook_requests_total" in body
     assert socket.getaddrinfo("localhost", port)
+
+
+def get(port: int, ca: CA, path: str) -> int:
+    conn = http.client.HTTPSConnection("localhost", port, context=ca.client_context(), timeout=5)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_sigterm_fails_readiness_first_keeps_serving_through_the_drain_then_exits(tmp_path: Path) -> None:
+    """Issue 28 item 5: a terminating pod leaves the Service's ready endpoints at once (EndpointSlice
+    `ready: false, terminating: true`: Kubernetes docs "Pod Lifecycle", termination of Pods;
+    KEP-1672), but API servers and kube-proxy act on it only once the change reaches them; requests
+    still sent meanwhile must be answered (a refused connection under failurePolicy Fail is a
+    refused pod)."""
+    ca = CA()
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    ca.issue(cert, key)
+    drain = 2.0
+    proc, port = start_webhook(tmp_path, cert, key, drain_seconds=drain)
+    body = json.dumps(review(json.loads((FIXTURES / "deployment-own-data-volume.pod.json").read_text()))).encode()
+    assert get(port, ca, "/readyz") == 200
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    while get(port, ca, "/readyz") != 503:
+        assert time.monotonic() - sent < 1, "readiness still passing after SIGTERM"
+        time.sleep(0.05)
+    answered = 0
+    while time.monotonic() - sent < drain - 0.5:
+        status, answer, _ = post(port, ca, body)
+        assert status == 200 and json.loads(answer)["response"]["allowed"] is True
+        answered += 1
+        time.sleep(0.1)
+    assert answered >= 5 and proc.poll() is None
+    assert proc.wait(timeout=drain + 5) == 0
+    assert time.monotonic() - sent < drain + 5  # well inside the manifests' grace period (30 s)
+    with pytest.raises(OSError):
+        post(port, ca, body)
+
+
+def test_a_second_signal_cuts_the_drain_short(tmp_path: Path) -> None:
+    ca = CA()
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    ca.issue(cert, key)
+    proc, port = start_webhook(tmp_path, cert, key, drain_seconds=60)
+    proc.send_signal(signal.SIGTERM)
+    while get(port, ca, "/readyz") != 503:
+        time.sleep(0.05)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0 and time.monotonic() - sent < 5

@@ -1,30 +1,42 @@
 #!/usr/bin/env bash
-# For clusters without cert-manager: make a CA and a serving certificate here, and write a
-# kustomize overlay (GitOps-friendly: commit it, or keep the key out of git and generate it in CI)
-# that carries the Secret and the webhook's caBundle. No in-cluster CA juggling.
+# For clusters without cert-manager: a CA and a serving certificate made here, and a kustomize
+# overlay (GitOps-friendly) that carries the Secret and the webhook's caBundle. No in-cluster CA
+# juggling.
 #
 #   manifests/webhook/without-cert-manager/generate.sh OUT_DIR [DAYS]
 #   kubectl apply -k OUT_DIR
 #
-# Rotate by running it again before DAYS run out (default 825); the webhook re-reads the files.
+# The CA is made once (10 years) and kept in OUT_DIR (ca.crt, ca.key): a rerun only issues a new
+# serving certificate from it (DAYS, default 825), so caBundle never changes and no request is
+# refused while the new Secret reaches the pods (the webhook re-reads the files). Rotate by
+# running it again before DAYS run out. To replace the CA itself, delete ca.key and rerun (then
+# caBundle changes: apply at a quiet moment). Keep ca.key and tls.key out of git (generate in CI,
+# or keep them in a secret store).
+# NAMESPACE (default litestream-system): the namespace the webhook is installed in.
 set -euo pipefail
 out=${1:?usage: generate.sh OUT_DIR [DAYS]}
 days=${2:-825}
+ca_days=3650
 service=litestream-supervisor-webhook
-namespace=litestream-system
+namespace=${NAMESPACE:-litestream-system}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days "$days" \
-  -subj "/CN=litestream-supervisor webhook CA" -keyout "$work/ca.key" -out "$out/ca.crt" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$service.$namespace.svc" \
-  -keyout "$out/tls.key" -out "$work/tls.csr" 2>/dev/null
+if [[ -s "$out/ca.key" && -s "$out/ca.crt" ]]; then
+  echo "keeping the CA in $out (delete ca.key to make a new one)"
+else
+  (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days "$ca_days" \
+    -subj "/CN=litestream-supervisor webhook CA" -keyout "$out/ca.key" -out "$out/ca.crt" 2>/dev/null)
+fi
+(umask 077 && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -subj "/CN=$service.$namespace.svc" -keyout "$out/tls.key" -out "$work/tls.csr" 2>/dev/null)
 printf 'subjectAltName=DNS:%s.%s.svc,DNS:%s.%s.svc.cluster.local\n' "$service" "$namespace" "$service" "$namespace" \
   > "$work/ext"
-openssl x509 -req -in "$work/tls.csr" -CA "$out/ca.crt" -CAkey "$work/ca.key" -CAcreateserial -days "$days" \
-  -extfile "$work/ext" -out "$out/tls.crt" 2>/dev/null
-chmod 600 "$out/tls.key"
+openssl x509 -req -in "$work/tls.csr" -CA "$out/ca.crt" -CAkey "$out/ca.key" -CAcreateserial \
+  -CAserial "$work/ca.srl" -days "$days" -extfile "$work/ext" -out "$out/tls.crt" 2>/dev/null
+chmod 600 "$out/tls.key" "$out/ca.key"
+chmod 644 "$out/ca.crt" "$out/tls.crt"
 base=$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$here/.." "$out")
 ca_bundle=$(base64 -w0 < "$out/ca.crt")
 cat > "$out/kustomization.yaml" <<YAML
@@ -43,18 +55,18 @@ secretGenerator:
       - tls.crt
       - tls.key
 patches:
-  - target: {kind: Issuer}
+  - target: {group: cert-manager.io, kind: Issuer}
     patch: |-
       \$patch: delete
       apiVersion: cert-manager.io/v1
       kind: Issuer
-      metadata: {name: $service}
-  - target: {kind: Certificate}
+      metadata: {name: any}
+  - target: {group: cert-manager.io, kind: Certificate}
     patch: |-
       \$patch: delete
       apiVersion: cert-manager.io/v1
       kind: Certificate
-      metadata: {name: $service}
+      metadata: {name: any}
   - target: {kind: MutatingWebhookConfiguration, name: litestream-supervisor}
     patch: |-
       - op: remove
@@ -62,5 +74,11 @@ patches:
       - op: add
         path: /webhooks/0/clientConfig/caBundle
         value: $ca_bundle
+      - op: replace
+        path: /webhooks/0/clientConfig/service/namespace
+        value: $namespace
+      - op: replace
+        path: /webhooks/0/namespaceSelector/matchExpressions/1/values/0
+        value: $namespace
 YAML
-echo "wrote $out (CA and certificate valid $days days); apply with: kubectl apply -k $out"
+echo "wrote $out (serving certificate valid $days days, CA until $(openssl x509 -noout -enddate -in "$out/ca.crt" | cut -d= -f2)); apply with: kubectl apply -k $out"

@@ -1,0 +1,180 @@
+"""What a real cluster does that a render does not (issue 28, items 1-4), at admission.
+
+Sources:
+- meshes: Istio "Install with the Istio CNI plugin" (application init containers: traffic
+  redirection is in place before they run, the proxy is not; exclusion annotations or uid 1337),
+  istio/istio.io#15117; Istio "Health Checking of Istio Services" (the kubelet has no mesh
+  certificate: plain HTTP probes fail under mutual TLS unless rewritten, and only containers present
+  when Istio's injector runs are rewritten); Linkerd "Proxy Configuration" reference
+  (config.linkerd.io/skip-{inbound,outbound}-ports, config.beta.linkerd.io/proxy-enable-native-sidecar),
+  linkerd/linkerd2#4792 (init containers behind the CNI plugin's rules have no network);
+- mounts: API server ValidateVolumeMounts (one mountPath per container; subPath relative, not with
+  subPathExpr); subPathExpr expands the container's own environment;
+- uid 0: the kubelet refuses a container with runAsNonRoot whose user is 0;
+- warnings: AdmissionReview v1 `response.warnings`, shown to the requesting client only.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import pytest
+
+from supervisor.inject import Defaults, Refused, inject, inject_documents
+from supervisor.mesh import ports
+from supervisor.webhook import Webhook
+from tests.k8s_rules import pod_problems
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "admission"
+DEFAULTS = Defaults(image="litestream-supervisor:0.1.0", bucket="litestream", endpoint="http://minio.minio.svc:9000",
+                    role_arn="arn:minio:iam:::role/oxnUw3DAuQF1uggjXGxI2AmW8IA")
+
+
+def fixture(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / f"{name}.pod.json").read_text())
+
+
+def patched(pod: dict[str, Any], defaults: Defaults = DEFAULTS) -> dict[str, Any]:
+    result = jsonpatch.apply_patch(copy.deepcopy(pod), inject(pod, defaults, "shop").patch)
+    assert pod_problems(result["spec"], configmaps={}) == []
+    return result
+
+
+# --- 1, 2: meshes ---
+
+def test_istio_native_mode_keeps_working_after_its_proxy() -> None:
+    names = [c["name"] for c in patched(fixture("istio-native-and-migration"))["spec"]["initContainers"]]
+    assert names == ["istio-init", "istio-proxy", "litestream-restore", "litestream", "migrate"]
+
+
+@pytest.mark.parametrize("endpoint", ["https://s3.example.com", "http://rgw.ceph:8080"])
+def test_classic_mode_needs_exactly_the_endpoints_port_excluded(endpoint: str) -> None:
+    """The port checked is the one the containers will dial (443 for https without a port)."""
+    pod = fixture("istio-classic-ports-excluded")  # excludes 9000: the default endpoint's port only
+    defaults = Defaults(**{**DEFAULTS.__dict__, "endpoint": endpoint})
+    with pytest.raises(Refused, match="excludeOutboundPorts"):
+        inject(pod, defaults, "shop")
+    port = "443" if endpoint.startswith("https") else "8080"
+    pod["metadata"]["annotations"]["traffic.sidecar.istio.io/excludeOutboundPorts"] = f"15020,{port}"
+    assert inject(pod, defaults, "shop").patch
+
+
+def test_the_endpoint_annotation_is_the_port_checked() -> None:
+    pod = fixture("istio-classic-ports-excluded")
+    pod["metadata"]["annotations"]["litestream-supervisor.io/endpoint"] = "http://minio.storage:9100"
+    with pytest.raises(Refused, match='excludeOutboundPorts: "9100"'):
+        inject(pod, DEFAULTS, "shop")
+
+
+def test_linkerd_port_ranges_are_read_as_linkerd_reads_them() -> None:
+    pod = fixture("refused/linkerd-classic")
+    pod["metadata"]["annotations"].update({"config.linkerd.io/skip-outbound-ports": "25,9000-9100",
+                                           "config.linkerd.io/skip-inbound-ports": "9090-9099"})
+    assert inject(pod, DEFAULTS, "shop").patch
+    assert ports("1-3, 7") == {1, 2, 3, 7} and ports("") == set() and ports("nine") is None
+    pod["metadata"]["annotations"]["config.linkerd.io/skip-inbound-ports"] = "all"
+    with pytest.raises(Refused, match="expected port numbers"):
+        inject(pod, DEFAULTS, "shop")
+
+
+def test_our_webhook_is_called_after_the_meshes_injectors() -> None:
+    """Mutating webhooks are called in order of their configurations' names in practice (not a
+    guarantee: reference notes, Istio/Azure threads): our name must sort after the meshes', so their
+    containers are there to be seen (and ours inserted after them)."""
+    import yaml
+    hook = Path(__file__).resolve().parents[2] / "manifests/webhook/mutatingwebhook.yaml"
+    config = yaml.safe_load(hook.read_text())
+    ours = config["metadata"]["name"]
+    for mesh in ("istio-sidecar-injector", "istio-revision-tag-default", "linkerd-proxy-injector-webhook-config"):
+        assert mesh < ours
+
+
+# --- 3: subPath mounts ---
+
+def test_a_subpath_mount_at_the_db_directory_is_the_data_volume() -> None:
+    """The old rule skipped subPath mounts: it added a second mount at /var/lib/web (rejected by the
+    API server) or an emptyDir that hid the app's volume. Now our containers mount the same subPath."""
+    result = patched(fixture("subpath-data-volume"))
+    for c in result["spec"]["initContainers"]:
+        assert c["volumeMounts"][0] == {"name": "data", "mountPath": "/var/lib/litestream/data", "subPath": "web"}
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["LITESTREAM_SUPERVISOR_DB"] == "/var/lib/litestream/data/db/web.db"
+    assert [v["name"] for v in result["spec"]["volumes"] if v["name"] == "litestream-data"] == []
+    paths = [m["mountPath"] for m in result["spec"]["containers"][0]["volumeMounts"]]
+    assert len(paths) == len(set(paths))
+
+
+def test_a_subpath_mount_wins_over_a_parent_mount_of_another_volume() -> None:
+    pod = fixture("subpath-data-volume")
+    pod["spec"]["containers"][0]["volumeMounts"].append({"name": "cache", "mountPath": "/var"})
+    pod["spec"]["volumes"].append({"name": "cache", "emptyDir": {}})
+    (restore, _) = [c for c in patched(pod)["spec"]["initContainers"] if c["name"].startswith("litestream")]
+    assert restore["volumeMounts"][0]["name"] == "data"
+
+
+def test_subpathexpr_and_a_file_mount_at_the_db_are_refused() -> None:
+    pod = fixture("subpath-data-volume")
+    mount = pod["spec"]["containers"][0]["volumeMounts"][0]
+    mount["subPathExpr"] = mount.pop("subPath").replace("web", "$(POD_NAME)")
+    with pytest.raises(Refused, match="subPathExpr"):
+        inject(pod, DEFAULTS, "shop")
+    pod = fixture("subpath-data-volume")
+    pod["spec"]["containers"][0]["volumeMounts"][0] = {"name": "data", "mountPath": "/var/lib/web/db/web.db",
+                                                       "subPath": "web.db"}
+    with pytest.raises(Refused, match="single file at the database's path"):
+        inject(pod, DEFAULTS, "shop")
+
+
+# --- 4: pods that cannot run, and soft rules ---
+
+@pytest.mark.parametrize("where", ["pod", "container"])
+def test_an_app_running_as_root_is_refused(where: str) -> None:
+    pod = fixture("no-data-volume")
+    if where == "pod":
+        pod["spec"]["securityContext"] = {"runAsUser": 0}
+    else:
+        pod["spec"]["containers"][0]["securityContext"] = {"runAsUser": 0}
+    with pytest.raises(Refused, match=r"uid 0.*runAsUser"):
+        inject(pod, DEFAULTS, "shop")
+    # what the API server / kubelet would have done with the old patch: runAsNonRoot and uid 0
+    pod["spec"].get("securityContext", {}).pop("runAsUser", None)
+    pod["spec"]["containers"][0].pop("securityContext", None)
+    assert patched(pod)
+
+
+def test_the_rule_catches_what_the_kubelet_refuses() -> None:
+    spec = {"securityContext": {"runAsUser": 0}, "containers": [
+        {"name": "a", "image": "a", "securityContext": {"runAsNonRoot": True}}]}
+    assert any("runAsNonRoot" in p for p in pod_problems(spec, configmaps={}))
+
+
+def test_a_short_grace_period_is_a_warning_in_the_admission_review() -> None:
+    pod = fixture("deployment-own-data-volume")
+    pod["spec"]["terminationGracePeriodSeconds"] = 15
+    answer = Webhook(DEFAULTS).review({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                                       "request": {"uid": "u1", "operation": "CREATE", "namespace": "shop",
+                                                   "object": pod}})["response"]
+    assert answer["allowed"] is True and answer["patch"]
+    (warning,) = answer["warnings"]
+    assert "terminationGracePeriodSeconds 15 < 30" in warning and len(warning) <= 120
+    pod["spec"]["terminationGracePeriodSeconds"] = 60
+    assert "warnings" not in Webhook(DEFAULTS).review({"request": {"uid": "u", "object": pod,
+                                                                   "namespace": "shop"}})["response"]
+
+
+def test_inject_file_warns_about_replicas_and_strategy() -> None:
+    template = fixture("deployment-own-data-volume")
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                  "spec": {"replicas": 3, "template": {"metadata": {
+                      "labels": template["metadata"]["labels"], "annotations": template["metadata"]["annotations"]},
+                      "spec": template["spec"]}}}
+    _, notes = inject_documents([deployment], DEFAULTS)
+    warnings = [n for n in notes if ": warning: " in n]
+    assert any("replicas 3 > 1" in w for w in warnings) and any("not Recreate" in w for w in warnings)
+    deployment["spec"].update(replicas=1, strategy={"type": "Recreate"})
+    _, notes = inject_documents([deployment], DEFAULTS)
+    assert not [n for n in notes if ": warning: " in n]
