@@ -98,7 +98,8 @@ wheels() {
   log "wheels for the lock (no network inside the build)"
   find images/wheels -name '*.whl' -delete
   "$PY" -m pip download -q --no-deps -d images/wheels --only-binary=:all: --platform manylinux2014_x86_64 \
-    --platform manylinux_2_17_x86_64 --platform linux_x86_64 --python-version 3.11 --implementation cp \
+    --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform linux_x86_64 \
+    --python-version 3.11 --implementation cp \
     --require-hashes -r images/requirements.lock 2> >(grep -v "^WARNING: Location" >&2)
   "$PY" -m pip download -q --no-deps -d images/wheels --only-binary=:all: \
     --require-hashes -r images/build-requirements.lock 2> >(grep -v "^WARNING: Location" >&2)

@@ -290,6 +290,14 @@ to Litestream, wait for its final upload, verify the replica holds the final pos
          show_default=True, help="Seconds between replica position probes.")
 @_option("--exec", "exec_command", envvar=env("EXEC"),
          help="Single-container mode: restore, replicate, run this command; exit with its code.")
+@_option("--verify-interval", envvar=env("VERIFY_INTERVAL"), type=click.FloatRange(min=0), default=3600,
+         show_default=True, help="Seconds between restore drills (restore into scratch space, integrity check, "
+         "content compared when the database holds still), jittered by 10%; 0 turns them off.")
+@_option("--final-verify-max-bytes", envvar=env("FINAL_VERIFY_MAX_BYTES"), type=click.IntRange(min=0),
+         default=512 << 20, show_default=True, help="On SIGTERM the final upload is restored and compared with "
+         "the database; a larger database gets the position check only (logged).")
+@_option("--scratch-dir", envvar=env("SCRATCH_DIR"), type=click.Path(file_okay=False),
+         help="Where drills and the final check restore the replica. [default: the database's own directory]")
 @_option("--db", envvar=env("DB"), type=click.Path(dir_okay=False),
          help="With --bucket: the one database to replicate (no litestream.yml).")
 @one_db_options
@@ -311,6 +319,46 @@ def replicate(**options: Any) -> int:
     from supervisor import replicate as command
 
     return run_async(command.main, settings, handles_signals=True)
+
+
+VERIFY_HELP = """Restore each replica into scratch space and check it: a backup never restored is not a backup.
+
+For each database (--db picks one): the free space is checked, the replica is restored (the newest
+state, or --txid / --timestamp), PRAGMA integrity_check runs on it. With --compare (where the
+database is: the sidecar's container), its content is compared page by page with the database at a
+moment Litestream has staged exactly what the database holds; a database that never holds still
+within --timeout is "not compared". Prints one line per database; exits 0 only when every one is
+verified. Read-only: the credentials' session policy allows listing and reading the replicas only.
+"""
+
+VERIFY_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, ExitCode.UNREACHABLE,
+                ExitCode.NO_SUCH_BUCKET, ExitCode.ACCESS_DENIED, ExitCode.LITESTREAM_MISSING,
+                ExitCode.VERIFY_UNRESTORABLE, ExitCode.VERIFY_INTEGRITY, ExitCode.VERIFY_DIFFERS,
+                ExitCode.VERIFY_NOT_COMPARED, ExitCode.VERIFY_NO_SPACE, ExitCode.INTERRUPTED]
+
+
+@cli.command(help=VERIFY_HELP, epilog=exit_codes_epilog(VERIFY_CODES))
+@common_options
+@_option("--db", envvar=env("DB"), type=click.Path(dir_okay=False),
+         help="Verify only this database [default: all in the config]; with --bucket, the one database.")
+@one_db_options
+@_option("--compare", envvar=env("COMPARE"), is_flag=True,
+         help="Also compare the restored content with the database at its path (run where the database is).")
+@_option("--txid", envvar=env("TXID"), help="Restore up to this transaction (hex, as Litestream prints it).")
+@_option("--timestamp", envvar=env("TIMESTAMP"), help="Restore to this point in time (RFC 3339).")
+@_option("--scratch-dir", envvar=env("SCRATCH_DIR"), type=click.Path(file_okay=False),
+         help="Where the replica is restored (needs the database's size free). [default: the temporary directory]")
+@_option("--timeout", envvar=env("TIMEOUT"), type=click.FloatRange(min=0.1), default=600, show_default=True,
+         help="Seconds for the whole verification, credentials included.")
+def verify(**options: Any) -> int:
+    if options.get("compare") and (options.get("txid") or options.get("timestamp")):
+        raise click.BadParameter("a comparison restores at the moment it compares: not with --txid or --timestamp",
+                                 param_hint="'--compare'")
+    if options.get("txid") and options.get("timestamp"):
+        raise click.BadParameter("give one of --txid and --timestamp", param_hint="'--txid'")
+    from supervisor import verify as command
+
+    return run_async(command.main, build_settings(options))
 
 
 CHECK_HELP = """Explain what is wrong: token claims, STS answer, bucket access, replica layout, clock skew.

@@ -29,6 +29,11 @@ class ExitCode(IntEnum):
     LOCAL_BEHIND = 16  # a database on disk is behind its replica (or its position is unknown)
     OTHER_WORKLOAD = 17  # the replica's lease names another workload
     REPLICA_VANISHED = 18  # the lease saw data in the replica, the prefix is empty now
+    VERIFY_UNRESTORABLE = 19  # verify: the replica cannot be restored
+    VERIFY_INTEGRITY = 20  # verify: restored, but PRAGMA integrity_check fails
+    VERIFY_DIFFERS = 21  # verify --compare: the replica's content differs from the database's
+    VERIFY_NOT_COMPARED = 22  # verify --compare: the database never held still long enough to compare
+    VERIFY_NO_SPACE = 23  # verify: not enough free space in --scratch-dir
     INTERRUPTED = 143  # SIGTERM/SIGINT during restore
 
 
@@ -53,6 +58,11 @@ EXIT_CODE_HELP = {
                            "replica holds data (see --if-local-behind)",
     ExitCode.OTHER_WORKLOAD: "the replica belongs to another workload (its lease says so; see --adopt-replica-from)",
     ExitCode.REPLICA_VANISHED: "the replica's lease saw data in it but the prefix is empty (deleted?)",
+    ExitCode.VERIFY_UNRESTORABLE: "verify: the replica cannot be restored (objects missing or corrupt)",
+    ExitCode.VERIFY_INTEGRITY: "verify: the restored replica fails PRAGMA integrity_check",
+    ExitCode.VERIFY_DIFFERS: "verify --compare: the replica's content differs from the database",
+    ExitCode.VERIFY_NOT_COMPARED: "verify --compare: the database kept changing; content not compared",
+    ExitCode.VERIFY_NO_SPACE: "verify: not enough free space in --scratch-dir",
     ExitCode.INTERRUPTED: "interrupted by SIGTERM/SIGINT (no file left behind)",
 }
 

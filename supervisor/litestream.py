@@ -70,5 +70,8 @@ def replicate_cmd(binary: str, config_path: Path, *, once: bool = False) -> list
     return [binary, "replicate", "-config", str(config_path), "-no-expand-env", *(["-once"] if once else [])]
 
 
-def restore_cmd(binary: str, config_path: Path, db: Path, output: Path) -> list[str]:
-    return [binary, "restore", "-config", str(config_path), "-no-expand-env", "-o", str(output), str(db)]
+def restore_cmd(binary: str, config_path: Path, db: Path, output: Path, *, txid: int | None = None,
+                timestamp: str | None = None) -> list[str]:
+    """`txid` or `timestamp`: that point in time (verify); otherwise the newest state."""
+    at = ["-txid", f"{txid:016x}"] if txid is not None else ["-timestamp", timestamp] if timestamp else []
+    return [binary, "restore", "-config", str(config_path), "-no-expand-env", *at, "-o", str(output), str(db)]

@@ -95,7 +95,33 @@ class StateCollector(Collector):
             takeovers.add_metric([name], lease.takeovers)
             waited.add_metric([name], lease.waited_seconds)
         yield from (held, fenced, lost, renewals, takeovers, waited)
+        yield from _verify(s)
         yield GaugeMetricFamily(P + "uptime_seconds", "Seconds since start.", value=time.time() - s.started_at)
+
+
+VERIFY_REASONS = ("unrestorable", "integrity_failed", "differs", "scratch_short", "unreachable", "error")
+
+
+def _verify(s: State) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    success = GaugeMetricFamily(P + "verify_last_success_timestamp_seconds",
+                                "When the newest successful restore drill ended (unix seconds; 0: none yet).",
+                                labels=["db"])
+    failures = CounterMetricFamily(P + "verify_failures", "Restore drills that failed, by reason.",
+                                   labels=["db", "reason"])
+    duration = GaugeMetricFamily(P + "verify_duration_seconds", "How long the newest restore drill took.",
+                                 labels=["db"])
+    compared = GaugeMetricFamily(P + "verify_compared",
+                                 "1 when the newest successful drill compared content, not only restored it.",
+                                 labels=["db"])
+    for name, v in sorted(s.verify.items()):
+        success.add_metric([name], v.last_success_at or 0)
+        for reason in VERIFY_REASONS:
+            failures.add_metric([name, reason], v.failures.get(reason, 0))
+        duration.add_metric([name], v.last_seconds)
+        compared.add_metric([name], 1 if v.compared else 0)
+    yield from (success, failures, duration, compared)
+    yield GaugeMetricFamily(P + "verify_interval_seconds", "Seconds between restore drills (0: off).",
+                            value=s.verify_interval_seconds)
 
 
 def registry_for(state: State, ready: Callable[[], bool]) -> CollectorRegistry:

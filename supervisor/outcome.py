@@ -24,12 +24,13 @@ class FinalPosition:
     db_has_data: bool  # the db or its WAL holds bytes (something may have been committed)
     catch_up_ok: bool  # the final upload (sync -wait, or -once) succeeded in time
     unstaged: bool = False  # the database holds committed frames no local LTX file covers
+    content_problem: str | None = None  # the final content check: restored replica differs, or fails
 
     @property
     def confirmed(self) -> bool:
         if not self.db_has_data and self.local_txid == 0:
             return True  # nothing was ever written: nothing can be missing
-        if not self.catch_up_ok or self.local_txid == 0 or self.unstaged:
+        if not self.catch_up_ok or self.local_txid == 0 or self.unstaged or self.content_problem:
             return False  # WAL frames may never have become LTX: nothing proves they were sent
         return self.remote_txid is not None and self.remote_txid >= self.local_txid
 
@@ -41,6 +42,8 @@ class FinalPosition:
             return "the final upload did not succeed: the last writes may not be uploaded"
         if self.unstaged:
             return "the database holds changes Litestream never staged (written after its last sync)"
+        if self.content_problem:
+            return f"the replica's final content is not the database's: {self.content_problem}"
         if self.remote_txid is None:
             return "replica unreachable: writes up to this position may not be uploaded"
         if self.local_txid == 0:

@@ -67,15 +67,15 @@ class ProcessTable:
         return self.spawning > 0
 
 
-async def spawn(cmd: list[str], env: Mapping[str, str],
-                table: ProcessTable | None = None) -> asyncio.subprocess.Process:
+async def spawn(cmd: list[str], env: Mapping[str, str], table: ProcessTable | None = None,
+                preexec: Callable[[], None] | None = None) -> asyncio.subprocess.Process:
     """Start the binary in its own session (signals reach it only through us)."""
     if table is not None:
         table.spawning += 1
     try:
         proc = await asyncio.create_subprocess_exec(
             *cmd, env=dict(env), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
     except OSError as e:
         raise LitestreamMissing(f"--litestream: cannot run {cmd[0]}: {e.strerror or e}") from None
     finally:
@@ -165,6 +165,22 @@ def become_subreaper() -> bool:
         return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
     except (OSError, AttributeError):
         return False
+
+
+def low_priority() -> None:
+    """In a child before exec: the lowest CPU priority and the idle I/O class (a drill must not slow
+    the app it protects)."""
+    os.nice(19)
+    number = IOPRIO_SET.get(os.uname().machine)
+    if number is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            # ioprio_set(IOPRIO_WHO_PROCESS, 0 (this process), IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT)
+            ctypes.CDLL(None, use_errno=True).syscall(number, 1, 0, 3 << 13)
+
+
+IOPRIO_SET = {"x86_64": 251, "aarch64": 30}  # the syscall's number per architecture
 
 
 def exit_code_of(returncode: int) -> int:

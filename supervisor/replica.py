@@ -43,6 +43,19 @@ class Layout:
     objects: int
     max_txid: int = 0
     unexpected: str | None = None  # an example key that is neither layout
+    # How far an unbroken chain of LTX files from a snapshot (min txid 1) reaches: a restore past it
+    # misses transactions (Litestream 0.5.17 restores whatever it finds, integrity check and all).
+    restorable_to: int = 0
+
+    @property
+    def gap(self) -> str | None:
+        """What is missing from an LTX replica, or None when it restores up to its newest file."""
+        if self.kind != "ltx" or self.restorable_to >= self.max_txid:
+            return None
+        if self.restorable_to == 0:
+            return "no snapshot to start from (no LTX file begins at transaction 1)"
+        return (f"transactions after {self.restorable_to:016x} are missing up to the next file "
+                f"(newest {self.max_txid:016x})")
 
     def describe(self) -> str:
         return {"empty": "empty (no replica yet)", "ltx": "Litestream 0.5 (LTX files)",
@@ -112,16 +125,29 @@ def explain(error: Exception, replica: Replica) -> SupervisorError:
     return SupervisorError(f"{where}: {type(error).__name__}: {secrets.redact(str(error))}")
 
 
+def chain_end(spans: list[tuple[int, int]]) -> int:
+    """How far LTX files (min, max txid) reach from a snapshot without a gap (a pure function)."""
+    covered = max((hi for lo, hi in spans if lo == 1), default=0)
+    while covered:
+        further = max((hi for lo, hi in spans if lo <= covered + 1 and hi > covered), default=None)
+        if further is None:
+            break
+        covered = further
+    return covered
+
+
 def classify_keys(keys: list[str], prefix: str) -> Layout:
     ltx = v3 = 0
     max_txid = 0
     unexpected = None
+    spans: list[tuple[int, int]] = []
     for key in keys:
         rel = key[len(prefix):]
         m = LTX_KEY.match(rel)
         if m:
             ltx += 1
             max_txid = max(max_txid, int(m["max"], 16))
+            spans.append((int(m["min"], 16), int(m["max"], 16)))
         elif V3_KEY.match(rel):
             v3 += 1
         elif unexpected is None:
@@ -130,7 +156,7 @@ def classify_keys(keys: list[str], prefix: str) -> Layout:
         return Layout("empty", 0)
     # 0.5 replicating over a 0.3 replica starts a new LTX history: the LTX files are newest.
     if ltx:
-        return Layout("ltx", len(keys), max_txid, unexpected)
+        return Layout("ltx", len(keys), max_txid, unexpected, chain_end(spans))
     if v3:
         return Layout("v3", len(keys), 0, unexpected)
     return Layout("unknown", len(keys), 0, unexpected)
@@ -158,6 +184,21 @@ def layout(client: Any, replica: Replica) -> Layout:
     except Exception as e:  # noqa: BLE001 (explained and re-raised)
         raise explain(e, replica) from None
     return classify_keys(keys, prefix)
+
+
+def newest_ltx_key(client: Any, replica: Replica) -> str | None:
+    """The key of the LTX file with the highest transaction ID, any level (blocking)."""
+    prefix = replica.prefix
+    best: tuple[int, str] | None = None
+    try:
+        for page in pages(client, replica, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                m = LTX_KEY.match(obj["Key"][len(prefix):])
+                if m and (best is None or int(m["max"], 16) > best[0]):
+                    best = (int(m["max"], 16), obj["Key"])
+    except Exception as e:  # noqa: BLE001 (explained)
+        raise explain(e, replica) from None
+    return best[1] if best else None
 
 
 @dataclass(frozen=True)

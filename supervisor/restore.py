@@ -153,8 +153,11 @@ class HeldLog:
 
 
 async def run_litestream_restore(service: CredentialService, binary: str, config_path: Path,
-                                 db: Database, tmp: Path, budget: Budget, relay_log: Any = log) -> None:
-    proc = await process.spawn(litestream.restore_cmd(binary, config_path, db.path, tmp), service.child_environment())
+                                 db: Database, tmp: Path, budget: Budget, relay_log: Any = log,
+                                 at: dict[str, Any] | None = None, preexec: Any = None) -> None:
+    """`at`: txid= or timestamp= (verify); `preexec`: run in the child before exec (low priority)."""
+    cmd = litestream.restore_cmd(binary, config_path, db.path, tmp, **(at or {}))
+    proc = await process.spawn(cmd, service.child_environment(), preexec=preexec)
     tail: deque[str] = deque(maxlen=5)
     started = time.monotonic()
 
@@ -304,6 +307,10 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
             raise LocalNotSQLite(f"{db.path} is not a SQLite database ({size} bytes, no 'SQLite format 3' header) "
                                  f"while {where} holds a replica ({found.describe()}); Litestream would overwrite "
                                  "the replica with it: move the file away (it is never deleted) and restart to restore")
+        if found.gap:
+            raise RestoreFailed(f"{where} is incomplete: {found.gap} (objects deleted, a lifecycle rule?); refusing "
+                                "to restore a partial database: bring the objects back, or restore on purpose with "
+                                "`litestream restore` by hand")
         if found.unexpected:
             log.warning("replica_has_foreign_objects", db=db.name, example=found.unexpected)
         held.release()

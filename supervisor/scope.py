@@ -24,8 +24,9 @@ def object_arn(bucket: str, key_pattern: str) -> str:
     return f"arn:aws:s3:::{bucket}/{key_pattern.replace(':', '?')}"
 
 
-def session_policy(databases: Iterable[Database]) -> str | None:
-    """Compact JSON (RGW's form parser breaks on whitespace), or None when too large to send."""
+def session_policy(databases: Iterable[Database], read_only: bool = False) -> str | None:
+    """Compact JSON (RGW's form parser breaks on whitespace), or None when too large to send.
+    `read_only` (verify): list and read the replicas, nothing more (not even their leases)."""
     buckets: dict[str, list[Replica]] = {}
     for db in databases:
         buckets.setdefault(db.replica.bucket, []).append(db.replica)
@@ -34,6 +35,10 @@ def session_policy(databases: Iterable[Database]) -> str | None:
         replicas = buckets[bucket]
         statements.append({"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{bucket}"],
                            "Condition": {"StringLike": {"s3:prefix": sorted(f"{r.path}/*" for r in replicas)}}})
+        if read_only:
+            statements.append({"Effect": "Allow", "Action": ["s3:GetObject"],
+                               "Resource": sorted({object_arn(bucket, f"{r.path}/*") for r in replicas})})
+            continue
         objects = sorted({object_arn(bucket, key) for r in replicas
                           for key in (f"{r.path}/*", r.lease_key, r.lease_probe_key)})
         statements.append({"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],

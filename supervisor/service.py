@@ -34,13 +34,15 @@ SOCKET_NAME = "litestream.sock"
 
 
 class CredentialService:
-    def __init__(self, settings: Settings, state: State, config: LitestreamConfig | None) -> None:
+    def __init__(self, settings: Settings, state: State, config: LitestreamConfig | None,
+                 read_only: bool = False) -> None:
         role_arn, token_file = require_web_identity(settings.aws)
         self.settings = settings
         self.state = state
         self.config = config
         self.endpoint = sts_endpoint(settings, config)
-        policy = session_policy(config.databases) if config is not None and settings.session_policy else None
+        policy = session_policy(config.databases, read_only) if config is not None and settings.session_policy \
+            else None
         if config is not None and settings.session_policy and policy is None:
             log.warning("session_policy_too_large", databases=len(config.databases),
                         detail="the credentials carry the role's whole policy")

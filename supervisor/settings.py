@@ -67,6 +67,22 @@ class ReplicateSettings:
     shutdown_timeout_seconds: float = 30.0
     lag_interval_seconds: float = 5.0
     exec_command: tuple[str, ...] = ()
+    # Restore drills: every this many seconds (jittered); 0 turns them off.
+    verify_interval_seconds: float = 3600.0
+    # The final content check on SIGTERM: databases larger than this get the position check only.
+    final_verify_max_bytes: int = 512 << 20
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """`verify` and the sidecar's drills."""
+
+    # Where the replica is restored for the check. None: the temporary directory (verify), the
+    # database's own directory (drills and the final check: the volume that holds it has room).
+    scratch_dir: Path | None = None
+    compare: bool = False
+    txid: int | None = None
+    timestamp: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,7 @@ class Settings:
     if_local_behind: str = "refuse"
     # namespace/workload whose replica this workload takes over on purpose (its lease names it).
     adopt_replica_from: str | None = None
+    verify: VerifySettings = field(default_factory=VerifySettings)
     # The process environment as read once at start-up: litestream.yml's $VARs expand from it
     # and Litestream's environment is derived from it. Never printed (it may hold secrets).
     environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -152,6 +169,19 @@ def _endpoint(value: str | None, name: str) -> str | None:
     if problem:
         raise ConfigError(f"{name}: {problem}, got {value!r} (e.g. http://minio.minio.svc:9000)")
     return value.rstrip("/")
+
+
+def _txid(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        txid = int(value, 16)
+    except ValueError:
+        txid = -1
+    if not 0 < txid < 1 << 64:
+        raise ConfigError(f"--txid: expected a transaction ID in hex as Litestream prints it (e.g. 000000000000002a), "
+                          f"got {value!r}")
+    return txid
 
 
 def default_session_name(env: Mapping[str, str]) -> str:
@@ -255,6 +285,10 @@ def build(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> S
         shutdown_timeout_seconds=float(options.get("shutdown_timeout") or 30.0),
         lag_interval_seconds=float(options.get("lag_interval") or 5.0),
         exec_command=tuple(options.get("exec_command") or ()),
+        verify_interval_seconds=float(options["verify_interval"]) if options.get("verify_interval") is not None
+        else ReplicateSettings.verify_interval_seconds,
+        final_verify_max_bytes=int(options["final_verify_max_bytes"]) if options.get("final_verify_max_bytes")
+        is not None else ReplicateSettings.final_verify_max_bytes,
     )
     config = options.get("config") or _first(env, "LITESTREAM_CONFIG") or DEFAULT_CONFIG
     db = options.get("db")
@@ -274,6 +308,11 @@ def build(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> S
         one_db=_one_db(options, env),
         workload=workload_name(env, _workload_option(options.get("workload"))),
         if_local_behind=options.get("if_local_behind") or "refuse",
+        verify=VerifySettings(
+            scratch_dir=Path(options["scratch_dir"]) if options.get("scratch_dir") else None,
+            compare=bool(options.get("compare")),
+            txid=_txid(options.get("txid")),
+            timestamp=options.get("timestamp") or None),
         adopt_replica_from=options.get("adopt_replica_from") or None,
         session_policy=(options.get("session_policy") or "on") == "on",
         environment=MappingProxyType(dict(env)),

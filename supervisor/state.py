@@ -34,6 +34,19 @@ class LitestreamError:
 
 
 @dataclass
+class VerifyState:
+    """Written by the restore drills (supervisor/drills.py) and the final check."""
+
+    db: str
+    last_success_at: float | None = None
+    last_seconds: float = 0.0  # the newest drill's duration
+    compared: bool = False  # the newest success compared content
+    failures: Counter[str] = field(default_factory=Counter)  # by reason
+    last_result: str | None = None
+    last_detail: str | None = None
+
+
+@dataclass
 class LeaseState:
     """Written by the db's Lease (supervisor/leaseholder.py)."""
 
@@ -70,6 +83,9 @@ class State:
     databases: dict[str, DatabaseState] = field(default_factory=dict)
     # written by each database's lease (empty with --lease off)
     leases: dict[str, LeaseState] = field(default_factory=dict)
+    # written by the restore drills (empty with --verify-interval 0)
+    verify: dict[str, VerifyState] = field(default_factory=dict)
+    verify_interval_seconds: float = 0.0
     # written by the lifecycle (replicate.py)
     started: bool = False
     shutting_down: bool = False

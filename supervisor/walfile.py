@@ -101,6 +101,7 @@ class DbPosition:
     page_size: int
     change: int  # iChange: bumped by every write transaction
     backfilled: int = 0  # nBackfill: frames a checkpoint has copied into the database file
+    pages: int = 0  # nPage: the database's size in pages at mxFrame
 
     @property
     def frame_size(self) -> int:
@@ -120,12 +121,12 @@ def read_position(db: Path) -> DbPosition | None:
     first, second = data[:INDEX_HEADER_SIZE], data[INDEX_HEADER_SIZE:2 * INDEX_HEADER_SIZE]
     if len(data) < 2 * INDEX_HEADER_SIZE + 4 or first != second:  # torn: a write is updating it
         return None
-    _v, _u, change, is_init, _big, page_size, frames, *_rest = _INDEX_HEADER.unpack_from(data)
+    _v, _u, change, is_init, _big, page_size, frames, pages, *_rest = _INDEX_HEADER.unpack_from(data)
     if not is_init:
         return None
     salt1, salt2 = struct.unpack(">II", data[32:40])  # copied byte for byte from the WAL header
     (backfilled,) = struct.unpack_from("=I", data, 2 * INDEX_HEADER_SIZE)  # WalCkptInfo.nBackfill follows
-    return DbPosition(salt1, salt2, frames, 65536 if page_size == 1 else page_size, change, backfilled)
+    return DbPosition(salt1, salt2, frames, 65536 if page_size == 1 else page_size, change, backfilled, pages)
 
 
 def generation_after(a: int, b: int) -> bool:
