@@ -1,8 +1,9 @@
 """`make demo`: one pod's life on the local bed, no Kubernetes needed.
 
 restore (empty replica: fresh start) -> replicate while a sample app writes, with 10-second
-credentials and a token the "kubelet" rotates every 8 s -> SIGTERM -> a new pod restores ->
-every committed row must be there. Exit 0 only when no row was lost.
+credentials, a token the "kubelet" rotates every 8 s and a restore drill every 10 s -> SIGTERM
+(the final upload restored and compared with the database) -> a new pod restores -> every
+committed row must be there. Exit 0 only when no row was lost and the drills verified the replica.
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ def main() -> int:
             print(run.output, file=sys.stderr)
             return 1
 
-        say("pod 1 sidecar: litestream-supervisor replicate --duration-seconds 10 (credentials live 10 s)")
-        sup = pod.start_replicate("--duration-seconds", "10")
+        say("pod 1 sidecar: litestream-supervisor replicate --duration-seconds 10 --verify-interval 10 "
+            "(credentials live 10 s; a restore drill every ~10 s)")
+        sup = pod.start_replicate("--duration-seconds", "10", "--verify-interval", "10")
         sup.wait_ready(60)
         say(f"  ready: /readyz 200 on 127.0.0.1:{sup.health_port}")
         writer = Writer(pod.db(), 0.02).start()
@@ -119,6 +121,10 @@ def main() -> int:
                         print(f"           {line}")
         pod.projector.stop()
         committed = writer.stop()
+        drills = [e for e in sup.events() if e.get("event") in ("drill_verified", "drill_failed", "drill_skipped")]
+        for drill in drills:
+            say(f"  restore drill: {drill.get('result', drill.get('reason'))} at txid {drill.get('txid')}, "
+                f"{drill.get('seconds')} s, compared={drill.get('compared')}: {drill.get('detail')}")
         refreshes = metric(sup, "litestream_supervisor_credential_refreshes_total")
         rotations = metric(sup, "litestream_supervisor_token_rotations_total")
         restarts = metric(sup, "litestream_supervisor_litestream_restarts_total")
@@ -126,6 +132,8 @@ def main() -> int:
         say(f"pod 1 stopped (SIGTERM) right after the last of {len(committed)} commits")
         rc = sup.terminate()
         say(f"  supervisor exit {rc} ({'final position confirmed in the replica' if rc == 0 else 'NOT confirmed'})")
+        for final in (e for e in sup.events() if e.get("event", "").startswith("final_content")):
+            say(f"  {final['event']}: {final.get('detail')}")
 
         say("pod 2 (new node, empty emptyDir) initContainer: litestream-supervisor restore")
         forget_local(pod.db())
@@ -135,7 +143,10 @@ def main() -> int:
         say(f"  exit {run.returncode}: {len(restored)} rows restored")
 
         show_injection()
-        ok = rc == 0 and run.returncode == 0 and not lost and restarts == 0
+        verified = [d for d in drills if d.get("event") == "drill_verified"]
+        compared = [d for d in verified if d.get("compared")]
+        ok = rc == 0 and run.returncode == 0 and not lost and restarts == 0 and verified and \
+            len(verified) == len(drills)
         rows = [
             ("rows written (committed)", f"{len(committed)}"),
             ("rows restored", f"{len(restored)}"),
@@ -144,6 +155,7 @@ def main() -> int:
             ("token rotations seen", f"{rotations:.0f}"),
             ("litestream restarts", f"{restarts:.0f}"),
             ("replication lag at stop", f"{lag:.1f} s"),
+            ("restore drills verified", f"{len(verified)} of {len(drills)} ({len(compared)} compared)"),
             ("sidecar exit code", f"{rc}"),
             ("verdict", "PASS: no row lost" if ok else "FAIL"),
         ]

@@ -130,7 +130,7 @@ class ChildSupervisor:
         while pending and proc.returncode is None:
             for db in sorted(pending):
                 with contextlib.suppress(ControlError, TimeoutError):
-                    await self.control.sync(db, wait=False, timeout_seconds=5)  # type: ignore[arg-type]
+                    await self.control.stage(db, timeout_seconds=5)
                     pending.discard(db)
             if pending:
                 await asyncio.sleep(READ_LOCK_POLL_SECONDS)

@@ -69,8 +69,10 @@ def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def exit_codes_epilog(codes: list[ExitCode]) -> str:
-    lines = ["\b", "Exit codes:"] + [f"  {int(c):>3}  {EXIT_CODE_HELP[c]}" for c in codes]
+def exit_codes_epilog(codes: list[ExitCode], ok: str | None = None) -> str:
+    """`ok`: what exit 0 means for this command, when it is not restore's."""
+    help_for = {**EXIT_CODE_HELP, **({ExitCode.OK: ok} if ok else {})}
+    lines = ["\b", "Exit codes:"] + [f"  {int(c):>3}  {help_for[c]}" for c in codes]
     return "\n".join(lines)
 
 
@@ -267,14 +269,17 @@ REPLICATE_CODES = [ExitCode.OK, ExitCode.INTERNAL, ExitCode.USAGE, ExitCode.CRED
 REPLICATE_HELP = """Run `litestream replicate` with fresh credentials (sidecar).
 
 Credentials are refreshed before expiry and after each token rotation without restarting
-Litestream. Replication lag is measured against the replica itself. On SIGTERM: one signal
-to Litestream, wait for its final upload, verify the replica holds the final position.
+Litestream. Replication lag is measured against the replica and the database's own changes.
+The replica is restored and checked on a schedule (--verify-interval). On SIGTERM: the final
+upload through Litestream's control socket while it still holds the WAL, then the replica must
+hold the final position and, restored, the database's content.
 """
 
 
-@cli.command(help=REPLICATE_HELP, epilog=exit_codes_epilog(REPLICATE_CODES)
-             + "\n\n  0 also when stopped before Litestream ever ran (still waiting for credentials)."
-             "\n  With --exec: the app's own exit code (10 when the final upload is unconfirmed,"
+@cli.command(help=REPLICATE_HELP, epilog=exit_codes_epilog(
+    REPLICATE_CODES, ok="every committed row is in the replica: final upload confirmed by position and, up to "
+    "--final-verify-max-bytes, by content; or stopped before Litestream ran with nothing on disk a replica lacks")
+             + "\n\n  With --exec: the app's own exit code (10 when the final upload is unconfirmed,"
              " 143 when stopped during the initial restore).")
 @common_options
 @_option("--health-addr", envvar=env("HEALTH_ADDR"), default=settings_mod.DEFAULT_HEALTH_ADDR, show_default=True,
@@ -337,7 +342,8 @@ VERIFY_CODES = [ExitCode.OK, ExitCode.USAGE, ExitCode.CREDENTIALS_REFUSED, ExitC
                 ExitCode.VERIFY_NOT_COMPARED, ExitCode.VERIFY_NO_SPACE, ExitCode.INTERRUPTED]
 
 
-@cli.command(help=VERIFY_HELP, epilog=exit_codes_epilog(VERIFY_CODES))
+@cli.command(help=VERIFY_HELP, epilog=exit_codes_epilog(
+    VERIFY_CODES, ok="every database verified: restorable, intact and (--compare) the same content"))
 @common_options
 @_option("--db", envvar=env("DB"), type=click.Path(dir_okay=False),
          help="Verify only this database [default: all in the config]; with --bucket, the one database.")

@@ -1,10 +1,18 @@
 """Litestream 0.5.17's control socket: HTTP on a Unix socket in the supervisor's private directory.
 
-`POST /sync {"path", "wait", "timeout"}` turns the WAL into LTX now and, with `wait`, uploads it
-before answering (it calls the replica's sync directly, not through the monitor's backoff):
-the final upload while the daemon still holds its read lock, and the catch-up right after an
-outage. `GET /list` says which databases are open and when each last synced to the replica.
-The socket is never on the network: a 0700 directory, the socket 0600.
+`POST /sync {"path"}` turns the WAL into LTX files now (the final staging while the daemon still
+holds its read lock; a drill's still moment); `POST /stop` and `POST /start` close and reopen one
+database (a fresh uploader after an outage); `GET /list` says which are open and when each last
+synced to the replica. The socket is never on the network: a 0700 directory, the socket 0600.
+
+Never with a timeout, and never `wait`: Litestream 0.5.17 takes its long-running read transaction
+(what keeps SQLite from checkpointing frames it has not read) with the context of whatever sync
+initialises the database or checkpoints it. A request's `timeout` (implied by `wait`) makes that
+the request's context, which Go cancels when the request ends, rolling the read lock back: SQLite
+may then checkpoint and restart the WAL under a running Litestream, and rows go missing from the
+replica while positions agree (found on the bed by the final content check; a request without a
+timeout runs on the server's own context). Time limits are the client's here; uploads are
+confirmed from the replica's side.
 """
 
 from __future__ import annotations
@@ -69,32 +77,32 @@ class Control:
             writer.close()
         return parse_response(raw)
 
-    async def sync(self, db: Path | str, *, wait: bool, timeout_seconds: float) -> SyncResult:
-        """Sync one database now; with `wait`, until the replica holds it (within the timeout)."""
-        seconds = max(1, int(timeout_seconds))
-        status, answer = await self.request("POST", "/sync", {"path": str(db), "wait": wait, "timeout": seconds},
-                                            timeout_seconds + 2)
+    async def stage(self, db: Path | str, timeout_seconds: float) -> SyncResult:
+        """Turn what the WAL holds into LTX files now (no upload; the time limit is ours)."""
+        status, answer = await self.request("POST", "/sync", {"path": str(db)}, timeout_seconds)
         if status != 200:
             raise ControlError(f"litestream sync {db}: {answer.get('error') or f'HTTP {status}'}")
         return SyncResult(str(answer.get("status")), int(answer.get("txid") or 0),
                           int(answer.get("replicated_txid") or 0))
 
-    async def _path_call(self, action: str, db: Path | str, timeout_seconds: float) -> str:
-        seconds = max(1, int(timeout_seconds))
-        status, answer = await self.request("POST", f"/{action}", {"path": str(db), "timeout": seconds},
-                                            timeout_seconds + 2)
+    async def _path_call(self, action: str, body: dict[str, Any], timeout_seconds: float) -> str:
+        status, answer = await self.request("POST", f"/{action}", body, timeout_seconds + 2)
         if status != 200:
-            raise ControlError(f"litestream {action} {db}: {answer.get('error') or f'HTTP {status}'}")
+            raise ControlError(f"litestream {action} {body['path']}: {answer.get('error') or f'HTTP {status}'}")
         return str(answer.get("status"))
 
     async def stop(self, db: Path | str, timeout_seconds: float) -> str:
-        """Close one database (its uploader's context is cancelled, whatever retry it waits out);
-        Litestream waits for the final sync. stopped | already_stopped."""
-        return await self._path_call("stop", db, timeout_seconds)
+        """Close one database (its uploader's context is cancelled, whatever retry it waits out; the
+        read lock goes with it: hold ours first); Litestream tries a final sync within the timeout
+        (a closing database takes no read lock again: a timeout is safe here).
+        stopped | already_stopped."""
+        return await self._path_call("stop", {"path": str(db), "timeout": max(1, int(timeout_seconds))},
+                                     timeout_seconds)
 
     async def start(self, db: Path | str, timeout_seconds: float) -> str:
-        """Open it again: a fresh uploader that syncs at once. started | already_running."""
-        return await self._path_call("start", db, timeout_seconds)
+        """Open it again: a fresh uploader that syncs at once (no timeout sent: see above).
+        started | already_running."""
+        return await self._path_call("start", {"path": str(db)}, timeout_seconds)
 
     async def databases(self) -> list[dict[str, Any]]:
         status, answer = await self.request("GET", "/list")

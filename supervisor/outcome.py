@@ -22,7 +22,7 @@ class FinalPosition:
     local_txid: int
     remote_txid: int | None  # None: the replica could not be read
     db_has_data: bool  # the db or its WAL holds bytes (something may have been committed)
-    catch_up_ok: bool  # the final upload (sync -wait, or -once) succeeded in time
+    catch_up_ok: bool  # the final upload (staged + Litestream's own shutdown, or -once) succeeded in time
     unstaged: bool = False  # the database holds committed frames no local LTX file covers
     content_problem: str | None = None  # the final content check: restored replica differs, or fails
 

@@ -45,9 +45,9 @@ from supervisor.walguard import WalGuard
 
 log = get_logger("replicate")
 FOREVER = 10 * 365 * 24 * 3600.0
-CATCH_UP_SECONDS = 30.0
 FINAL_CHECK_BYTES_PER_SECOND = 100e6
-CATCH_UP_PROMPT_SECONDS = 1.0  # an idle uploader answers a sync -wait, upload included, within this
+FINAL_SETTLE_SECONDS = 3.0
+CATCH_UP_STOP_SECONDS = 10.0  # a close whose final upload takes longer: Litestream is restarted instead
 LONG_OUTAGE_SECONDS = 3.0  # down longer: Litestream's uploader waits out its SDK's retry delay by now
 T = TypeVar("T")
 
@@ -190,40 +190,34 @@ class Replicator:
         return f"task {finished.get_name()} exited"
 
     async def catch_up(self, db: Database, down_seconds: float = 0.0) -> None:
-        """The replica answers again: upload now, not when Litestream's backoff (up to ~50 s here)
-        lets it try again. A `sync -wait` that does not answer at once is queued behind an upload
-        still waiting out its SDK's retry delay (10 attempts, up to 20 s apart): then the database
-        is closed and opened again through the socket (the waiting upload is cancelled; the
-        supervisor holds the WAL meanwhile), and its fresh uploader sends everything pending.
-        Litestream itself keeps running. After an outage of more than a few seconds the uploader is
-        surely in such a delay: the reopen comes first."""
+        """The replica answers again: upload now, not when Litestream's backoff lets it try again.
+        After an outage of more than a few seconds its uploader is waiting out its SDK's retry
+        delays (10 attempts, up to 20 s apart): the database is closed and reopened through the
+        socket (the waiting upload is cancelled; the supervisor holds the WAL meanwhile), and its
+        fresh uploader sends everything pending at once. Litestream itself keeps running; if the
+        reopen fails (a close whose final upload cannot finish, a start refused), Litestream is
+        restarted instead: never left with the database closed."""
         for lease in self.leases.values():
             lease.renew_now()  # a lease renewals failed for: confirmed now, uploads resume at once if fenced
         control, child = self.control, self.child
-        if control is None or child is None or not child.reading.is_set():
+        if control is None or child is None or not child.reading.is_set() or down_seconds <= LONG_OUTAGE_SECONDS:
             return
         started = time.monotonic()
-        how = "sync"
         try:
-            try:
-                if down_seconds > LONG_OUTAGE_SECONDS:
-                    raise TimeoutError
-                result = await asyncio.wait_for(control.sync(db.path, wait=True, timeout_seconds=CATCH_UP_SECONDS),
-                                                CATCH_UP_PROMPT_SECONDS)
-            except TimeoutError:
-                how = "reopen"
-                await child.hold()
-                await control.stop(db.path, CATCH_UP_SECONDS)
-                await control.start(db.path, CATCH_UP_SECONDS)
-                result = await control.sync(db.path, wait=True, timeout_seconds=CATCH_UP_SECONDS)
-                if child.proc is not None and child.proc.returncode is None:
-                    await asyncio.to_thread(child.guard.release)
-                    child.reading.set()
+            await child.hold()
+            await control.stop(db.path, CATCH_UP_STOP_SECONDS)
+            await control.start(db.path, CATCH_UP_STOP_SECONDS)
+            result = await control.stage(db.path, CATCH_UP_STOP_SECONDS)
         except (ControlError, TimeoutError) as e:
-            log.warning("catch_up_failed", db=db.name, how=how, error=str(e) or "timed out")
+            log.warning("catch_up_restart", db=db.name, error=str(e) or "timed out",
+                        detail="the database could not be reopened: Litestream is restarted (the WAL held meanwhile)")
+            await child.restart("catch up after the replica came back", kill=True)
             return
-        log.info("caught_up", db=db.name, how=how, seconds=round(time.monotonic() - started, 3),
-                 status=result.status, txid=f"{result.txid:016x}", replicated_txid=f"{result.replicated_txid:016x}")
+        if child.proc is not None and child.proc.returncode is None:
+            await asyncio.to_thread(child.guard.release)
+            child.reading.set()
+        log.info("caught_up", db=db.name, how="reopen", seconds=round(time.monotonic() - started, 3),
+                 txid=f"{result.txid:016x}", down_seconds=round(down_seconds, 1))
         await self.probe.probe(db, force=True)
 
     async def watch_files(self) -> None:
@@ -270,22 +264,20 @@ class Replicator:
         log.info("app_exited", exit_code=code)
         return code
 
-    async def sync_through_socket(self, budget: Budget) -> dict[str, bool]:
-        """The final upload while the daemon still holds its read lock: `sync -wait` per database.
-        {db: the replica holds everything Litestream staged}."""
+    async def stage_through_socket(self, budget: Budget) -> dict[str, bool]:
+        """While the daemon still holds its read lock: everything in the WAL turned into LTX files
+        (its own shutdown then uploads them). {db: staged}."""
         assert self.child is not None and self.control is not None
         done: dict[str, bool] = {}
         for db in self.config.databases:
             if self.signals.force.is_set():
                 break
             try:
-                result = await self.until_forced(
-                    self.control.sync(db.path, wait=True, timeout_seconds=max(1.0, budget.left())))
+                result = await self.until_forced(self.control.stage(db.path, max(1.0, budget.left())))
                 if result is None:
                     break  # a second signal: stop at once
-                done[db.name] = result.caught_up
-                log.info("final_sync_done", db=db.name, via="socket", status=result.status,
-                         txid=f"{result.txid:016x}", replicated_txid=f"{result.replicated_txid:016x}")
+                done[db.name] = True
+                log.info("final_sync_done", db=db.name, via="socket", status=result.status, txid=f"{result.txid:016x}")
             except (ControlError, TimeoutError) as e:
                 done[db.name] = False
                 log.error("final_sync_failed", db=db.name, via="socket", error=str(e) or "timed out")
@@ -343,12 +335,13 @@ class Replicator:
 
     async def final_upload(self, budget: Budget) -> bool:
         """Everything committed reaches the replica, with no moment where nobody holds the WAL:
-        our read lock first, then `sync -wait` through the socket while the daemon holds its own,
-        then the daemon stops. A `-once` follows only when that could not cover everything."""
+        our read lock first, then a sync through the socket while the daemon holds its own, then
+        the daemon stops (its shutdown uploads what it staged; the replica is checked after). A
+        `-once` follows only when that could not cover everything."""
         assert self.child is not None
         await self.child.hold()
         daemon_up = self.child.proc is not None and self.child.proc.returncode is None
-        synced = await self.sync_through_socket(budget) if daemon_up and self.control is not None else {}
+        synced = await self.stage_through_socket(budget) if daemon_up and self.control is not None else {}
         await self.child.stop(budget, self.signals.force)
         if self.signals.force.is_set():
             return False
@@ -362,11 +355,14 @@ class Replicator:
                         "database changed after it)")
         return await self.sync_once(budget)
 
+    def database(self, name: str) -> Database:
+        return next(d for d in self.config.databases if d.name == name)
+
     async def final_content(self, final: FinalPosition, budget: Budget) -> FinalPosition:
         """The final upload, checked by content: the app has stopped (a native sidecar stops after
         it), so the database holds still; the replica is restored at the final transaction and
         compared page by page. Too large for what is left of the budget: positions only (logged)."""
-        db = next(d for d in self.config.databases if d.name == final.db)
+        db = self.database(final.db)
         if self.verifier is None or not final.db_has_data:
             return final
         size = db.path.stat().st_size if db.path.exists() else 0
@@ -382,7 +378,10 @@ class Replicator:
         if self.drills is not None:
             await self.drills.lock.acquire()  # a drill in progress finishes first
         try:
-            outcome = await self.until_forced(self.verifier.run(db, budget, compare=True))
+            # the app has stopped: a still moment comes at once, or it is still writing (legacy
+            # sidecar): then content is "not compared", within a bounded share of the budget
+            outcome = await self.until_forced(self.verifier.run(
+                db, budget, compare=True, settle_seconds=min(FINAL_SETTLE_SECONDS, budget.left() / 3)))
         except SupervisorError as e:
             log.error("final_content_unchecked", db=db.name, error=str(e))
             return replace(final, content_problem=f"the final content could not be checked: {e}")
@@ -404,7 +403,7 @@ class Replicator:
         return replace(final, content_problem=f"{outcome.result}: {outcome.detail}")
 
     async def shutdown(self, reason: str) -> int:
-        """not ready -> app -> our read lock -> sync -wait -> stop Litestream -> [-once] -> verify,
+        """not ready -> app -> our read lock -> stage -> stop Litestream -> [-once] -> verify,
         all within --shutdown-timeout."""
         self.state.shutting_down = True
         budget = Budget(self.settings.replicate.shutdown_timeout_seconds, "--shutdown-timeout")
@@ -434,6 +433,8 @@ class Replicator:
             finals = await self.probe.final_positions(budget, uploaded, self.signals.force)
             if finals and all(f.confirmed for f in finals) and not self.signals.force.is_set():
                 finals = [await self.final_content(f, budget) for f in finals]
+                # the last word: nothing committed since that no LTX file covers (an app still writing)
+                finals = [replace(f, unstaged=positions.unstaged(self.database(f.db))) for f in finals]
         elif self.child is not None:
             rc = await self.child.stop(budget, self.signals.force)
         forced = self.signals.force.is_set()

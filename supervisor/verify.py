@@ -98,7 +98,7 @@ class Verifier:
         while not budget.spent:
             if self.control is not None:
                 with contextlib.suppress(ControlError, TimeoutError):
-                    await self.control.sync(db.path, wait=False, timeout_seconds=min(5.0, max(1.0, budget.left())))
+                    await self.control.stage(db.path, timeout_seconds=min(5.0, max(1.0, budget.left())))
             try:
                 snapshot = await asyncio.to_thread(pages.live, db.path, with_counts)
             except pages.Unsettled:
@@ -111,13 +111,9 @@ class Verifier:
         return None
 
     async def uploaded(self, db: Database, txid: int, budget: Budget) -> bool:
-        """Until the replica holds `txid` (a sync -wait through the socket when there is one)."""
+        """Until the replica holds `txid`, seen from the replica's side (Litestream uploads within its
+        sync interval; a socket sync -wait would endanger its read lock: supervisor/control.py)."""
         while not budget.spent:
-            if self.control is not None:
-                with contextlib.suppress(ControlError, TimeoutError):
-                    result = await self.control.sync(db.path, wait=True, timeout_seconds=max(1.0, budget.left()))
-                    if result.replicated_txid >= txid:
-                        return True
             found = await budget.run(asyncio.to_thread(replicas.layout, self.service.s3(db), db.replica),
                                      db.replica.location)
             if found.max_txid >= txid:
@@ -138,8 +134,9 @@ class Verifier:
                                "larger volume)")
 
     async def run(self, db: Database, budget: Budget, *, compare: bool, txid: int | None = None,
-                  timestamp: str | None = None) -> Verification:
-        """Restore (at `txid`/`timestamp`, or where the comparison needs it), check, compare."""
+                  timestamp: str | None = None, settle_seconds: float | None = None) -> Verification:
+        """Restore (at `txid`/`timestamp`, or where the comparison needs it), check, compare.
+        `settle_seconds`: how long to wait for a still moment (the rest of the budget restores)."""
         from supervisor.restore import run_litestream_restore  # only where a verification runs
 
         started = time.monotonic()
@@ -153,12 +150,13 @@ class Verifier:
         snapshot = None
         not_compared: str | None = None  # why the content was not compared, when it was asked for
         if compare:
-            settled = await self.settle(db, budget)
+            window = budget.sub(settle_seconds) if settle_seconds is not None else budget
+            settled = await self.settle(db, window)
             if settled is None:
                 not_compared = "the database kept changing (never at a position Litestream had staged)"
             else:
                 snapshot, txid = settled
-                if not await self.uploaded(db, txid, budget):
+                if not await self.uploaded(db, txid, window):
                     snapshot = None
                     not_compared = f"the replica did not get transaction {txid:016x} within the time given"
         size = await budget.run(asyncio.to_thread(_size_estimate, self.service.s3(db), db.replica),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.errors import ExitCode
 from tests.bed.pod import Pod, connect, row_ids
 from tests.bed.replicas import commit_rows, replica_catches_up, replica_row_ids, restore_and_compare
 
@@ -24,11 +25,12 @@ pytestmark = pytest.mark.bed
 class StrictWriter:
     """An app writing with busy_timeout 0: any wait on a lock is a failed commit, counted."""
 
-    def __init__(self, db: Path, interval_seconds: float = 0.02, start: int = 1) -> None:
-        self.db, self.interval = db, interval_seconds
+    def __init__(self, db: Path, interval_seconds: float = 0.02, start: int = 1, autocheckpoint: int = 1000) -> None:
+        self.db, self.interval, self.autocheckpoint = db, interval_seconds, autocheckpoint
         self.committed: list[int] = []
         self.commit_times: list[float] = []
         self.failed = 0
+        self.failed_at: list[float] = []
         self.next = start
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -36,6 +38,7 @@ class StrictWriter:
     def _loop(self) -> None:
         con = sqlite3.connect(self.db, timeout=0, isolation_level=None)
         con.execute("PRAGMA busy_timeout=0")
+        con.execute(f"PRAGMA wal_autocheckpoint={self.autocheckpoint}")
         try:
             while not self._stop.is_set():
                 try:
@@ -45,6 +48,7 @@ class StrictWriter:
                     self.next += 1
                 except sqlite3.OperationalError:
                     self.failed += 1
+                    self.failed_at.append(time.time())
                 time.sleep(self.interval)
         finally:
             con.close()
@@ -57,6 +61,14 @@ class StrictWriter:
         self._stop.set()
         self._thread.join(timeout=10)
         return self.committed
+
+
+def tables(db: Path) -> set[str]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {r[0] for r in con.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+    finally:
+        con.close()
 
 
 def test_an_apps_open_read_transaction_never_holds_replication_back(pod: Pod) -> None:
@@ -85,12 +97,17 @@ def test_an_apps_open_read_transaction_never_holds_replication_back(pod: Pod) ->
 def test_a_busy_timeout_0_writer_loses_no_commit_through_a_sidecar_restart(pod: Pod) -> None:
     """~50 commits/s with busy_timeout 0 while the sidecar stops and starts again. On the code before,
     the restart's TRUNCATE checkpoint took the writer lock: commits failed (247 of 881 measured)."""
+    connect(pod.db()).close()
     sup = pod.start_replicate()
     sup.wait_ready()
-    connect(pod.db()).close()
+    # Litestream creates its own tables in a new database (a write of its own): the app starts after
+    sup.wait_for(lambda: "_litestream_seq" in tables(pod.db()), 30, "Litestream's tables")
     writer = StrictWriter(pod.db()).start()
     time.sleep(2)
-    assert sup.terminate() == 0, sup.output()[-3000:]
+    # the app writes on while this sidecar stops: what it committed after the final upload cannot
+    # be in the replica yet, so exit 10 is as honest as 0 (the next sidecar uploads it)
+    assert sup.terminate() in (0, ExitCode.FINAL_SYNC_UNCONFIRMED), sup.output()[-3000:]
+    assert sup.count("final_content_unchecked") == 0
     time.sleep(1)
     again = pod.start_replicate()
     again.wait_ready()
@@ -133,14 +150,17 @@ def test_the_final_upload_leaves_no_moment_without_a_read_lock(pod: Pod) -> None
     rc = sup.terminate()
     stop.set()
     thread.join(5)
-    confirmed = [e for e in sup.events() if e.get("event") == "final_position_confirmed"]
-    if rc == 0:
-        assert confirmed, sup.output()[-3000:]
-        at = _ts(confirmed[-1])
-        before = {i for i, t in times.items() if t < at - 0.05}
-        missing = sorted(before - replica_row_ids(pod, pod.db()))
-        assert not missing, f"exit 0 but {len(missing)} rows committed before the final confirmation are missing"
-    assert sup.count("final_sync_done", via="socket") == 1  # while the daemon still held its read lock
+    in_replica = replica_row_ids(pod, pod.db())
+    staged = [e for e in sup.events() if e.get("event") == "final_sync_done" and e.get("via") == "socket"]
+    assert len(staged) == 1  # while the daemon still held its read lock
+    # no gap: every row committed before that sync is in the replica, whatever the exit code
+    before = {i for i, t in times.items() if t < _ts(staged[0]) - 0.05}
+    missing = sorted(before - in_replica)
+    assert not missing, f"{len(missing)} rows committed before the final sync are missing, first {missing[:5]}"
+    done = [e for e in sup.events() if e.get("event") == "shutdown_done"]
+    if rc == 0:  # exit 0: every row committed before the sidecar finished
+        missing = sorted({i for i, t in times.items() if t < _ts(done[-1]) - 0.05} - in_replica)
+        assert not missing, f"exit 0 but {len(missing)} rows committed before the exit are missing"
 
 
 def _ts(event: dict[str, object]) -> float:
@@ -235,3 +255,25 @@ def test_a_database_replaced_under_litestream_is_followed(pod: Pod) -> None:
     assert sup.terminate() == 0, sup.output()[-3000:]
     restore_and_compare(pod, committed)
     assert set(row_ids(pod.db())) == set(committed)
+
+
+def test_driving_litestream_through_its_socket_never_costs_it_its_read_lock(pod: Pod) -> None:
+    """Litestream 0.5.17 takes its long-running read transaction with the context of whatever sync
+    initialises the database or checkpoints it; a socket sync with a timeout gives it the request's
+    context, which Go cancels when the request ends, rolling the read lock back. SQLite may then
+    checkpoint and restart the WAL under a running Litestream: rows lost while positions agree
+    (found by the final content check: 14-18 rows per 25 s under a steady writer, exit 0 before it).
+    Here the app is created right after the sidecar is ready (the supervisor's first sync may be the
+    one that initialises it), checkpoints every 100 pages itself, and drills ask for syncs every
+    2 s: every committed row must reach the replica while it runs, and exit 0."""
+    sup = pod.start_replicate("--verify-interval", "2")
+    sup.wait_ready()
+    writer = StrictWriter(pod.db(), 0.02, autocheckpoint=100)
+    connect(pod.db()).close()
+    writer.start()
+    time.sleep(12)
+    committed = writer.stop()
+    replica_catches_up(pod, committed, timeout=30)  # every row, while it runs
+    rc = sup.terminate()
+    assert rc == 0 and sup.count("final_content_verified") == 1, sup.output()[-3000:]
+    assert sup.count("drill_failed") == 0
