@@ -22,6 +22,7 @@ RANDOM_LENGTH = 5
 MAX_GENERATED_BASE = MAX_NAME_LENGTH - RANDOM_LENGTH  # 58
 RANDOM_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # no vowels, no 0, 1, 3
 _RANDOM_SUFFIX = re.compile(f"-[{RANDOM_ALPHABET}]{{{RANDOM_LENGTH}}}$")
+_RANDOM_TAIL = re.compile(f"[{RANDOM_ALPHABET}]{{{RANDOM_LENGTH}}}$")
 
 
 def generated_name(generate_name: str, suffix: str) -> str:
@@ -39,8 +40,12 @@ def from_template_hash(pod: str, template_hash: str) -> str | None:
 
 
 def could_be_generated(pod: str) -> bool:
-    """True when the name may end in a random suffix (then it names one pod, not a workload)."""
-    return bool(_RANDOM_SUFFIX.search(pod))
+    """True when the name may end in a random suffix (then it names one pod, not a workload).
+    A base longer than 58 characters loses its trailing dash to the cut: a 63-character name
+    ending in 5 characters of the alphabet may be `<58 characters><5 random>`, no dash between."""
+    if _RANDOM_SUFFIX.search(pod):
+        return True
+    return len(pod) == MAX_NAME_LENGTH and bool(_RANDOM_TAIL.search(pod))
 
 
 def derive(pod: str | None, template_hash: str | None) -> str | None:
