@@ -28,7 +28,7 @@ class ExitCode(IntEnum):
     LEASE_LOST = 15  # replicate: another pod took the lease over; this pod stopped uploading
     LOCAL_BEHIND = 16  # a database on disk is behind its replica (or its position is unknown)
     OTHER_WORKLOAD = 17  # the replica's lease names another workload
-    REPLICA_VANISHED = 18  # the lease saw data in the replica, the prefix is empty now
+    REPLICA_VANISHED = 18  # the replica holds less than its lease saw in it (emptied, lost its newest files)
     VERIFY_UNRESTORABLE = 19  # verify: the replica cannot be restored
     VERIFY_INTEGRITY = 20  # verify: restored, but PRAGMA integrity_check fails
     VERIFY_DIFFERS = 21  # verify --compare: the replica's content differs from the database's
@@ -57,7 +57,7 @@ EXIT_CODE_HELP = {
     ExitCode.LOCAL_BEHIND: "a database on disk is behind its replica, or its position is unknown, while the "
                            "replica holds data (see --if-local-behind)",
     ExitCode.OTHER_WORKLOAD: "the replica belongs to another workload (its lease says so; see --adopt-replica-from)",
-    ExitCode.REPLICA_VANISHED: "the replica's lease saw data in it but the prefix is empty (deleted?)",
+    ExitCode.REPLICA_VANISHED: "the replica holds less than its lease saw in it (deleted, or lost its newest files)",
     ExitCode.VERIFY_UNRESTORABLE: "verify: the replica cannot be restored (objects missing or corrupt)",
     ExitCode.VERIFY_INTEGRITY: "verify: the restored replica fails PRAGMA integrity_check",
     ExitCode.VERIFY_DIFFERS: "verify --compare: the replica's content differs from the database",

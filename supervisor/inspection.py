@@ -56,14 +56,26 @@ async def inspect_replica(service: CredentialService, db: Database, budget: Budg
 
 
 
+def behind_lease(found: replicas.Layout, lease_txid: int) -> bool:
+    """The replica holds less than its lease recorded as confirmed there: deleted, or missing its
+    newest files (a lagging site or zone, a bucket put back from an older copy, a cleanup)."""
+    return lease_txid > 0 and found.kind in ("empty", "ltx") and found.max_txid < lease_txid
+
+
+def expected(found: replicas.Layout, lease_txid: int) -> tuple[str, int]:
+    """What the local database must reach: the replica's newest transaction, or the lease's when
+    the replica holds less than its lease saw."""
+    if behind_lease(found, lease_txid):
+        return "ltx", lease_txid
+    return found.kind, found.max_txid
+
+
 async def check_before_replicating(service: CredentialService, db: Database, budget: Budget,
                                    if_local_behind: str, lease_txid: int = 0) -> None:
     """The sidecar, before Litestream first starts: what is on disk must not be behind the replica
     (Litestream would make it the new head). Raises LocalBehind, unless `keep` was chosen."""
     found = await inspect_replica(service, db, budget)
-    kind, txid = found.kind, found.max_txid
-    if kind == "empty" and lease_txid > 0:
-        kind, txid = "ltx", lease_txid  # a deleted replica: the lease remembers how far it went
+    kind, txid = expected(found, lease_txid)
     if not db.path.exists():
         if kind in ("empty", "v3"):
             return

@@ -147,6 +147,9 @@ class Lease:
         self.tenure: Tenure | None = None
         # The newest replica position any holder recorded (carried over), and where ours comes from.
         self.replica_txid = 0
+        # A holder that cannot prove its workload keeps the replica's owner as it found it: a one-off
+        # restore must not erase what protects the replica from another workload (exit 17).
+        self.owner = me.owner
         self.position: Callable[[], int] = lambda: 0
         self._probe: asyncio.Future[object] | None = None
         self._writing = asyncio.Lock()  # one renewer at a time, shutdown's extra renewal included
@@ -165,7 +168,7 @@ class Lease:
         now = time.time()
         self.replica_txid = max(self.replica_txid, self.position())
         return LeaseBody(self.me.holder, self.me.pod_uid, self.me.instance, self.acquired_at or now, now,
-                         self.ttl, released, owner=self.me.owner, database=self.database,
+                         self.ttl, released, owner=self.owner, database=self.database,
                          replica_txid=self.replica_txid)
 
     # -- acquire ----------------------------------------------------------------------------------
@@ -214,6 +217,7 @@ class Lease:
                 self._refuse_other_owner(seen)
                 if seen.body is not None:
                     self.replica_txid = max(self.replica_txid, seen.body.replica_txid)
+                    self.owner = self.me.owner or seen.body.owner
                 verdict = judge(seen, self.me)
                 if verdict == "held":
                     assert seen.body is not None
@@ -264,7 +268,7 @@ class Lease:
         previous = seen.body.describe() if seen.body is not None else None
         log.info("lease_acquired", db=self.state.db, how=verdict, previous_holder=previous,
                  waited_seconds=round(waited, 2), ttl_seconds=self.ttl, key=self.store.location,
-                 owner=self.me.owner)
+                 owner=self.owner)
 
     def _held(self, seen: Observed, budget: Budget) -> LeaseHeld:
         assert seen.body is not None

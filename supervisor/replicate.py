@@ -31,7 +31,7 @@ from supervisor.drills import Drills, record
 from supervisor.errors import CredentialsRefused, ExitCode, LeaseLost, SupervisorError, TokenError
 from supervisor.health import HealthServer
 from supervisor.lag import LagProbe
-from supervisor.leaseholder import leases_for
+from supervisor.leaseholder import Lease, leases_for
 from supervisor.logs import get_logger
 from supervisor.outcome import FinalPosition, has_data, shutdown_exit_code
 from supervisor.process import ProcessTable, become_subreaper
@@ -125,14 +125,12 @@ class Replicator:
                                    Budget(self.settings.timeout_seconds), require_replica=False, leases=self.leases,
                                    if_local_behind=self.settings.if_local_behind)
             self.restoring = False
+            for name, lease in self.leases.items():
+                self.keep_lease(name, lease)
         else:
-            for lease in self.leases.values():  # adopts its own pod's restore's lease, or waits (not ready)
+            for name, lease in self.leases.items():  # adopts its own pod's restore's lease, or waits (not ready)
                 await lease.acquire(Budget(FOREVER, "--timeout"))
-        # Renewed from acquisition on, fenced by a timer: no Litestream runs without a confirmed lease.
-        for name, lease in self.leases.items():
-            lease.position = lambda name=name: self.state.databases[name].remote_txid
-            self.tasks[f"lease:{name}"] = asyncio.create_task(lease.keep(self.child.fence, self.child.unfence),
-                                                              name=f"lease:{name}")
+                self.keep_lease(name, lease)  # now, not after the others: waiting for one must not expire another
         if not self.settings.replicate.exec_command:  # restore checked already with --exec
             for db in self.config.databases:
                 lease = self.leases.get(db.name)
@@ -188,6 +186,13 @@ class Replicator:
             return "lease lost"
         log.error("task_exited", task=finished.get_name(), error=repr(error) if error else None)
         return f"task {finished.get_name()} exited"
+
+    def keep_lease(self, name: str, lease: Lease) -> None:
+        """Renewed from acquisition on, fenced by a timer: no Litestream runs without a confirmed lease."""
+        lease.position = lambda: self.state.databases[name].remote_txid
+        assert self.child is not None
+        self.tasks[f"lease:{name}"] = asyncio.create_task(lease.keep(self.child.fence, self.child.unfence),
+                                                          name=f"lease:{name}")
 
     async def catch_up(self, db: Database, down_seconds: float = 0.0) -> None:
         """The replica answers again: upload now, not when Litestream's backoff lets it try again.

@@ -21,12 +21,13 @@ import os
 import secrets as random_secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from supervisor import config as lsconfig
-from supervisor import litestream, ondisk, process, sqlitedb, walfile
+from supervisor import inspection, litestream, ondisk, process, sqlitedb, walfile
 from supervisor import replica as replicas
 from supervisor.budget import Budget
 from supervisor.config import Database
@@ -115,6 +116,20 @@ def local_kind(db: Path) -> tuple[str, int]:
     return ("sqlite" if header == SQLITE_HEADER else "not_sqlite"), size
 
 
+def orphaned_wal(db: Path, size: int) -> str | None:
+    """A 0-byte database beside a WAL holding frames (a truncated file, a copy that took only the
+    -wal): SQLite deletes such a WAL when it opens the database, and every page in it is lost."""
+    if size != 0 or walfile.read_wal_header(db) is None:
+        return None
+    wal = walfile.wal_path(db)
+    wal_bytes = wal.stat().st_size if wal.exists() else 0
+    if wal_bytes <= walfile.WAL_HEADER_SIZE:
+        return None
+    return (f"{db} is 0 bytes but {wal.name} beside it holds {wal_bytes} bytes of pages: SQLite deletes that WAL "
+            "when it opens the database and its pages are lost; refusing to go on: move both files aside (never "
+            "deleted) and restart to restore, or recover the pages from the WAL first")
+
+
 def hazards(db: Database) -> list[Path]:
     """Files beside an absent db that SQLite or Litestream would apply to the restored one."""
     found = [db.path.with_name(db.path.name + suffix) for suffix in COMPANIONS]
@@ -199,12 +214,16 @@ def stamp() -> str:
 
 
 def vanished(found: replicas.Layout, lease: Lease | None, where: str) -> None:
-    """An empty prefix beside a lease that saw data in it is a deleted replica, not a fresh start."""
-    if found.kind == "empty" and lease is not None and lease.replica_txid > 0:
-        raise ReplicaVanished(
-            f"{where} is empty, but its lease ({lease.store.location}) records txid {lease.replica_txid:016x} "
-            "confirmed there: the replica was deleted (a lifecycle rule, a cleanup?); refusing a fresh start on an "
-            "empty database: bring the objects back, or delete the lease object to start over on purpose")
+    """A replica holding less than its lease saw in it is a deleted or damaged replica: restoring it
+    would start the app on old data (or none), and Litestream make that the replica's head."""
+    if lease is None or not inspection.behind_lease(found, lease.replica_txid):
+        return
+    holds = "is empty" if found.kind == "empty" else f"holds up to txid {found.max_txid:016x}"
+    raise ReplicaVanished(
+        f"{where} {holds}, but its lease ({lease.store.location}) records txid {lease.replica_txid:016x} confirmed "
+        "there: the replica lost its newest files (deleted by a lifecycle rule or a cleanup, a lagging site, a "
+        "bucket put back from an older copy?); refusing to start the app on older data: bring the objects back, "
+        "or delete the lease object to accept the replica as it is")
 
 
 async def check_present(service: CredentialService, db: Database, budget: Budget, lease: Lease | None,
@@ -215,11 +234,10 @@ async def check_present(service: CredentialService, db: Database, budget: Budget
     log.info("replica_inspected", db=db.name, replica=db.replica.location, layout=found.kind,
              objects=found.objects, description=found.describe())
     local = ondisk.local_position(db.path, db.meta_dir)
-    if found.kind == "empty" and lease is not None and lease.replica_txid > 0:
-        # The replica was deleted, the lease remembers how far it went: the local file must be that far.
-        verdict = ondisk.judge(local, "ltx", lease.replica_txid)
-    else:
-        verdict = ondisk.judge(local, found.kind, found.max_txid)
+    # A replica behind its lease: the local file must be as far as the lease saw, or it is refused.
+    verdict = ondisk.judge(local, *inspection.expected(found, lease.replica_txid if lease else 0))
+    if not verdict.keep and if_local_behind == "restore":
+        vanished(found, lease, db.replica.location)  # restoring it would not bring the newer data back
     if verdict.keep or if_local_behind == "keep":
         await asyncio.to_thread(integrity_check, db.path, "quick_check")
         if verdict.keep:
@@ -241,11 +259,12 @@ async def check_present(service: CredentialService, db: Database, budget: Budget
 
 async def restore_one(service: CredentialService, binary: str, config_path: Path, db: Database,
                       budget: Budget, require_replica: bool, lease: Lease | None = None,
-                      if_local_behind: str = "refuse") -> Outcome:
+                      if_local_behind: str = "refuse", on_held: Callable[[Lease], None] = lambda _: None) -> Outcome:
     started = time.monotonic()
     if lease is not None:
         # Before anything is inspected: the previous holder's final upload must be in the replica.
         await lease.acquire(budget, verify_later=True)
+        on_held(lease)  # renewed from now on: a restore may outlast the lease's TTL
 
     async def verified() -> None:
         """The store passed the lease's probe: before any outcome is final or any file renamed."""
@@ -257,6 +276,8 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
         log.warning("stale_restore_files_removed", db=db.name, files=removed,
                     detail="left by an earlier restore that was killed")
     kind, size = local_kind(db.path)
+    if kind == "not_sqlite" and (orphan := orphaned_wal(db.path, size)):
+        raise LocalNotSQLite(orphan)
     known: replicas.Layout | None = None
     if kind == "sqlite":
         keep, known = await check_present(service, db, budget, lease, if_local_behind)
@@ -346,7 +367,8 @@ async def restore(service: CredentialService, binary: str, databases: list[Datab
                   if_local_behind: str = "refuse") -> list[Outcome]:
     """Restore each database in turn; the first failure stops the pod.
 
-    Each database's lease is taken first and renewed while the others restore; it is kept (not
+    Each database's lease is taken first and renewed from then on, through its own restore and the
+    others'; it is kept (not
     released) at the end: the replicate sidecar of the same pod adopts it.
     """
     leases = leases or {}
@@ -356,10 +378,10 @@ async def restore(service: CredentialService, binary: str, databases: list[Datab
     try:
         for db in databases:
             lease = leases.get(db.name)
-            outcomes.append(await restore_one(service, binary, config_path, db, budget, require_replica, lease,
-                                              if_local_behind))
-            if lease is not None:
-                keepers.append(asyncio.create_task(lease.keep(), name=f"lease:{db.name}"))
+            outcomes.append(await restore_one(
+                service, binary, config_path, db, budget, require_replica, lease, if_local_behind,
+                on_held=lambda lease, name=db.name: keepers.append(asyncio.create_task(lease.keep(),
+                                                                                        name=f"lease:{name}"))))
     finally:
         for task in keepers:
             task.cancel()
