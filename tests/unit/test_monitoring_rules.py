@@ -5,6 +5,7 @@ samples; labels as the PodMonitor gives them (namespace, pod), or as kube-state-
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -177,6 +178,45 @@ def test_promtool_check_rules_is_clean() -> None:
     out = subprocess.run([promtool(), "check", "rules", str(MONITORING / "prometheus-rules.yml")],
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
+
+
+# kube-state-metrics' Job metrics (internal/store/job.go; labels namespace, job_name; kube_job_failed
+# also condition="true|false|unknown", 1 for the Job's Failed condition's status)
+KUBE_STATE_METRICS = {"kube_job_created", "kube_job_failed", "kube_job_complete", "kube_job_status_failed",
+                      "kube_job_status_succeeded", "kube_job_status_active", "kube_job_owner"}
+
+
+def used_metrics(expr: str) -> set[str]:
+    return set(re.findall(r"\b((?:litestream_supervisor[:_]|kube_)[a-z0-9_:]+)", expr))
+
+
+def exported_metrics() -> set[str]:
+    """What a sidecar's /metrics holds with a database, its lease and drills."""
+    from supervisor.metrics import registry_for, render
+    from supervisor.state import DatabaseState, LeaseState, State, VerifyState
+
+    db = "/data/app.db"
+    state = State(databases={db: DatabaseState(db)}, leases={db: LeaseState(db)}, verify={db: VerifyState(db)},
+                  verify_interval_seconds=3600)
+    text = render(registry_for(state, lambda: True)).decode()
+    return {re.split(r"[{ ]", line)[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def test_every_metric_the_dashboard_and_the_rules_use_exists() -> None:
+    """Each name in an expression is a metric the sidecar exports, a recording rule of ours, or a
+    kube-state-metrics Job metric (the verify CronJob's alert): a renamed metric fails here, not on a
+    dashboard that silently shows nothing."""
+    groups = monitoring.rules()["groups"]
+    known = exported_metrics() | {r["record"] for g in groups for r in g["rules"] if "record" in r} | KUBE_STATE_METRICS
+    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
+    exprs = {f"panel {p['title']!r} {t['refId']}": t["expr"] for p in dashboard["panels"] for t in p["targets"]}
+    exprs |= {r.get("alert") or r["record"]: r["expr"] for g in groups for r in g["rules"]}
+    missing = {where: sorted(used_metrics(e) - known) for where, e in exprs.items() if used_metrics(e) - known}
+    assert not missing, missing
+    panels = " ".join(exprs[k] for k in exprs if k.startswith("panel"))
+    for name in ("verify_last_success_timestamp_seconds", "verify_failures_total", "verify_duration_seconds",
+                 "verify_compared"):
+        assert f"litestream_supervisor_{name}" in panels
 
 
 def test_rules_files_are_generated_from_the_thresholds() -> None:
