@@ -186,6 +186,17 @@ def test_the_cronjob_is_hardened_and_has_no_identity_of_its_own_pod(path: str) -
     assert not {ExitCode.UNREACHABLE, ExitCode.INTERRUPTED, ExitCode.INTERNAL} & set(codes)
 
 
+@pytest.mark.parametrize("with_limit", [True, False])
+def test_the_cpu_limit_component_covers_it_in_a_quota_namespace(tmp_path: Path, with_limit: bool) -> None:
+    from tests.k8s_rules import quota_problems
+
+    components = (COMPONENT, WORKLOAD_NAME, VERIFY) + ((MANIFESTS / "components" / "litestream-cpu-limit",)
+                                                        if with_limit else ())
+    cj = cronjob(kustomize(app_dir(tmp_path / "app", "orders", components=components)))
+    pod = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert bool(quota_problems(pod, {"limits.cpu", "limits.memory", "requests.memory"})) != with_limit
+
+
 def test_in_a_default_deny_namespace_the_networkpolicy_component_lets_it_reach_s3_and_dns() -> None:
     from tests.k8s_rules import traffic_allowed
     from tests.unit.test_networkpolicy import DEFAULT_DENY, NEEDS, NS, ours
