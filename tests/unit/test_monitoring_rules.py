@@ -168,10 +168,14 @@ def render(template: str, labels: dict[str, str]) -> str:
 
 
 def test_every_alert_has_a_case_summary_description_and_runbook() -> None:
+    """...and a row in README's alert table with its severity, and the runbook its URL points at."""
+    readme = (ROOT / "README.md").read_text()
     assert set(alerts()) == set(CASES)
     for name, rule in alerts().items():
         assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), name
         assert rule["annotations"]["runbook_url"].endswith(f"#runbook-{name.lower()}")
+        assert f"### Runbook: {name}\n" in readme, name  # GitHub's anchor: #runbook-<name, lowercased>
+        assert f"| {name} | {rule['labels']['severity']} |" in readme, name
 
 
 def test_promtool_check_rules_is_clean() -> None:

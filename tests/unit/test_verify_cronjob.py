@@ -186,6 +186,20 @@ def test_the_cronjob_is_hardened_and_has_no_identity_of_its_own_pod(path: str) -
     assert not {ExitCode.UNREACHABLE, ExitCode.INTERRUPTED, ExitCode.INTERNAL} & set(codes)
 
 
+def test_the_readmes_patch_for_schedule_and_scratch_space(tmp_path: Path) -> None:
+    readme = (MANIFESTS.parent / "README.md").read_text()
+    block = readme.split("# my-app/kustomization.yaml: the verify CronJob's schedule and scratch space", 1)[1]
+    overlay = yaml.safe_load(block.split("```", 1)[0])
+    root = tmp_path / "my-app"
+    root.mkdir()
+    overlay["resources"] = [os.path.relpath(MANIFESTS / "examples" / "app-component", root)]
+    (root / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    cj = cronjob(kustomize(root))
+    pod = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert cj["spec"]["schedule"] == "40 2 * * 0"
+    assert {v["name"]: v for v in pod["volumes"]}["litestream-scratch"]["emptyDir"]["sizeLimit"] == "20Gi"
+
+
 @pytest.mark.parametrize("with_limit", [True, False])
 def test_the_cpu_limit_component_covers_it_in_a_quota_namespace(tmp_path: Path, with_limit: bool) -> None:
     from tests.k8s_rules import quota_problems
