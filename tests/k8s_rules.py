@@ -107,6 +107,61 @@ def workload_problems(workload: dict[str, Any], configmaps: dict[str, dict[str, 
     return [f"{workload['kind']}/{workload['metadata']['name']}: {p}" for p in problems]
 
 
+# The Job controller names a CronJob's Jobs <name>-<scheduled minute> (11 more characters), and a Job
+# name must fit a 63-character label value (its pods' job-name label).
+CRONJOB_NAME_MAX = 52
+
+
+def cronjob_problems(cronjob: dict[str, Any], configmaps: dict[str, dict[str, Any]]) -> list[str]:
+    """What the API server rejects in a CronJob beyond the schema (pkg/apis/batch/validation): a name
+    over 52 characters; a schedule that is not five fields (or @daily...) or carries TZ= (timeZone is
+    the field, an IANA zone name); a Job template whose pods restart other than Never or OnFailure;
+    a podFailurePolicy without restartPolicy Never, a rule with both or neither of onExitCodes and
+    onPodConditions, onExitCodes naming no container of the pod, or values that are not unique and
+    ascending, or 0 with In; then the pod itself."""
+    import zoneinfo
+
+    problems: list[str] = []
+    spec = cronjob["spec"]
+    name = cronjob["metadata"]["name"]
+    if len(name) > CRONJOB_NAME_MAX:
+        problems.append(f"name {name!r} is {len(name)} characters (at most {CRONJOB_NAME_MAX})")
+    schedule = spec["schedule"]
+    if "TZ=" in schedule:
+        problems.append(f"schedule {schedule!r}: TZ is not allowed (set timeZone)")
+    elif not (schedule.startswith("@") or len(schedule.split()) == 5):
+        problems.append(f"schedule {schedule!r}: not five fields")
+    if "timeZone" in spec:
+        try:
+            zoneinfo.ZoneInfo(spec["timeZone"])
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            problems.append(f"timeZone {spec['timeZone']!r} is not a time zone name")
+    job = spec["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
+    restart = pod.get("restartPolicy", "Always")
+    if restart not in ("Never", "OnFailure"):
+        problems.append(f"restartPolicy {restart!r}: a Job's pods restart Never or OnFailure")
+    rules = (job.get("podFailurePolicy") or {}).get("rules", [])
+    if rules and restart != "Never":
+        problems.append("podFailurePolicy needs restartPolicy Never")
+    containers = {c["name"] for c in pod.get("initContainers", []) + pod["containers"]}
+    for i, rule in enumerate(rules):
+        codes = rule.get("onExitCodes")
+        if (codes is None) == (not rule.get("onPodConditions")):
+            problems.append(f"podFailurePolicy rule {i}: exactly one of onExitCodes and onPodConditions")
+        if codes is None:
+            continue
+        if codes.get("containerName") is not None and codes["containerName"] not in containers:
+            problems.append(f"podFailurePolicy rule {i}: containerName {codes['containerName']!r} is not in the pod")
+        values = codes.get("values", [])
+        if codes.get("operator") == "In" and 0 in values:
+            problems.append(f"podFailurePolicy rule {i}: 0 with the In operator")
+        if len(set(values)) != len(values) or values != sorted(values):
+            problems.append(f"podFailurePolicy rule {i}: values must be unique and ascending, got {values}")
+    problems += pod_problems(pod, configmaps)
+    return [f"CronJob/{name}: {p}" for p in problems]
+
+
 def additions_only(before: Any, after: Any, path: str = "") -> list[str]:
     """Every field of `before` is in `after` with the same value (lists of named items by name)."""
     if isinstance(before, dict):

@@ -37,6 +37,63 @@ def alert(t: dict[str, Any], name: str, expr: str, for_: str, severity: str, sum
     }
 
 
+# The verify CronJob (manifests/components/litestream-verify) is named litestream-verify-<workload>, with any
+# namePrefix/nameSuffix around it; the CronJob controller names each of its Jobs <cronjob>-<scheduled minute>.
+VERIFY_JOBS = 'job_name=~".*litestream-verify-.+-[0-9]+"'
+DATA_REASONS = "unrestorable|integrity_failed|differs"
+
+
+def by_cronjob(metric: str) -> str:
+    """kube-state-metrics' Job series with the label `cronjob`: the Job's name without its minute."""
+    return f'label_replace({metric}, "cronjob", "$1", "job_name", "(.+)-[0-9]+")'
+
+
+def newest_verify_jobs() -> str:
+    """Each verify CronJob's newest Job (kube_job_created): an older failed Job, kept by
+    failedJobsHistoryLimit after a newer run succeeded, is history, not an alert."""
+    created = by_cronjob(f"kube_job_created{{{VERIFY_JOBS}}}")
+    return f"{created} == on (namespace, cronjob) group_left () max by (namespace, cronjob) ({created})"
+
+
+def verify_alerts(t: dict[str, Any], short: bool) -> list[dict[str, Any]]:
+    """Restore drills in the sidecar (--verify-interval) and the verify CronJob."""
+    n = t["verify_stale_intervals"]
+    where = "{{ $labels.db }} in {{ $labels.namespace }}/{{ $labels.pod }}"
+    # DIR: room for a restore (the drills use the database's own directory; the sidecar's /tmp has 64 Mi)
+    verify = ("`kubectl -n {{ $labels.namespace }} exec {{ $labels.pod }} -c litestream -- litestream-supervisor "
+              "verify --compare --db {{ $labels.db }} --scratch-dir DIR` (DIR: the database's directory)")
+    failed = by_cronjob(f'kube_job_failed{{condition="true", {VERIFY_JOBS}}}')
+    return [
+        alert(t, "LitestreamVerifyFailing",
+              f'increase({P}verify_failures_total{{reason=~"{DATA_REASONS}"}}[{t["verify_failing_window"]}]) > 0',
+              "0s", "critical", f"A restore drill of {where} failed: {{{{ $labels.reason }}}}",
+              "The replica, restored, is not a good copy of the database: unrestorable (objects missing or "
+              "corrupt), integrity_failed (PRAGMA integrity_check) or differs (content not the database's). A "
+              "restore from it now would lose data; the database on the volume is the good copy: keep the pod and "
+              f"its volume. The sidecar's drill_failed log line says what differed; {verify} repeats the check.",
+              short),
+        alert(t, "LitestreamVerifyStale",
+              f"(time() - {P}verify_last_success_timestamp_seconds) > on ({BY}) group_left () "
+              f"({n} * {P}verify_interval_seconds > 0) "
+              f"and on ({BY}) ({P}uptime_seconds > on ({BY}) {n} * {P}verify_interval_seconds)",
+              t["verify_stale_for"], "warning",
+              f"No successful restore drill of {where} for {n} drill intervals",
+              "Drills run but none succeeded (or none finished). Usually scratch_short (not enough free space "
+              "where drills restore: the database's directory, or --scratch-dir) or unreachable (S3 or STS); "
+              "litestream_supervisor_verify_failures_total{reason} and the sidecar's drill_skipped / drill_failed "
+              f"log lines say which. {verify} runs one now.", short),
+        alert(t, "LitestreamVerifyJobFailed",
+              f"max by (namespace, cronjob, job_name) ({failed} == 1 "
+              f"and on (namespace, job_name) ({newest_verify_jobs()}))",
+              t["verify_job_failed_for"], "warning",
+              "The newest verify Job of {{ $labels.cronjob }} in {{ $labels.namespace }} failed",
+              "The scheduled restore of the replica, from a pod of its own, did not verify it. Its log says why "
+              "(`kubectl -n {{ $labels.namespace }} logs job/{{ $labels.job_name }}`): a [FAIL] line (exit 19 or "
+              "20) means the replica does not restore or is corrupt; otherwise credentials, S3, scratch space or "
+              "the Job's deadline. From kube-state-metrics' Job metrics.", short),
+    ]
+
+
 def rules(short: bool = False) -> dict[str, Any]:
     t = thresholds()
     recording = [
@@ -106,6 +163,7 @@ def rules(short: bool = False) -> dict[str, Any]:
               "{{ $labels.namespace }}/{{ $labels.pod }} waits for the lease of {{ $labels.db }}",
               "Another pod holds it (a rollout, a pod still terminating, a second replica). It is taken over when "
               "released or after its TTL; if it never is, two workloads share one replica prefix.", short),
+        *verify_alerts(t, short),
     ]
     return {"groups": [{"name": "litestream-supervisor.rules", "rules": recording},
                        {"name": "litestream-supervisor.alerts", "rules": a}]}

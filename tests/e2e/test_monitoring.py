@@ -1,7 +1,9 @@
 """A real Prometheus scrapes a running `replicate` sidecar on the bed (issue 15): every dashboard and
-rule expression has data; with S3 cut the probe and lag alerts go pending then firing and resolve
-after S3 returns; with STS down past the credentials' expiry the credentials alert fires. The rules
-are the shipped ones with `for:` cut to seconds (same expressions)."""
+rule expression has data; the sidecar's first restore drill is in the metrics within two intervals
+(issue 27); with S3 cut the probe and lag alerts go pending then firing, and with no drill able to
+succeed the drills' staleness alert fires; probe and lag resolve after S3 returns; with STS down
+past the credentials' expiry the credentials alert fires. The rules are the shipped ones with
+`for:` cut to seconds (same expressions)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from tests.bed.net import Forwarder, free_port, wait_for_port
 from tests.bed.pod import Pod, Supervisor, Writer
 
 pytestmark = pytest.mark.bed
+DRILL_INTERVAL = 5  # --verify-interval: stale after 3 of them (thresholds.yaml)
 MONITORING = Path(__file__).resolve().parents[2] / "manifests" / "monitoring"
 sys.path.insert(0, str(MONITORING))
 import generate as monitoring  # noqa: E402
@@ -95,7 +98,8 @@ def watched(pod: Pod, tmp_path: Path) -> Iterator[tuple[Supervisor, Prometheus, 
     sts = Forwarder(int(pod.bed.endpoint.rsplit(":", 1)[1]))
     sts.start()
     with pod.through_forwarder() as s3:
-        sup = pod.start_replicate("--duration-seconds", "10", env=pod.env(AWS_ENDPOINT_URL_STS=sts.url))
+        sup = pod.start_replicate("--duration-seconds", "10", "--verify-interval", str(DRILL_INTERVAL),
+                                  env=pod.env(AWS_ENDPOINT_URL_STS=sts.url))
         sup.wait_ready()
         prometheus = Prometheus(tmp_path / "prometheus", sup.health_port)
         try:
@@ -113,6 +117,9 @@ def test_alerts_fire_and_resolve_on_a_live_prometheus(pod: Pod, watched: Any) ->
     sup, prometheus, s3, sts = watched
     writer = Writer(pod.db(), 0.05).start()
     prometheus.wait(lambda: prometheus.query("litestream_supervisor_ready == 1"), 60, "first scrape")
+    # the first drill (after one interval, +10% jitter) is in the metrics by the scrape after it
+    prometheus.wait(lambda: prometheus.query("litestream_supervisor_verify_last_success_timestamp_seconds > 0"),
+                    2 * DRILL_INTERVAL + 5, "the first restore drill's success")
     time.sleep(3)
     # every expression of the dashboard returns data, and every metric a rule uses exists
     dashboard = json.loads((MONITORING / "dashboard.json").read_text())
@@ -128,6 +135,8 @@ def test_alerts_fire_and_resolve_on_a_live_prometheus(pod: Pod, watched: Any) ->
     prometheus.wait(lambda: prometheus.alert_state("LitestreamReplicaProbeFailing") == "pending", 60, "probe pending")
     prometheus.wait(lambda: prometheus.alert_state("LitestreamReplicaProbeFailing") == "firing", 60, "probe firing")
     prometheus.wait(lambda: prometheus.alert_state("LitestreamReplicationLagHigh") == "firing", 150, "lag firing")
+    # no drill can restore without S3: none succeeds for 3 intervals
+    prometheus.wait(lambda: prometheus.alert_state("LitestreamVerifyStale") == "firing", 60, "drills stale")
     s3.restore()
     prometheus.wait(lambda: prometheus.alert_state("LitestreamReplicaProbeFailing") is None
                     and prometheus.alert_state("LitestreamReplicationLagHigh") is None, 120, "S3 alerts resolved")

@@ -80,6 +80,8 @@ def test_the_kubernetes_path_from_zero(tmp_path: Path) -> None:
     (sts,) = [d for d in app if d["kind"] == "StatefulSet"]
     ours = [c for c in sts["spec"]["template"]["spec"]["initContainers"] if c["name"].startswith("litestream")]
     assert {c["image"] for c in ours} == {"registry.example.com/litestream-supervisor:0.1.0"}
+    (verify,) = [d for d in app if d["kind"] == "CronJob"]  # the example's daily restore came along
+    assert verify["metadata"]["name"] == "litestream-verify-app"
     assert all(d["metadata"].get("namespace") == "notes" for d in app if d["kind"] != "Namespace")
     # the webhook path: installs, the example app opts in, offline injection gives valid pods
     assert (renders / "manifests_webhook.yaml").exists() and (renders / "manifests_policy.yaml").exists()
