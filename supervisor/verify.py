@@ -137,8 +137,6 @@ class Verifier:
                   timestamp: str | None = None, settle_seconds: float | None = None) -> Verification:
         """Restore (at `txid`/`timestamp`, or where the comparison needs it), check, compare.
         `settle_seconds`: how long to wait for a still moment (the rest of the budget restores)."""
-        from supervisor.restore import run_litestream_restore  # only where a verification runs
-
         started = time.monotonic()
         found = await inspect_replica(self.service, db, budget)  # unreachable, denied: raised, not "unrestorable"
         if found.kind == "empty":
@@ -165,13 +163,9 @@ class Verifier:
         tmp = self.scratch_for(db) / f".{db.path.name}.verify-{random_secrets.token_hex(4)}"
         at: dict[str, Any] = {"txid": txid} if txid is not None else {"timestamp": timestamp} if timestamp else {}
         try:
-            try:
-                await run_litestream_restore(self.service, self.binary, self.config_path, db, tmp, budget,
-                                             at=at, preexec=low_priority if self.gentle else None)
-            except RestoreTimeout:
-                raise
-            except RestoreFailed as e:
-                return Verification(db.name, "unrestorable", txid, 0, time.monotonic() - started, False, str(e))
+            failed = await self.restore(db, tmp, budget, at)
+            if failed is not None:
+                return Verification(db.name, "unrestorable", txid, 0, time.monotonic() - started, False, failed)
             if not tmp.exists():
                 return Verification(db.name, "unrestorable", txid, 0, time.monotonic() - started, False,
                                     "litestream restore wrote nothing")
@@ -194,6 +188,30 @@ class Verifier:
         finally:
             for leftover in tmp.parent.glob(tmp.name + "*"):
                 leftover.unlink(missing_ok=True)
+
+
+    async def restore(self, db: Database, tmp: Path, budget: Budget, at: dict[str, Any]) -> str | None:
+        """Litestream's restore into `tmp`: None, or why the replica did not restore. A failure is
+        the replica's only when it fails again after the replica answered a listing: an S3 or STS
+        blip in the middle of a download raises (not a data failure, never paged as one)."""
+        from supervisor.restore import run_litestream_restore  # only where a verification runs
+
+        for attempt in (1, 2):
+            try:
+                await run_litestream_restore(self.service, self.binary, self.config_path, db, tmp, budget,
+                                             at=at, preexec=low_priority if self.gentle else None)
+                return None
+            except RestoreTimeout:
+                raise
+            except RestoreFailed as e:
+                for leftover in tmp.parent.glob(tmp.name + "*"):
+                    leftover.unlink(missing_ok=True)
+                if attempt == 2:
+                    return str(e)
+                log.warning("verify_restore_retry", db=db.name, error=str(e),
+                            detail="restore failed; the replica is listed again and the restore retried once")
+                await inspect_replica(self.service, db, budget)  # unreachable or denied: raised
+        return None
 
 
 def at_coverage(snapshot: pages.LiveSnapshot, covered: positions.Coverage) -> bool:
