@@ -140,6 +140,10 @@ def test_alerts_fire_and_resolve_on_a_live_prometheus(pod: Pod, watched: Any) ->
     s3.restore()
     prometheus.wait(lambda: prometheus.alert_state("LitestreamReplicaProbeFailing") is None
                     and prometheus.alert_state("LitestreamReplicationLagHigh") is None, 120, "S3 alerts resolved")
+    # drills succeed again after the fence and restart S3's absence caused (no false `differs`)
+    prometheus.wait(lambda: prometheus.alert_state("LitestreamVerifyStale") is None, 3 * DRILL_INTERVAL + 30,
+                    "drills fresh again")
+    assert prometheus.alert_state("LitestreamVerifyFailing") is None
     # STS down past the 10 s credentials' expiry
     sts.cut()
     prometheus.wait(lambda: prometheus.alert_state("LitestreamCredentialsInvalid") == "firing", 90,
