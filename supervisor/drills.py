@@ -7,6 +7,7 @@ short. Their outcomes are metrics (and alerts): a backup that was never restored
 from __future__ import annotations
 
 import asyncio
+import glob
 import random
 import time
 
@@ -14,6 +15,7 @@ from supervisor.budget import Budget
 from supervisor.config import Database
 from supervisor.errors import SupervisorError, Unreachable
 from supervisor.logs import get_logger
+from supervisor.outcome import has_data
 from supervisor.state import State, VerifyState
 from supervisor.verify import ScratchShort, Verification, Verifier
 
@@ -35,6 +37,8 @@ def record(state: VerifyState, v: Verification) -> None:
     if v.ok or v.result == "not_compared":
         state.last_success_at = time.time()
         state.compared = v.compared
+        if v.compared:
+            state.last_compared_at = state.last_success_at
     else:
         state.failures[v.result] += 1
 
@@ -51,7 +55,15 @@ class Drills:
             state.verify.setdefault(db.name, VerifyState(db.name))
 
     async def drill(self, db: Database) -> Verification | None:
+        """One drill; whatever goes wrong in it is its outcome (a metric, a log line), never the
+        sidecar's end: replication matters more than its check."""
         current = self.state.verify[db.name]
+        if not has_data(db.path):
+            # nothing written yet (an app that creates its database on first use): nothing can be
+            # missing from the replica, and an empty one is no data failure
+            current.last_result, current.last_detail = "skipped", "the database holds no data yet"
+            log.info("drill_skipped", db=db.name, reason="no_data", detail=current.last_detail)
+            return None
         async with self.lock:
             budget = Budget(min(self.interval, MAX_DRILL_SECONDS), "--verify-interval")
             try:
@@ -61,11 +73,12 @@ class Drills:
                 current.last_result, current.last_detail = "skipped", str(e)
                 log.warning("drill_skipped", db=db.name, reason="scratch_short", detail=str(e))
                 return None
-            except SupervisorError as e:
+            except Exception as e:  # noqa: BLE001 (an app's schema, a file replaced mid-drill: the drill's failure)
                 reason = "unreachable" if isinstance(e, Unreachable) else "error"
+                detail = str(e) if isinstance(e, SupervisorError) else f"{type(e).__name__}: {e}"
                 current.failures[reason] += 1
-                current.last_result, current.last_detail = reason, str(e)
-                log.warning("drill_failed", db=db.name, reason=reason, error=str(e))
+                current.last_result, current.last_detail = reason, detail
+                log.warning("drill_failed", db=db.name, reason=reason, error=detail)
                 return None
         record(current, outcome)
         event = "drill_verified" if outcome.ok or outcome.result == "not_compared" else "drill_failed"
@@ -74,7 +87,17 @@ class Drills:
             bytes=outcome.bytes, seconds=round(outcome.seconds, 2), compared=outcome.compared, detail=outcome.detail)
         return outcome
 
+    def remove_leftovers(self) -> None:
+        """Scratch files of drills a SIGKILL or an OOM kill cut short: ours (the name says so), and
+        left in place they would leave every later drill short of space."""
+        for db in self.databases:
+            scratch = self.verifier.scratch_for(db)
+            for leftover in scratch.glob(f".{glob.escape(db.path.name)}.verify-*"):
+                leftover.unlink(missing_ok=True)
+                log.warning("drill_leftover_removed", db=db.name, file=str(leftover))
+
     async def run(self) -> None:
+        await asyncio.to_thread(self.remove_leftovers)
         while True:
             await asyncio.sleep(next_delay(self.interval))
             for db in self.databases:

@@ -31,7 +31,12 @@ async def inspect_replica(service: CredentialService, db: Database, budget: Budg
     while True:
         try:
             client = service.s3(db)
-            return await budget.run(asyncio.to_thread(replicas.layout, client, db.replica), where)
+            found = await budget.run(asyncio.to_thread(replicas.layout, client, db.replica), where)
+            if found.truncated:
+                log.warning("replica_listing_truncated", db=db.name, objects=found.objects,
+                            detail="more objects than one look lists: its newest transaction and gaps are not "
+                                   "judged here (check the retention settings)")
+            return found
         except replicas.StaleCredentials:
             if refreshed:
                 raise
@@ -59,7 +64,7 @@ async def inspect_replica(service: CredentialService, db: Database, budget: Budg
 def behind_lease(found: replicas.Layout, lease_txid: int) -> bool:
     """The replica holds less than its lease recorded as confirmed there: deleted, or missing its
     newest files (a lagging site or zone, a bucket put back from an older copy, a cleanup)."""
-    return lease_txid > 0 and found.kind in ("empty", "ltx") and found.max_txid < lease_txid
+    return lease_txid > 0 and found.kind in ("empty", "ltx") and not found.truncated and found.max_txid < lease_txid
 
 
 def expected(found: replicas.Layout, lease_txid: int) -> tuple[str, int]:

@@ -113,13 +113,17 @@ def _verify(s: State) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
     compared = GaugeMetricFamily(P + "verify_compared",
                                  "1 when the newest successful drill compared content, not only restored it.",
                                  labels=["db"])
+    compared_at = GaugeMetricFamily(P + "verify_last_compared_timestamp_seconds",
+                                    "When a drill last compared the replica's content with the database and found "
+                                    "it the same (unix seconds; 0: never yet).", labels=["db"])
     for name, v in sorted(s.verify.items()):
         success.add_metric([name], v.last_success_at or 0)
+        compared_at.add_metric([name], v.last_compared_at or 0)
         for reason in VERIFY_REASONS:
             failures.add_metric([name, reason], v.failures.get(reason, 0))
         duration.add_metric([name], v.last_seconds)
         compared.add_metric([name], 1 if v.compared else 0)
-    yield from (success, failures, duration, compared)
+    yield from (success, failures, duration, compared, compared_at)
     yield GaugeMetricFamily(P + "verify_interval_seconds", "Seconds between restore drills (0: off).",
                             value=s.verify_interval_seconds)
 

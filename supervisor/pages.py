@@ -95,9 +95,19 @@ def of_file(path: Path, with_counts: bool = False) -> Digests:
 
 
 def row_counts(con: Any) -> dict[str, int]:
-    tables = [r[0] for r in con.execute("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")]
-    quoted = {t: '"' + t.replace('"', '""') + '"' for t in tables}  # names from sqlite_schema, quoted
-    return {t: int(con.execute(f"SELECT count(*) FROM {q}").fetchone()[0]) for t, q in quoted.items()}  # noqa: S608
+    """Rows per ordinary table: a hint for a person when pages differ. Virtual tables are left out
+    (their module may be the app's own, unknown to this SQLite; their pages are their shadow
+    tables'), and a table that cannot be counted is only missing from the hint."""
+    tables = [r[0] for r in con.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name")]
+    counts: dict[str, int] = {}
+    for table in tables:
+        quoted = '"' + table.replace('"', '""') + '"'  # a name from sqlite_schema, quoted
+        try:
+            counts[table] = int(con.execute(f"SELECT count(*) FROM {quoted}").fetchone()[0])  # noqa: S608
+        except apsw.Error:
+            continue
+    return counts
 
 
 class Unsettled(Exception):
@@ -148,10 +158,15 @@ def live(db: Path, with_counts: bool = False) -> LiveSnapshot:
             raise Unsettled("a commit landed while the snapshot began")
         if after.frames and (header is None or header.salts != (after.salt1, after.salt2)):
             raise Unsettled("the WAL header and its index disagree")
-        newest = _wal_frames(db, after)
-        page_size, skip, wal = after.page_size, lock_page(after.page_size), walfile.wal_path(db)
+        # A WAL copied whole is ignored by SQLite's reader (read mark 0) and may restart under it:
+        # read what the reader reads, the database file. Size and page count as this transaction
+        # sees them (an index rebuilt over an empty WAL says 0 for both).
+        newest = {} if after.backfilled >= after.frames else _wal_frames(db, after)
+        page_size = int(con.execute("PRAGMA page_size").fetchone()[0])
+        page_count = int(con.execute("PRAGMA page_count").fetchone()[0])
+        skip, wal = lock_page(page_size), walfile.wal_path(db)
         pages = []
-        for pgno in range(1, after.pages + 1):
+        for pgno in range(1, page_count + 1):
             if pgno == skip:
                 pages.append(b"")
                 continue

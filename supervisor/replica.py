@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +46,14 @@ class Layout:
     # How far an unbroken chain of LTX files from a snapshot (min txid 1) reaches: a restore past it
     # misses transactions (Litestream 0.5.17 restores whatever it finds, integrity check and all).
     restorable_to: int = 0
+    # More than MAX_LISTED objects: the listing stopped there, so the newest transaction and the
+    # chain are not known (nothing is concluded from them; Litestream's restore lists it all).
+    truncated: bool = False
 
     @property
     def gap(self) -> str | None:
         """What is missing from an LTX replica, or None when it restores up to its newest file."""
-        if self.kind != "ltx" or self.restorable_to >= self.max_txid:
+        if self.kind != "ltx" or self.truncated or self.restorable_to >= self.max_txid:
             return None
         if self.restorable_to == 0:
             return "no snapshot to start from (no LTX file begins at transaction 1)"
@@ -176,14 +179,17 @@ def layout(client: Any, replica: Replica) -> Layout:
     """List the prefix (blocking) and name what is there."""
     prefix = replica.prefix
     keys: list[str] = []
+    truncated = False
     try:
         for page in pages(client, replica, Prefix=prefix):
             keys.extend(o["Key"] for o in page.get("Contents", []))
-            if len(keys) >= MAX_LISTED:
+            if len(keys) >= MAX_LISTED and page.get("IsTruncated"):
+                truncated = True
                 break
     except Exception as e:  # noqa: BLE001 (explained and re-raised)
         raise explain(e, replica) from None
-    return classify_keys(keys, prefix)
+    found = classify_keys(keys, prefix)
+    return replace(found, truncated=True) if truncated else found
 
 
 def newest_ltx_key(client: Any, replica: Replica) -> str | None:

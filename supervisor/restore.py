@@ -196,9 +196,9 @@ async def run_litestream_restore(service: CredentialService, binary: str, config
             seconds = time.monotonic() - started
             so_far = written()
             raise RestoreTimeout(
-                f"restore of {db.path} did not finish within --timeout {budget.seconds:g}s: "
+                f"restore of {db.path} did not finish within {budget.option} {budget.seconds:g}s: "
                 f"{so_far / 1e6:.1f} MB written in {seconds:.0f}s ({so_far / 1e6 / max(seconds, 0.001):.2f} MB/s); "
-                "the replica answers but the download needs longer: raise --timeout") from None
+                f"the replica answers but the download needs longer: raise {budget.option}") from None
         await relay_task
     finally:
         await process.kill(proc)

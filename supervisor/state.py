@@ -41,6 +41,7 @@ class VerifyState:
     last_success_at: float | None = None
     last_seconds: float = 0.0  # the newest drill's duration
     compared: bool = False  # the newest success compared content
+    last_compared_at: float | None = None  # a drill compared content and found it the same
     failures: Counter[str] = field(default_factory=Counter)  # by reason
     last_result: str | None = None
     last_detail: str | None = None

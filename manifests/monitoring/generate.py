@@ -58,6 +58,7 @@ def newest_verify_jobs() -> str:
 def verify_alerts(t: dict[str, Any], short: bool) -> list[dict[str, Any]]:
     """Restore drills in the sidecar (--verify-interval) and the verify CronJob."""
     n = t["verify_stale_intervals"]
+    c = t["verify_uncompared_intervals"]
     where = "{{ $labels.db }} in {{ $labels.namespace }}/{{ $labels.pod }}"
     # DIR: room for a restore (the drills use the database's own directory; the sidecar's /tmp has 64 Mi)
     verify = ("`kubectl -n {{ $labels.namespace }} exec {{ $labels.pod }} -c litestream -- litestream-supervisor "
@@ -82,6 +83,16 @@ def verify_alerts(t: dict[str, Any], short: bool) -> list[dict[str, Any]]:
               "where drills restore: the database's directory, or --scratch-dir) or unreachable (S3 or STS); "
               "litestream_supervisor_verify_failures_total{reason} and the sidecar's drill_skipped / drill_failed "
               f"log lines say which. {verify} runs one now.", short),
+        alert(t, "LitestreamVerifyNeverCompared",
+              f"(time() - {P}verify_last_compared_timestamp_seconds) > on ({BY}) group_left () "
+              f"({c} * {P}verify_interval_seconds > 0) "
+              f"and on ({BY}) ({P}uptime_seconds > on ({BY}) {c} * {P}verify_interval_seconds)",
+              t["verify_stale_for"], "warning",
+              f"No restore drill of {where} compared content for {c} drill intervals",
+              "Drills restore the replica but never find the database holding still at a position Litestream "
+              "has staged (an app that writes all the time): the replica is known to restore, not known to hold "
+              "the database's rows. A lossy replica would not page. Run the comparison at a quiet moment: "
+              f"{verify}; it waits up to its --timeout for a still moment.", short),
         alert(t, "LitestreamVerifyJobFailed",
               f"max by (namespace, cronjob, job_name) ({failed} == 1 "
               f"and on (namespace, job_name) ({newest_verify_jobs()}))",

@@ -137,6 +137,26 @@ CASES: dict[str, dict[str, Any]] = {
               (f"litestream_supervisor_uptime_seconds{{{POD}}}", "3000+60x29 0+60x30"),
               (f"litestream_supervisor_verify_last_success_timestamp_seconds{{{DB}}}", "0x60")], 55)],
         "at": 45, "labels": {"db": "/data/app.db"}},
+    "LitestreamVerifyNeverCompared": {
+        # drills every minute restore (successes) but none ever compared content, the sidecar up for long
+        "fire": [(f"litestream_supervisor_verify_interval_seconds{{{POD}}}", "60x60"),
+                 (f"litestream_supervisor_uptime_seconds{{{POD}}}", "600+60x60"),
+                 (f"litestream_supervisor_verify_last_compared_timestamp_seconds{{{DB}}}", "0x60")],
+        # a comparison every 10 minutes
+        "quiet": [(f"litestream_supervisor_verify_interval_seconds{{{POD}}}", "60x60"),
+                  (f"litestream_supervisor_uptime_seconds{{{POD}}}", "600+60x60"),
+                  (f"litestream_supervisor_verify_last_compared_timestamp_seconds{{{DB}}}",
+                   values([60 * 10 * (m // 10) for m in range(61)]))],
+        "quiet_too": [
+            # drills off
+            ([(f"litestream_supervisor_verify_interval_seconds{{{POD}}}", "0x60"),
+              (f"litestream_supervisor_uptime_seconds{{{POD}}}", "600+60x60"),
+              (f"litestream_supervisor_verify_last_compared_timestamp_seconds{{{DB}}}", "0x60")], 45),
+            # a sidecar started 20 minutes ago: not yet 24 intervals to compare in
+            ([(f"litestream_supervisor_verify_interval_seconds{{{POD}}}", "60x60"),
+              (f"litestream_supervisor_uptime_seconds{{{POD}}}", "0+60x60"),
+              (f"litestream_supervisor_verify_last_compared_timestamp_seconds{{{DB}}}", "0x60")], 20)],
+        "at": 45, "labels": {"db": "/data/app.db"}},
     "LitestreamVerifyJobFailed": {
         # wiki's newest verify Job failed; another verify CronJob in the namespace ran later and passed
         "fire": [*job(OLD_JOB, 1740000000, failed=False), *job(NEW_JOB, 1740086400, failed=True),

@@ -75,3 +75,35 @@ def test_how_far_a_replica_restores_without_a_gap(spans: list[tuple[int, int]], 
     layout = replica.classify_keys(keys, "p/")
     if spans:
         assert (layout.gap is None) == (end == max(hi for _, hi in spans))
+
+
+def test_a_listing_cut_at_its_limit_concludes_nothing_about_the_newest_transaction(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica of more objects than one look lists (a very long retention): the keys come in name
+    order, level 0000 first, so the snapshot level and the newest files may be past the cut. Then
+    no gap and no 'behind its lease' may be concluded from what was seen (a false exit 8 or 18)."""
+    from supervisor import inspection
+    from supervisor import replica as replica_module
+
+    prefix = "app.db/"
+    keys = [f"{prefix}0000/{i:016x}-{i:016x}.ltx" for i in range(5, 40)]
+    keys.append(f"{prefix}0009/0000000000000001-0000000000000050.ltx")
+
+    class Pages:
+        def paginate(self, **_: object) -> list[dict[str, object]]:
+            return [{"IsTruncated": True, "Contents": [{"Key": k} for k in keys[i:i + 10]]}
+                    for i in range(0, len(keys), 10)]
+
+    class Client:
+        def get_paginator(self, _: str) -> Pages:
+            return Pages()
+
+    replica = Replica("b", "app.db", "http://127.0.0.1:1", "us-east-1", True)
+    whole = replica_module.layout(Client(), replica)
+    assert not whole.truncated and whole.gap is None and whole.max_txid == 0x50
+    monkeypatch.setattr(replica_module, "MAX_LISTED", 20)
+    cut = replica_module.layout(Client(), replica)
+    assert cut.truncated and cut.max_txid < 0x50
+    assert cut.gap is None
+    assert not inspection.behind_lease(cut, 0x50)
+    assert inspection.behind_lease(whole, 0x51)
