@@ -72,7 +72,9 @@ class CredentialKeeper:
         self._current: Credentials | None = None
         self._token_fingerprint: str | None = None
         self._wake = asyncio.Event()
-        self._updated = asyncio.Event()
+        # Set by every successful exchange: one made outside the loop (an S3 AccessDenied) re-plans
+        # it, or its outage backoff outlives the fresh credentials while STS is up again.
+        self._obtained = asyncio.Event()
 
     @property
     def current(self) -> Credentials | None:
@@ -117,7 +119,7 @@ class CredentialKeeper:
         self.state.credentials_obtained_at = creds.obtained_at
         if not first:
             self.state.credential_refreshes += 1
-        self._updated.set()
+        self._obtained.set()
         # sts_seconds: the exchange's round trip (a slow STS delays every pod's start and each refresh)
         log.info("credentials_obtained", reason=reason, expires=creds.expiration_iso,
                  lifetime_seconds=round(creds.lifetime_seconds), token_fingerprint=token.fingerprint,
@@ -171,17 +173,32 @@ class CredentialKeeper:
             log.info("token_rotated", token_fingerprint=fingerprint)
             self._wake.set()
 
+    async def _sleep(self, delay: float) -> str | None:
+        """Wait `delay` s; "token" if the token changed, "obtained" if an exchange elsewhere succeeded."""
+        waits = {asyncio.ensure_future(self._wake.wait()): "token",
+                 asyncio.ensure_future(self._obtained.wait()): "obtained"}
+        try:
+            done, _ = await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        if not done:
+            return None
+        # a rotation outranks credentials obtained meanwhile: those came from the old token
+        return "token" if self._wake.is_set() else "obtained"
+
     async def run(self) -> None:
         """Refresh forever (until cancelled)."""
         failures = 0
         while True:
             creds = self._current
             delay = next_delay(creds, failures, self.settings.refresh_margin_seconds, self.backoff)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-                reason = "token_rotated"
-            except TimeoutError:
-                reason = "retry" if failures else "schedule"
+            self._obtained.clear()
+            woken = await self._sleep(delay)
+            if woken == "obtained":
+                failures = 0
+                continue
+            reason = "token_rotated" if woken == "token" else "retry" if failures else "schedule"
             self._wake.clear()
             try:
                 fresh = await self.exchange(reason, Budget(self.aws.sts_timeout_seconds * 2, "STS timeout"))

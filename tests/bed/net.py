@@ -92,6 +92,9 @@ class Forwarder:
             except OSError:
                 client.close()
                 continue
+            # The 5 s bounds the connect only: left on, every keep-alive connection idle for 5 s was
+            # closed under the client, racing its next request (a spurious STS failure per refresh).
+            upstream.settimeout(None)
             with self._lock:
                 self._conns.update((client, upstream))
             for a, b, throttle, answers in ((client, upstream, None, False), (upstream, client, self.throttle, True)):

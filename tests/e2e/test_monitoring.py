@@ -152,9 +152,16 @@ def test_alerts_fire_and_resolve_on_a_live_prometheus(pod: Pod, watched: Any) ->
     assert prometheus.alert_state("LitestreamSTSRefusing") is None  # an outage, not a refusal
     sts.restore()
     prometheus.wait(lambda: prometheus.alert_state("LitestreamCredentialsInvalid") is None, 90, "credentials back")
-    # replication resumes: the lease is confirmed again (it was fenced while nothing could renew it)
-    sup.wait_for(lambda: sup.metric("litestream_supervisor_lease_fenced", f'{{db="{pod.db()}"}}') == 0, 60,
-                 "lease confirmed again")
+    # replication resumes: the lease is renewed again, and stays unfenced; the credentials obtained
+    # after the outage are themselves refreshed before they expire (10 s lifetime: watch 25 s)
+    renewed = f'_total{{db="{pod.db()}",result="ok"}}'
+    before = sup.metric("litestream_supervisor_lease_renewals", renewed)
+    sup.wait_for(lambda: sup.metric("litestream_supervisor_lease_renewals", renewed) > before, 60,
+                 "a lease renewal after the STS outage")
+    for _ in range(25):
+        assert sup.metric("litestream_supervisor_lease_fenced", f'{{db="{pod.db()}"}}') == 0
+        assert sup.metric("litestream_supervisor_credentials_valid") == 1, "credentials lapsed with STS up"
+        time.sleep(1)
     writer.stop()
     sup.scrape()
     assert sup.terminate(timeout=90) == 0, sup.output()[-3000:]
