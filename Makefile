@@ -30,10 +30,10 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
-# botocore's S3/STS models cut to what the supervisor calls (supervisor/clients.py), for the
+# botocore's S3/STS models cut to what the supervisor calls (supervisor/identity/clients.py), for the
 # installed botocore: written once here rather than parsed whole by every process.
 supervisor/_botocore_data/VERSION: $(VENV)/.installed
-	$(PY) -m supervisor.clients
+	$(PY) -m supervisor.identity.clients
 
 # The image runs Python with -OO (PYTHONOPTIMIZE=2) and so do the tests and the bench
 # (tests/bed/pod.py): its bytecode compiled once, for the stdlib too, rather than per process.

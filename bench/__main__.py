@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.measure import LagSampler, commit_latencies, cpu_seconds, percentile, rss_mb, wait_until
 from supervisor import __version__
-from supervisor.config import Database, Replica
+from supervisor.litestream.config import Database, Replica
 from tests.bed.pod import Pod, Writer, connect, row_ids
 from tests.bed.replicas import bare_env, forget_local, make_db, push_with_litestream
 from tests.bed.testbed import Bed, litestream_binary
@@ -469,7 +469,7 @@ def bench_admission(work: Path, requests: int = 400, seconds: float = 5.0) -> di
     import http.client
     import ssl as ssl_mod
 
-    from supervisor.inject import Defaults, inject
+    from supervisor.admission.inject import Defaults, inject
     from tests.unit.test_webhook import CA, review
 
     fixture = json.loads((Path(__file__).parents[1] / "tests/fixtures/admission/deployment-own-data-volume.pod.json")

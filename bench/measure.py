@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from supervisor import replica as replicas
-from supervisor.config import Database
+from supervisor.litestream.config import Database
+from supervisor.replica import layout as replicas
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

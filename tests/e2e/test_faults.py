@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.errors import ExitCode
+from supervisor.core.errors import ExitCode
 from tests.bed.net import Forwarder
 from tests.bed.pod import Pod, Supervisor, Writer, connect
 from tests.bed.replicas import (

@@ -29,7 +29,7 @@ import jsonpatch
 import pytest
 import yaml
 
-from supervisor.inject import Defaults, inject
+from supervisor.admission.inject import Defaults, inject
 from tests.bed.net import free_port
 from tests.bed.pod import CAPTURED, Pod, Supervisor, Writer, row_ids, supervisor_cmd
 

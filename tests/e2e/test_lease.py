@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.errors import ExitCode
+from supervisor.core.errors import ExitCode
 from tests.bed.pod import Pod, Supervisor, Writer, connect, row_ids
 from tests.bed.replicas import (
     commit_rows,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.errors import ExitCode
+from supervisor.core.errors import ExitCode
 from tests.bed.net import Forwarder, free_port
 from tests.bed.pod import Pod, Supervisor, Writer, row_ids
 from tests.bed.replicas import forget_local, make_db, push_with_litestream, restore_and_compare, restoring, role_s3
@@ -221,7 +221,7 @@ out = sys.argv[1]
 during = []
 
 def hook(event, args):
-    if event == "import" and args[0] == "supervisor.replicate" and not during:
+    if event == "import" and args[0] == "supervisor.jobs.replicate" and not during:
         during.append(gc.isenabled())  # the sidecar's machinery loads: still start-up
 
 def report():
@@ -234,7 +234,7 @@ def report():
 sys.addaudithook(hook)
 threading.Thread(target=report, daemon=True).start()
 sys.argv = ["supervisor", *sys.argv[2:]]
-from supervisor.startup import main
+from supervisor.core.memory import main
 main()
 """
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from supervisor.errors import ExitCode
+from supervisor.core.errors import ExitCode
 from tests.bed.net import free_port
 from tests.bed.pod import Pod
 from tests.bed.replicas import (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.errors import ExitCode
+from supervisor.core.errors import ExitCode
 from tests.bed.ceph import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, Cluster
 from tests.bed.iam import admin_client
 from tests.bed.pod import Pod, Writer, supervisor_cmd

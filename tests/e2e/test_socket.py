@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.errors import ExitCode
+from supervisor.core.errors import ExitCode
 from tests.bed.pod import Pod, connect, row_ids
 from tests.bed.replicas import commit_rows, replica_catches_up, replica_row_ids, restore_and_compare
 

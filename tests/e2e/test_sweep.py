@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.errors import ExitCode
+from supervisor.core.errors import ExitCode
 from tests.bed.net import free_port
 from tests.bed.pod import Pod, Writer, connect, row_ids
 from tests.bed.replicas import bare_env, forget_local, make_db, push_with_litestream
@@ -238,8 +238,8 @@ def test_retries_after_expiry_back_off_instead_of_every_second(pod: Pod) -> None
 def test_integrity_check_opens_the_file_it_was_given(tmp_path: Path) -> None:
     """Item 6: an unquoted `file:` URI with '?' or '#' opened (and created) another file, so a
     garbage restore passed."""
-    from supervisor.errors import RestoreFailed
-    from supervisor.restore import integrity_check
+    from supervisor.core.errors import RestoreFailed
+    from supervisor.replica.localdb import integrity_check
     weird = tmp_path / "we?ird#dir"
     weird.mkdir()
     garbage = weird / "app.db"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.errors import ExitCode
+from supervisor.core.errors import ExitCode
 from tests.bed.pod import Pod, Writer, connect
 from tests.bed.replicas import (
     bare_env,

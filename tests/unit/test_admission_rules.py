@@ -24,9 +24,9 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from supervisor.inject import Defaults, Refused, inject, inject_documents
-from supervisor.mesh import ports
-from supervisor.webhook import Webhook
+from supervisor.admission.inject import Defaults, Refused, inject, inject_documents
+from supervisor.admission.mesh import ports
+from supervisor.admission.webhook import Webhook
 from tests.k8s_rules import pod_problems
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "admission"

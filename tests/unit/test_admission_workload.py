@@ -21,8 +21,8 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from supervisor import settings
-from supervisor.inject import Defaults, Refused, inject, inject_documents
+from supervisor.admission.inject import Defaults, Refused, inject, inject_documents
+from supervisor.core import workload as workloads
 from tests.k8s_rules import pod_problems
 
 ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -69,7 +69,7 @@ def replica_path(env: dict[str, Any], pod_name: str, template_hash: str | None) 
     resolved = {"POD_NAMESPACE": "shop", "POD_SERVICE_ACCOUNT": "default", "POD_NAME": pod_name,
                 "POD_TEMPLATE_HASH": template_hash or ""}
     workload = (env.get("LITESTREAM_SUPERVISOR_WORKLOAD") or "").replace("$(POD_NAME)", pod_name) or None
-    return settings.default_replica_path(resolved, Path("/data/app.db"), workload)
+    return workloads.default_replica_path(resolved, Path("/data/app.db"), workload)
 
 
 def deployment_pod(name: str, rng: random.Random, with_name: bool) -> tuple[dict[str, Any], str, str]:

@@ -1,4 +1,4 @@
-"""The slim botocore models (supervisor/clients.py) build the very requests the full models do,
+"""The slim botocore models (supervisor/identity/clients.py) build the very requests the full models do,
 for every operation the supervisor calls, and parse the same answers."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from botocore import UNSIGNED
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
-from supervisor import clients
+from supervisor.identity import clients
 
 CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ("s3", "list_objects_v2", {"Bucket": "b", "Prefix": "p/app.db/0000/", "StartAfter": "p/app.db/0000/x"}),

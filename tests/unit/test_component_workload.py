@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from supervisor import settings
+from supervisor.core import settings
+from supervisor.core import workload as workloads
 from tests.unit.test_admission_workload import ALPHABET, MAX_BASE, deployment_name, random_string
 from tests.unit.test_manifests import MANIFESTS, USER_APPS, WORKLOAD_BUILDS, WORKLOADS, kustomize, ours, resolve_env
 
@@ -75,7 +76,7 @@ def replica_paths(docs: list[dict[str, Any]], rng: random.Random) -> dict[str, s
             for c in ours(pod):
                 env = resolve_env(c, configmaps, pod, ns, pod_name, template_hash)
                 db = Path(env["LITESTREAM_SUPERVISOR_DB"])
-                path = settings.default_replica_path(env, db, env.get("LITESTREAM_SUPERVISOR_WORKLOAD") or None)
+                path = workloads.default_replica_path(env, db, env.get("LITESTREAM_SUPERVISOR_WORKLOAD") or None)
                 out.setdefault(w["metadata"]["name"], set()).add(path)
     return out
 

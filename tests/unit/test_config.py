@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from supervisor import config
-from supervisor.errors import ConfigError
+from supervisor.core.errors import ConfigError
+from supervisor.litestream import config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -252,7 +252,7 @@ def test_expansion_happens_once_and_the_child_never_expands_again(tmp_path: Path
     c = config.load(write(tmp_path, text), env={"TENANT": "a$HOME"})
     assert c.databases[0].replica.path == "a$HOME/app"
     assert config.child_document(c)["dbs"][0]["replica"]["path"] == "a$HOME/app"
-    from supervisor.litestream import replicate_cmd, restore_cmd
+    from supervisor.litestream.binary import replicate_cmd, restore_cmd
     assert "-no-expand-env" in replicate_cmd("ls", Path("/c.yml"))
     assert "-no-expand-env" in restore_cmd("ls", Path("/c.yml"), Path("/d/a.db"), Path("/d/t"))
 

@@ -29,8 +29,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from supervisor import config
-from supervisor.errors import ConfigError
+from supervisor.core.errors import ConfigError
+from supervisor.litestream import config
 
 TYPE_ERROR = re.compile(r"^  line (\d+): cannot unmarshal (.+)$", re.M)
 # A wrong type for every Go type there is: a mapping for scalars and lists, a string for structs.

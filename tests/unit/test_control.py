@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.control import MAX_SOCKET_PATH, Control, ControlError, parse_response, socket_config
+from supervisor.litestream.control import MAX_SOCKET_PATH, Control, ControlError, parse_response, socket_config
 
 
 def go_answer(status: int, body: dict[str, object], chunked: bool = False) -> bytes:
@@ -57,7 +57,7 @@ def test_sync_over_a_real_unix_socket(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     # never a timeout with a sync or a start: Litestream 0.5.17 would take its read lock with the
-    # request's context, which ends with the request (supervisor/control.py)
+    # request's context, which ends with the request (supervisor/litestream/control.py)
     assert seen == [{"path": "/d/a.db"}, {"path": "/d/a.db"}, {"path": "/d/a.db", "timeout": 3}]
 
 

@@ -16,7 +16,7 @@ import jsonpatch
 import pytest
 import yaml
 
-from supervisor.inject import Defaults, Refused, inject
+from supervisor.admission.inject import Defaults, Refused, inject
 from tests.k8s_rules import quota_problems
 from tests.unit.test_manifests import MANIFESTS, kustomize
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.backoff import Backoff
-from supervisor.budget import Budget
-from supervisor.credentials import Credentials
-from supervisor.errors import ExitCode, Unreachable
-from supervisor.keeper import next_delay, refresh_delay
-from supervisor.outcome import FinalPosition, has_data, shutdown_exit_code
+from supervisor.core.backoff import Backoff
+from supervisor.core.budget import Budget
+from supervisor.core.errors import ExitCode, Unreachable
+from supervisor.identity.credentials import Credentials
+from supervisor.identity.keeper import next_delay, refresh_delay
+from supervisor.replica.outcome import FinalPosition, has_data, shutdown_exit_code
 
 
 def fp(local: int, remote: int | None, data: bool = True, catch_up: bool = True) -> FinalPosition:

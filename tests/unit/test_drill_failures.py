@@ -12,15 +12,15 @@ from typing import Any
 import apsw
 import pytest
 
-from supervisor import replica as replicas
-from supervisor import verify
-from supervisor.budget import Budget
-from supervisor.config import Database, Replica
-from supervisor.drills import Drills
-from supervisor.outcome import FinalPosition
-from supervisor.replicate import Replicator
-from supervisor.state import State
-from supervisor.verify import Verifier
+from supervisor.core.budget import Budget
+from supervisor.core.state import State
+from supervisor.jobs.replicate import Replicator
+from supervisor.litestream.config import Database, Replica
+from supervisor.replica import layout as replicas
+from supervisor.replica import verify
+from supervisor.replica.drills import Drills
+from supervisor.replica.outcome import FinalPosition
+from supervisor.replica.verify import Verifier
 
 
 class _Source:

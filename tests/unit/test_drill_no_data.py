@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from supervisor import replica as replicas
-from supervisor import verify
-from supervisor.config import Database, Replica
-from supervisor.drills import Drills
-from supervisor.state import State
-from supervisor.verify import Verifier
+from supervisor.core.state import State
+from supervisor.litestream.config import Database, Replica
+from supervisor.replica import layout as replicas
+from supervisor.replica import verify
+from supervisor.replica.drills import Drills
+from supervisor.replica.verify import Verifier
 
 
 def test_a_drill_before_the_app_created_its_database_is_not_a_data_failure(monkeypatch: pytest.MonkeyPatch,

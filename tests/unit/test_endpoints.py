@@ -8,11 +8,11 @@ import time
 import urllib.error
 import urllib.request
 
-from supervisor import health
-from supervisor.broker import CredentialsBroker
-from supervisor.credentials import Credentials
-from supervisor.keeper import refresh_delay
-from supervisor.state import DatabaseState, State
+from supervisor.core.state import DatabaseState, State
+from supervisor.health import server as health
+from supervisor.identity.broker import CredentialsBroker
+from supervisor.identity.credentials import Credentials
+from supervisor.identity.keeper import refresh_delay
 
 
 def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
@@ -105,7 +105,7 @@ def test_refresh_schedule_keeps_validity_on_offer() -> None:
 def test_broker_compares_in_constant_time(monkeypatch) -> None:
     import hmac
 
-    from supervisor import broker as broker_mod
+    from supervisor.identity import broker as broker_mod
 
     calls: list[tuple[bytes, bytes]] = []
     original = hmac.compare_digest

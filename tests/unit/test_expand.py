@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.errors import ConfigError
-from supervisor.expand import expand
+from supervisor.core.errors import ConfigError
+from supervisor.litestream.expand import expand
 
 ENV = {"A": "x", "AB": "y", "1": "one", "HOME": "/h"}
 

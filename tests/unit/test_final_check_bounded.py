@@ -10,9 +10,9 @@ from typing import Any
 
 import apsw
 
-from supervisor.budget import Budget
-from supervisor.config import Database, Replica
-from supervisor.outcome import FinalPosition
+from supervisor.core.budget import Budget
+from supervisor.litestream.config import Database, Replica
+from supervisor.replica.outcome import FinalPosition
 from tests.unit.test_drill_failures import _replicator
 
 

@@ -1,4 +1,4 @@
-"""The first STS exchange sent ahead (supervisor/headstart.py): one exchange per start, its answer
+"""The first STS exchange sent ahead (supervisor/identity/headstart.py): one exchange per start, its answer
 taken only for the identical request, its failures reported as the keeper's own. Against MinIO's
 recorded answers over real HTTP on loopback."""
 
@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from botocore.httpsession import get_cert_path
 
-from supervisor import config as lsconfig
-from supervisor import headstart, settings, stsquery
-from supervisor.budget import Budget
-from supervisor.errors import CredentialsRefused, TokenError, Unreachable
-from supervisor.service import CredentialService
-from supervisor.state import State
+from supervisor.core import settings
+from supervisor.core.budget import Budget
+from supervisor.core.errors import CredentialsRefused, TokenError, Unreachable
+from supervisor.core.state import State
+from supervisor.identity import headstart, stsquery
+from supervisor.identity.service import CredentialService
+from supervisor.litestream import config as lsconfig
 from tests.unit import recorded
 from tests.unit.test_token import fake_jwt
 
@@ -189,16 +190,16 @@ def hook(event, args):
 
 sys.addaudithook(hook)
 sys.argv = ["supervisor", *sys.argv[4:]]
-from supervisor.startup import main
+from supervisor.__main__ import main
 main()
 """
 
 
 # asyncio and structlog (~35 ms together) load after the request too, and botocore (~55 ms): the
 # request is plain HTTP, and the answer arrives while they load.
-@pytest.mark.parametrize(("command", "module"), [("restore", "supervisor.restore"), ("restore", "asyncio"),
+@pytest.mark.parametrize(("command", "module"), [("restore", "supervisor.replica.restore"), ("restore", "asyncio"),
                                                  ("restore", "structlog"), ("restore", "botocore"),
-                                                 ("replicate", "supervisor.replicate"), ("replicate", "asyncio"),
+                                                 ("replicate", "supervisor.jobs.replicate"), ("replicate", "asyncio"),
                                                  ("replicate", "botocore")])
 def test_the_sts_request_goes_out_before_the_commands_machinery_is_imported(
         sts: recorded.Recorder, tmp_path: Path, command: str, module: str) -> None:

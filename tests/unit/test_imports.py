@@ -19,16 +19,17 @@ def loaded_after(*modules: str) -> set[str]:
 
 @pytest.mark.parametrize(("command", "never"), [
     # restore (the initContainer): no health server, no metrics, no token watcher
-    ("supervisor.restore", {"watchfiles", "anyio", "prometheus_client", "http.server", "supervisor.health"}),
+    ("supervisor.replica.restore", {"watchfiles", "anyio", "prometheus_client", "http.server",
+                                    "supervisor.health.server"}),
     # replicate (the sidecar): no restore machinery or SQLite until a WAL reset needs it
-    ("supervisor.replicate", {"supervisor.restore", "sqlite3", "boto3"}),
+    ("supervisor.jobs.replicate", {"supervisor.replica.restore", "sqlite3", "boto3"}),
 ])
 def test_a_command_does_not_load_what_it_does_not_use(command: str, never: set[str]) -> None:
-    loaded = loaded_after("supervisor.cli", command)
+    loaded = loaded_after("supervisor.commands.cli", command)
     assert command in loaded
     assert not never & loaded, sorted(never & loaded)
 
 
 def test_the_token_watcher_is_loaded_when_the_watch_starts() -> None:
-    loaded = loaded_after("supervisor.token")
+    loaded = loaded_after("supervisor.identity.token")
     assert "watchfiles" not in loaded

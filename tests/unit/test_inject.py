@@ -16,8 +16,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supervisor.inject import STATUS, Defaults, Refused, inject
-from supervisor.mesh import MESH_CONTAINERS
+from supervisor.admission.inject import STATUS, Defaults, Refused, inject
+from supervisor.admission.mesh import MESH_CONTAINERS
 from tests.k8s_rules import additions_only, pod_problems
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "admission"

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from supervisor import keeper as keeper_module
-from supervisor.budget import Budget
-from supervisor.credentials import Credentials
-from supervisor.errors import Unreachable
-from supervisor.keeper import CredentialKeeper
-from supervisor.settings import AwsSettings, KeeperSettings
-from supervisor.state import State
+from supervisor.core.budget import Budget
+from supervisor.core.errors import Unreachable
+from supervisor.core.settings import AwsSettings, KeeperSettings
+from supervisor.core.state import State
+from supervisor.identity import keeper as keeper_module
+from supervisor.identity.credentials import Credentials
+from supervisor.identity.keeper import CredentialKeeper
 
 LIFETIME = 2.0
 

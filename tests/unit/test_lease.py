@@ -11,11 +11,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from supervisor import replica
-from supervisor.config import Replica
-from supervisor.credentials import Credentials
-from supervisor.errors import LeaseConflict, LeaseUnsupported
-from supervisor.lease import (
+from supervisor.core.errors import LeaseConflict, LeaseUnsupported
+from supervisor.identity import s3
+from supervisor.identity.credentials import Credentials
+from supervisor.litestream.config import Replica
+from supervisor.replica.lease import (
     Identity,
     LeaseBody,
     LeaseStore,
@@ -64,7 +64,7 @@ def creds() -> Credentials:
 def test_minio_precondition_failed_is_a_conflict() -> None:
     with recorded.serve() as recorder:
         r = Replica("example-bucket", "app.db", recorder.url, "us-east-1", True)
-        client = replica.s3_client(creds(), r, ca_bundle=None, timeout_seconds=3)
+        client = s3.s3_client(creds(), r, ca_bundle=None, timeout_seconds=3)
         recorder.answer = recorded.load("s3-error.PreconditionFailed.xml")
         store = LeaseStore(lambda: client, r)
         with pytest.raises(LeaseConflict, match="412"):
@@ -104,7 +104,7 @@ def careless_s3() -> Iterator[str]:
 def test_a_store_that_ignores_conditional_writes_is_refused() -> None:
     with careless_s3() as url:
         r = Replica("bucket", "apps/app.db", url, "us-east-1", True)
-        client = replica.s3_client(creds(), r, ca_bundle=None, timeout_seconds=3)
+        client = s3.s3_client(creds(), r, ca_bundle=None, timeout_seconds=3)
         with pytest.raises(LeaseUnsupported) as e:
             LeaseStore(lambda: client, r).check_conditional_writes(body())
     message = str(e.value)

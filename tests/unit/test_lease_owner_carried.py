@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 
-from supervisor.budget import Budget
-from supervisor.errors import LeaseConflict, OtherWorkload
-from supervisor.lease import Identity, LeaseBody, Observed
-from supervisor.leaseholder import Lease
-from supervisor.state import LeaseState
+from supervisor.core.budget import Budget
+from supervisor.core.errors import LeaseConflict, OtherWorkload
+from supervisor.core.state import LeaseState
+from supervisor.replica.lease import Identity, LeaseBody, Observed
+from supervisor.replica.leaseholder import Lease
 
 
 class MemoryStore:

@@ -13,16 +13,17 @@ import time
 
 import pytest
 
-from supervisor.budget import Budget
-from supervisor.errors import LeaseConflict, LeaseLost
-from supervisor.lease import Identity, LeaseBody, Observed, fence_after, renew_timeout
-from supervisor.leaseholder import (
+from supervisor.core.budget import Budget
+from supervisor.core.errors import LeaseConflict, LeaseLost
+from supervisor.core.state import LeaseState
+from supervisor.replica.lease import Identity, LeaseBody, Observed, fence_after, renew_timeout
+from supervisor.replica.leaseholder import Lease
+from supervisor.replica.tenure import (
     FENCE,
     LOST,
     UNFENCE,
     Confirmed,
     Failed,
-    Lease,
     Phase,
     Taken,
     Tenure,
@@ -30,7 +31,6 @@ from supervisor.leaseholder import (
     deadline,
     decide,
 )
-from supervisor.state import LeaseState
 
 TTL = 30.0
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import process
-from supervisor.budget import Budget
-from supervisor.child import ChildSupervisor
-from supervisor.config import Database, LitestreamConfig, Replica
-from supervisor.lag import LagProbe
-from supervisor.replica import RemotePosition
-from supervisor.state import State
+from supervisor.core.budget import Budget
+from supervisor.core.state import State
+from supervisor.litestream import process
+from supervisor.litestream.child import ChildSupervisor
+from supervisor.litestream.config import Database, LitestreamConfig, Replica
+from supervisor.replica.lag import LagProbe
+from supervisor.replica.layout import RemotePosition
 
 
 def _probe(tmp_path: Path, s3) -> tuple[LagProbe, Database, State]:
@@ -36,7 +36,7 @@ def test_unreadable_meta_dir_is_a_probe_error_not_a_crash(tmp_path: Path, monkey
     def denied(_db: Database, _txid: int) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("supervisor.replica.local_position", denied)
+    monkeypatch.setattr("supervisor.replica.layout.local_position", denied)
     asyncio.run(probe.probe(db, force=True))
     current = state.databases[db.name]
     assert current.probe_error and "Permission denied" in current.probe_error

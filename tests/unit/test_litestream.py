@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import litestream
-from supervisor.errors import LitestreamMissing
-from supervisor.process import parse_line, relay, spawn
+from supervisor.core.errors import LitestreamMissing
+from supervisor.litestream import binary as litestream
+from supervisor.litestream.process import parse_line, relay, spawn
 
 
 def test_child_env_strips_what_would_outrank_the_endpoint() -> None:
@@ -44,7 +44,7 @@ def test_relay_keeps_every_field_even_one_named_like_ours() -> None:
     """A Litestream `db=` field beside our own db context used to be a TypeError (issue 11, item 9)."""
     from structlog.testing import capture_logs
 
-    from supervisor.logs import get_logger
+    from supervisor.core.logs import get_logger
 
     async def scenario() -> None:
         stream = asyncio.StreamReader()

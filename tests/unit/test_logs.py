@@ -5,7 +5,7 @@ import json
 
 import structlog
 
-from supervisor import logs, redact
+from supervisor.core import logs, redact
 
 
 def test_registered_secrets_and_jwts_are_redacted_everywhere() -> None:

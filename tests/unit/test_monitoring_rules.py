@@ -216,8 +216,8 @@ def used_metrics(expr: str) -> set[str]:
 
 def exported_metrics() -> set[str]:
     """What a sidecar's /metrics holds with a database, its lease and drills."""
-    from supervisor.metrics import registry_for, render
-    from supervisor.state import DatabaseState, LeaseState, State, VerifyState
+    from supervisor.core.state import DatabaseState, LeaseState, State, VerifyState
+    from supervisor.health.metrics import registry_for, render
 
     db = "/data/app.db"
     state = State(databases={db: DatabaseState(db)}, leases={db: LeaseState(db)}, verify={db: VerifyState(db)},

@@ -82,5 +82,5 @@ def test_it_selects_the_label_both_delivery_paths_add() -> None:
     (policy,) = ours()
     selector = policy["spec"]["podSelector"]["matchLabels"]
     assert selector == {"litestream-supervisor.io/replicated": "true"}
-    from supervisor.inject import REPLICATED_LABEL
+    from supervisor.admission.inject import REPLICATED_LABEL
     assert REPLICATED_LABEL in selector

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import ondisk
+from supervisor.replica import ondisk
 
 
 def ltx(meta: Path, *txids: int) -> None:

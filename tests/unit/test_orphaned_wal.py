@@ -9,7 +9,7 @@ from pathlib import Path
 
 import apsw
 
-from supervisor.restore import local_kind, orphaned_wal
+from supervisor.replica.localdb import local_kind, orphaned_wal
 
 
 def wal_db_killed(db: Path) -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 import os
 import time
 
-from supervisor.process import ProcessTable
-from supervisor.reaper import reap_once, zombie_children
+from supervisor.litestream.process import ProcessTable
+from supervisor.litestream.reaper import reap_once, zombie_children
 
 
 def _zombie(code: int = 7) -> int:

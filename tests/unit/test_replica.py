@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import replica
-from supervisor.config import Database, Replica
+from supervisor.litestream.config import Database, Replica
+from supervisor.replica import layout as replica
 
 
 def test_layouts() -> None:
@@ -82,8 +82,8 @@ def test_a_listing_cut_at_its_limit_concludes_nothing_about_the_newest_transacti
     """A replica of more objects than one look lists (a very long retention): the keys come in name
     order, level 0000 first, so the snapshot level and the newest files may be past the cut. Then
     no gap and no 'behind its lease' may be concluded from what was seen (a false exit 8 or 18)."""
-    from supervisor import inspection
-    from supervisor import replica as replica_module
+    from supervisor.replica import inspection
+    from supervisor.replica import layout as replica_module
 
     prefix = "app.db/"
     keys = [f"{prefix}0000/{i:016x}-{i:016x}.ltx" for i in range(5, 40)]

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import replica
-from supervisor.config import Replica
-from supervisor.credentials import Credentials
-from supervisor.errors import ExitCode, SupervisorError, Unreachable
+from supervisor.core.errors import ExitCode, SupervisorError, Unreachable
+from supervisor.identity import s3 as clients
+from supervisor.identity.credentials import Credentials
+from supervisor.litestream.config import Replica
+from supervisor.replica import layout as replica
 from tests.unit import recorded
 
 
@@ -26,7 +27,7 @@ def client(r: Replica):
     now = time.time()
     creds = Credentials("EXAMPLEACCESSKEY0001", "example-secret-key-0001", "example-session-token-0001",
                         now + 900, now)
-    return replica.s3_client(creds, r, ca_bundle=None, timeout_seconds=3)
+    return clients.s3_client(creds, r, ca_bundle=None, timeout_seconds=3)
 
 
 @pytest.mark.parametrize(("name", "stale"), [
@@ -62,7 +63,7 @@ def test_no_such_bucket_and_server_errors(s3) -> None:
 def test_an_endpoint_that_is_not_s3_is_one_line_and_retried(s3, body: bytes) -> None:
     """A replica endpoint pointing at a console or a proxy's page, answering 200: the listing quoted
     the body, and the lease's read and write died on a KeyError (a traceback from restore/check)."""
-    from supervisor.lease import Identity, LeaseBody, LeaseStore
+    from supervisor.replica.lease import Identity, LeaseBody, LeaseStore
 
     r, recorder = s3
     recorder.answer = (200, body)

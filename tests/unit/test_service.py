@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from supervisor import replica as replicas
-from supervisor import settings, sts
-from supervisor.budget import Budget
-from supervisor.config import Database, LitestreamConfig, Replica
-from supervisor.credentials import Credentials
-from supervisor.service import CredentialService
-from supervisor.state import State
+from supervisor.core import settings
+from supervisor.core.budget import Budget
+from supervisor.core.state import State
+from supervisor.identity import s3, sts
+from supervisor.identity.credentials import Credentials
+from supervisor.identity.service import CredentialService
+from supervisor.litestream.config import Database, LitestreamConfig, Replica
 from tests.unit.test_token import fake_jwt
 
 
@@ -28,7 +28,7 @@ def test_threads_asking_at_once_share_one_client(monkeypatch: pytest.MonkeyPatch
         time.sleep(0.05)  # building a botocore client takes milliseconds, holding the GIL mostly
         return object()
 
-    monkeypatch.setattr(replicas, "s3_client", slow_client)
+    monkeypatch.setattr(s3, "s3_client", slow_client)
     s = settings.build({}, {"AWS_ROLE_ARN": "arn:r", "AWS_WEB_IDENTITY_TOKEN_FILE": str(tmp_path / "token")})
     service = CredentialService(s, State(), None)
     replica = Replica("bucket", "app.db", "http://127.0.0.1:9", "us-east-1", True)
@@ -73,7 +73,7 @@ def test_s3_models_load_while_the_first_exchange_waits(monkeypatch: pytest.Monke
         spans["exchange"] = (started, time.monotonic())
         return Credentials("AK1", "secret-1", "token-1", time.time() + 3600, time.time())
 
-    real_load = replicas.load_models
+    real_load = s3.load_models
 
     def timed_load(replica: Replica) -> None:
         started = time.monotonic()
@@ -81,7 +81,7 @@ def test_s3_models_load_while_the_first_exchange_waits(monkeypatch: pytest.Monke
         spans["models"] = (started, time.monotonic())
 
     monkeypatch.setattr(sts, "exchange", slow_exchange)
-    monkeypatch.setattr(replicas, "load_models", timed_load)
+    monkeypatch.setattr(s3, "load_models", timed_load)
     service = _service_with_one_db(tmp_path)
 
     async def start() -> Credentials:
@@ -104,7 +104,7 @@ def test_a_failed_preload_changes_nothing(monkeypatch: pytest.MonkeyPatch, tmp_p
         raise ValueError("endpoint botocore cannot parse")
 
     monkeypatch.setattr(sts, "exchange", exchange)
-    monkeypatch.setattr(replicas, "load_models", broken)
+    monkeypatch.setattr(s3, "load_models", broken)
     service = _service_with_one_db(tmp_path)
 
     async def start() -> Credentials:

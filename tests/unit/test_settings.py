@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import settings
-from supervisor.errors import ConfigError
+from supervisor.core import settings
+from supervisor.core import workload as workloads
+from supervisor.core.errors import ConfigError
 
 
 def test_aws_variables_are_read_like_an_sdk() -> None:
@@ -48,21 +49,22 @@ def test_web_identity_inputs_required() -> None:
 
 
 def test_session_name_is_sanitised() -> None:
-    assert settings.default_session_name({"POD_NAME": "my pod/0"}) == "my-pod-0"
-    assert len(settings.default_session_name({"POD_NAME": "x" * 100})) == 64
+    assert workloads.default_session_name({"POD_NAME": "my pod/0"}) == "my-pod-0"
+    assert len(workloads.default_session_name({"POD_NAME": "x" * 100})) == 64
 
 
 def test_minio_role_arn_is_derived_from_the_client_id() -> None:
     """MinIO's role id is base64url(sha1(client id)) unpadded; it printed exactly this in the seed setup."""
-    from supervisor import minio
+    from supervisor.identity import minio
     assert minio.role_arn("sts.amazonaws.com") == "arn:minio:iam:::role/oxnUw3DAuQF1uggjXGxI2AmW8IA"
     assert minio.role_arn("sts.amazonaws.com", "eu-west-1") == \
         "arn:minio:iam:eu-west-1::role/oxnUw3DAuQF1uggjXGxI2AmW8IA"
 
 
 def test_check_names_the_role_minio_derives() -> None:
-    from supervisor import settings as settings_mod
-    from supervisor.check import Report, _role_step
+    from supervisor.jobs.check import Report, _role_step
+
+    from supervisor.core import settings as settings_mod
     lines: list[str] = []
     report = Report(lines.append)
     wrong = settings_mod.build({"role_arn": "arn:minio:iam:::role/REPLACE-ME"}, env={})
@@ -74,8 +76,8 @@ def test_check_names_the_role_minio_derives() -> None:
 
 
 def test_one_database_settings_need_no_litestream_yml() -> None:
-    from supervisor import config as lsconfig
-    from supervisor import settings as settings_mod
+    from supervisor.core import settings as settings_mod
+    from supervisor.litestream import config as lsconfig
     env = {"POD_NAME": "web-7d4b9c8f6d-x2x9q", "POD_TEMPLATE_HASH": "7d4b9c8f6d", "POD_NAMESPACE": "prod",
            "POD_SERVICE_ACCOUNT": "default", "AWS_ENDPOINT_URL_S3": "http://minio:9000"}
     s = settings_mod.build({"db": "/data/app.db", "bucket": "litestream", "sync_interval": "1s"}, env=env)
@@ -96,8 +98,8 @@ def test_one_database_settings_need_no_litestream_yml() -> None:
     ({"db": "/d/a.db", "bucket": "b", "replica_path": "p", "endpoint": "minio:9000"}, {}, "--endpoint"),
 ])
 def test_one_database_settings_errors_name_the_flag(options: dict[str, str], env: dict[str, str], names: str) -> None:
-    from supervisor import settings as settings_mod
-    from supervisor.errors import ConfigError
+    from supervisor.core import settings as settings_mod
+    from supervisor.core.errors import ConfigError
     with pytest.raises(ConfigError) as e:
         settings_mod.build(options, env=env)
     assert names in str(e.value) and "\n" not in str(e.value)

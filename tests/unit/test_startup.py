@@ -13,16 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import cli, process, startup
+from supervisor.commands import options as cli
+from supervisor.core import memory
+from supervisor.litestream import process
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def paused(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """This process as `startup.main` leaves it (the collector off), restored afterwards."""
+    """This process as `memory.main` leaves it (the collector off), restored afterwards."""
     gc.disable()
-    monkeypatch.setattr(startup, "_paused", True)
+    monkeypatch.setattr(memory, "_paused", True)
     try:
         yield
     finally:
@@ -31,8 +33,9 @@ def paused(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_the_entry_point_runs_the_cli_with_the_collector_paused() -> None:
-    code = ("import gc; import supervisor.cli as c; seen = []; c.main = lambda: seen.append(gc.isenabled()); "
-            "from supervisor import startup; startup.main(); print(seen, gc.isenabled(), startup.paused())")
+    code = ("import gc; import supervisor.commands.cli as c; seen = []; c.main = lambda: seen.append(gc.isenabled()); "
+            "from supervisor import __main__ as entry; from supervisor.core import memory; entry.main(); "
+            "print(seen, gc.isenabled(), memory.paused())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
     assert out.split() == ["[False]", "False", "True"]
@@ -46,13 +49,13 @@ def test_starting_litestream_ends_the_pause_and_freezes_what_start_up_allocated(
         return await proc.wait()
 
     assert asyncio.run(spawn_and_reap()) == 0
-    assert gc.isenabled() and not startup.paused()
+    assert gc.isenabled() and not memory.paused()
     assert gc.get_freeze_count() > 0  # start-up's objects: never scanned again
 
 
 def test_a_command_that_never_starts_litestream_gets_the_collector_back(
         paused: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(startup, "PAUSE_SECONDS", 0.1)
+    monkeypatch.setattr(memory, "PAUSE_SECONDS", 0.1)
     seen = []
 
     async def waiting_for_sts(_settings: object, _signals: object) -> int:
@@ -67,7 +70,7 @@ def test_a_command_that_never_starts_litestream_gets_the_collector_back(
 
 def test_without_the_entry_point_nothing_is_paused_or_frozen() -> None:
     """Tests and tools that import the CLI keep their own collector settings."""
-    assert gc.isenabled() and not startup.paused()
+    assert gc.isenabled() and not memory.paused()
     before = gc.get_freeze_count()
-    startup.over()
+    memory.over()
     assert gc.isenabled() and gc.get_freeze_count() == before

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from supervisor import sts, stsquery
-from supervisor.errors import CredentialsRefused, Unreachable
-from supervisor.settings import AwsSettings
-from supervisor.token import Token
+from supervisor.core.errors import CredentialsRefused, Unreachable
+from supervisor.core.settings import AwsSettings
+from supervisor.identity import sts, stsquery
+from supervisor.identity.token import Token
 from tests.unit import recorded
 
 TOKEN = Token("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", {"sub": "x", "aud": ["sts.amazonaws.com"],

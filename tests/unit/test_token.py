@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import token
-from supervisor.errors import TokenError
+from supervisor.core.errors import TokenError
+from supervisor.identity import token
 from tests.bed.projector import TokenProjector
 
 

@@ -18,10 +18,12 @@ from unittest import mock
 import pytest
 import yaml
 
-from supervisor import config as lsconfig
-from supervisor import scope, settings
-from supervisor.cli import VERIFY_CODES, cli
-from supervisor.errors import ExitCode
+from supervisor.commands.cli import cli
+from supervisor.commands.verify import VERIFY_CODES
+from supervisor.core import settings
+from supervisor.core.errors import ExitCode
+from supervisor.identity import scope
+from supervisor.litestream import config as lsconfig
 from tests.k8s_rules import CRONJOB_NAME_MAX, cronjob_problems
 from tests.unit.test_component_workload import COMPONENT, WORKLOAD_NAME, app_dir
 from tests.unit.test_manifests import MANIFESTS, kustomize, resolve_env

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from supervisor import restore as restorer
-from supervisor import verify
-from supervisor.budget import Budget
-from supervisor.errors import RestoreFailed, Unreachable
-from supervisor.verify import Verifier
+from supervisor.core.budget import Budget
+from supervisor.core.errors import RestoreFailed, Unreachable
+from supervisor.replica import litestream_restore as restorer
+from supervisor.replica import verify
+from supervisor.replica.verify import Verifier
 
 
 class Db:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import ltx, positions, walfile
-from supervisor.config import Database, Replica
-from supervisor.restore import local_kind
-from supervisor.walguard import WalGuard, needs_snapshot
+from supervisor.litestream import ltx, walfile
+from supervisor.litestream.config import Database, Replica
+from supervisor.litestream.walguard import WalGuard, needs_snapshot
+from supervisor.replica import positions
+from supervisor.replica.localdb import local_kind
 
 APP = r"""
 import sqlite3, sys

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import workload as workloads
-from supervisor.errors import ConfigError
-from supervisor.settings import build, default_replica_path, workload_name
+from supervisor.core import workload as workloads
+from supervisor.core.errors import ConfigError
+from supervisor.core.settings import build
+from supervisor.core.workload import default_replica_path, workload_name
 
 HASH = "7d4b9c8f6d"  # pod-template-hash values are up to 10 characters
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import workload as workloads
-from supervisor.errors import ConfigError
-from supervisor.settings import default_replica_path, workload_name
+from supervisor.core import workload as workloads
+from supervisor.core.errors import ConfigError
+from supervisor.core.workload import default_replica_path, workload_name
 
 
 def _pods(generate_name: str, n: int, rng: random.Random) -> list[str]:

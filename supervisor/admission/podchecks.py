@@ -1,0 +1,99 @@
+"""What an opted-in pod must be for the injection to be safe: refusals (the pod could not run, or
+would run on the wrong files) and warnings (it runs, with a risk a person should know about).
+
+Each rule is something the API server or the kubelet does to the pod we would produce:
+- the API server rejects two mounts at one path in a container, so a `subPath` mount at or above the
+  database's directory *is* the data volume (with its subPath), never a reason to add a second one;
+  an emptyDir added at the database's directory would also hide the app's own volume there;
+- `subPathExpr` expands the container's own env ($(POD_NAME)...): ours would need the same env to
+  see the same directory, so it is refused;
+- `runAsNonRoot: true` (our containers) with uid 0 is refused by the kubelet at container start
+  ("container has runAsNonRoot and image will run as root"): the pod never starts;
+- a grace period shorter than the sidecar's shutdown budget cuts the final upload.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor.admission.mesh import MESH_CONTAINERS
+
+# The app's own stop before our native sidecar gets SIGTERM (the Component's manifests test the same margin).
+APP_STOP_MARGIN_SECONDS = 10
+DEFAULT_GRACE_SECONDS = 30  # the API server's default terminationGracePeriodSeconds
+
+
+class Refused(Exception):
+    """The pod opted in but cannot be injected safely; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class DataMount:
+    volume: str
+    path: str  # where the app mounts it
+    sub_path: str | None = None  # the same subPath, for our containers to see the same files
+
+
+def _norm(path: str) -> str:
+    return posixpath.normpath(path) if path else "/"
+
+
+def data_mount(pod_spec: Mapping[str, Any], db: str) -> DataMount | None:
+    """The app's volume holding the database: the deepest mount at or above its directory, subPath
+    mounts included (a subPath mount is the volume's subdirectory at that path)."""
+    db_dir = posixpath.dirname(db)
+    best: DataMount | None = None
+    for c in pod_spec.get("containers", []) + pod_spec.get("initContainers", []):
+        for m in c.get("volumeMounts", []):
+            path = _norm(m.get("mountPath", ""))
+            if path == db:
+                raise Refused(f"container {c.get('name')!r} mounts a single file at the database's path {db}: "
+                              "SQLite writes its -wal and -shm files beside it; mount the directory instead")
+            if not (db_dir == path or db_dir.startswith(path.rstrip("/") + "/")):
+                continue
+            if m.get("subPathExpr"):
+                raise Refused(f"container {c.get('name')!r} mounts {m['name']!r} at {path} with subPathExpr: the "
+                              "injected containers cannot expand it as the app's container does; use subPath or a "
+                              "volume of its own for the database")
+            if best is None or len(path) > len(best.path):
+                best = DataMount(m["name"], path, m.get("subPath") or None)
+    return best
+
+
+def app_user(pod_spec: Mapping[str, Any]) -> dict[str, int]:
+    """The uid/gid the injected containers must run with: {} when they inherit the pod's."""
+    pod_sc = pod_spec.get("securityContext") or {}
+    if "runAsUser" in pod_sc:
+        return {}  # inherited by our containers from the pod
+    for c in pod_spec.get("containers", []):
+        if c.get("name") in MESH_CONTAINERS:
+            continue
+        sc = c.get("securityContext") or {}
+        return {k: sc[k] for k in ("runAsUser", "runAsGroup") if k in sc}
+    return {}
+
+
+def root_problem(pod_spec: Mapping[str, Any]) -> str | None:
+    """Our containers run as the app's uid with runAsNonRoot: uid 0 means they never start."""
+    pod_uid = (pod_spec.get("securityContext") or {}).get("runAsUser")
+    uid, where = (pod_uid, "spec.securityContext.runAsUser") if pod_uid is not None else \
+        (app_user(pod_spec).get("runAsUser"), "the app container's securityContext.runAsUser")
+    if uid == 0:
+        return (f"the app runs as uid 0 ({where}): the injected containers run as the app's user so they share "
+                "its files, and with runAsNonRoot the kubelet refuses to start them; run the app as a non-root uid "
+                "(fsGroup makes the volume writable for it)")
+    return None
+
+
+def warnings(pod_spec: Mapping[str, Any], shutdown_timeout_seconds: int) -> list[str]:
+    """Soft rules a pod can break and still run (short: admission warnings are shown one per line)."""
+    out = []
+    grace = pod_spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
+    budget = shutdown_timeout_seconds + APP_STOP_MARGIN_SECONDS
+    if grace < budget:
+        out.append(f"terminationGracePeriodSeconds {grace} < {budget} (sidecar shutdown {shutdown_timeout_seconds}s "
+                   f"+ {APP_STOP_MARGIN_SECONDS}s): the final upload may be cut")
+    return out

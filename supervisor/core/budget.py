@@ -1,0 +1,66 @@
+"""One time budget per command, handed to every step: each await is bounded by what is left.
+
+Separate per-step timeouts add up behind the user's back (`--timeout 3` once took 10.5 s);
+one Budget created by the command and passed down cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from supervisor.core.errors import OutOfTime, Unreachable
+
+T = TypeVar("T")
+
+
+class Budget:
+    def __init__(self, seconds: float, option: str = "--timeout",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.option = option
+        self._clock = clock
+        self._end = clock() + seconds
+
+    def left(self) -> float:
+        return max(0.0, self._end - self._clock())
+
+    @property
+    def spent(self) -> bool:
+        return self._end - self._clock() <= 0
+
+    def check(self, what: str) -> float:
+        """Seconds left, or OutOfTime naming the step that ran out of time."""
+        if self.spent:
+            raise OutOfTime(f"{what}: gave up after {self.option} {self.seconds:g}s")
+        return self.left()
+
+    async def run(self, awaitable: Awaitable[T], what: str) -> T:
+        """Await within what is left; OutOfTime naming `what` when the budget runs out."""
+        try:
+            left = self.check(what)
+        except OutOfTime:
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()  # never awaited: say so to the coroutine, not to the user
+            raise
+        try:
+            return await asyncio.wait_for(awaitable, left)
+        except TimeoutError:
+            raise OutOfTime(f"{what}: no answer within {self.option} {self.seconds:g}s") from None
+
+    def gave_up(self, error: Unreachable, last: Unreachable | None) -> Unreachable:
+        """What ends a retry loop once the budget is spent: the last real failure and the limit
+        (the budget's own OutOfTime says when, not why every try failed)."""
+        if isinstance(error, OutOfTime):
+            if last is None:
+                return error  # no answer at all: its own words say so
+            error = last
+        why = str(error).removesuffix("; will retry")
+        return Unreachable(f"{why}; gave up after {self.option} {self.seconds:g}s")
+
+    def sub(self, seconds: float) -> Budget:
+        """A budget for one step: at most `seconds`, never more than what is left here."""
+        return Budget(min(seconds, self.left()), self.option, self._clock)

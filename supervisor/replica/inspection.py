@@ -1,0 +1,101 @@
+"""Looking at a replica before acting on it: its layout, retried through outages and stale
+credentials, and (for the sidecar) whether the database on disk may start replicating into it.
+
+restore and replicate both use it: the sidecar checks again what restore checked, because a sidecar
+can run without restore (its own pod spec, legacy mode) or after it on a volume put back since.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from supervisor.core.backoff import Backoff
+from supervisor.core.budget import Budget
+from supervisor.core.errors import ExitCode, LocalBehind, SupervisorError, Unreachable
+from supervisor.core.logs import get_logger
+from supervisor.identity.service import CredentialService
+from supervisor.litestream.config import Database
+from supervisor.replica import layout as replicas
+from supervisor.replica import ondisk
+
+log = get_logger("inspection")
+RETRY = Backoff(initial_seconds=0.5, max_seconds=10.0)
+
+
+async def inspect_replica(service: CredentialService, db: Database, budget: Budget) -> replicas.Layout:
+    """List the replica prefix, retrying transient failures and refreshing stale credentials."""
+    attempt = 0
+    refreshed = False
+    last: Unreachable | None = None
+    where = db.replica.location
+    while True:
+        try:
+            client = service.s3(db)
+            found = await budget.run(asyncio.to_thread(replicas.layout, client, db.replica), where)
+            if found.truncated:
+                log.warning("replica_listing_truncated", db=db.name, objects=found.objects,
+                            detail="more objects than one look lists: its newest transaction and gaps are not "
+                                   "judged here (check the retention settings)")
+            return found
+        except replicas.StaleCredentials:
+            if refreshed:
+                raise
+            refreshed = True
+            await service.keeper.exchange("s3_refused_credentials", budget)
+        except SupervisorError as e:
+            if e.exit_code == ExitCode.ACCESS_DENIED and not refreshed:
+                # RGW answers AccessDenied for lapsed temporary credentials: refresh once first.
+                refreshed = True
+                await service.keeper.exchange("s3_access_denied", budget)
+                continue
+            if not isinstance(e, Unreachable):
+                raise
+            if budget.spent:
+                raise budget.gave_up(e, last) from None
+            last = e
+            attempt += 1
+            delay = min(RETRY.delay(attempt), budget.left())
+            log.warning("replica_unreachable", db=db.name, error=str(e), retry_in=round(delay, 1))
+            await asyncio.sleep(delay)
+
+
+
+
+def behind_lease(found: replicas.Layout, lease_txid: int) -> bool:
+    """The replica holds less than its lease recorded as confirmed there: deleted, or missing its
+    newest files (a lagging site or zone, a bucket put back from an older copy, a cleanup)."""
+    return lease_txid > 0 and found.kind in ("empty", "ltx") and not found.truncated and found.max_txid < lease_txid
+
+
+def expected(found: replicas.Layout, lease_txid: int) -> tuple[str, int]:
+    """What the local database must reach: the replica's newest transaction, or the lease's when
+    the replica holds less than its lease saw."""
+    if behind_lease(found, lease_txid):
+        return "ltx", lease_txid
+    return found.kind, found.max_txid
+
+
+async def check_before_replicating(service: CredentialService, db: Database, budget: Budget,
+                                   if_local_behind: str, lease_txid: int = 0) -> None:
+    """The sidecar, before Litestream first starts: what is on disk must not be behind the replica
+    (Litestream would make it the new head). Raises LocalBehind, unless `keep` was chosen."""
+    found = await inspect_replica(service, db, budget)
+    kind, txid = expected(found, lease_txid)
+    if not db.path.exists():
+        if kind in ("empty", "v3"):
+            return
+        raise LocalBehind(f"{db.path} does not exist while {db.replica.location} holds txid {txid:016x}: the app "
+                          "would start empty and Litestream make that the replica's new head; run `restore` first "
+                          "(the litestream-restore init container)")
+    verdict = ondisk.judge(ondisk.local_position(db.path, db.meta_dir), kind, txid)
+    if verdict.keep:
+        log.info("db_checked", db=db.name, detail=verdict.reason)
+        return
+    if if_local_behind == "keep":
+        log.warning("db_kept_behind_replica", db=db.name, detail=f"--if-local-behind keep: {verdict.reason}; "
+                    "it becomes the replica's new head (a rollback)")
+        return
+    raise LocalBehind(f"{db.path}: refusing to replicate it: {verdict.reason}; Litestream would make it the "
+                      "replica's new head and drop what is newer. Run `restore` with --if-local-behind restore "
+                      "(moved aside, never deleted) or keep (a rollback), or set --if-local-behind keep here",
+                      exit_code=ExitCode.LOCAL_BEHIND)

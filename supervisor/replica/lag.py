@@ -1,0 +1,183 @@
+"""Real replication lag: the database's own changes against what is really in the replica.
+
+Litestream's own metrics show nothing during an S3 outage (its txid is local only), so the
+probe lists the replica's level-0 LTX files (only keys newer than the last seen) and compares
+them with the LTX files Litestream has written locally. And LTX files alone show nothing when
+Litestream cannot write them (meta dir full, held back, fenced): so the probe also reads the
+database's WAL index and remembers when it first saw each change that no LTX file covers yet.
+Lag is the age of the oldest change, staged or not, that the replica does not hold: 0 when
+caught up, growing while anything stalls.
+
+The probe gets what it needs handed in (an S3 client per database, "are there credentials");
+a listing that times out is abandoned and its late answer never applied. When a listing works
+again after failures, `on_recovered` asks Litestream to upload now instead of waiting out its
+backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from supervisor.core.budget import Budget
+from supervisor.core.errors import SupervisorError
+from supervisor.core.logs import get_logger
+from supervisor.core.state import DatabaseState, State
+from supervisor.litestream import walfile
+from supervisor.litestream.config import Database, LitestreamConfig
+from supervisor.replica import layout as replicas
+from supervisor.replica import positions
+from supervisor.replica.outcome import FinalPosition, has_data
+
+log = get_logger("lag")
+# With nothing new locally the replica cannot fall behind: list it only this often then.
+IDLE_RELIST_SECONDS = 60.0
+LISTING_TIMEOUT_SECONDS = 30.0
+# While the replica cannot be listed, look again every half second to a second (jittered: a hundred
+# sidecars do not come back in step): its return is noticed within a second.
+FAILING_INTERVAL_SECONDS = (0.5, 1.0)
+Seen = tuple[int, int, int, float]  # (salt-1, salt-2, WAL end, first seen): a database position
+
+
+def covered(seen: Seen, coverage: positions.Coverage | None) -> bool:
+    """Litestream's newest LTX file holds this position (same WAL generation and read past it, or a
+    later generation)."""
+    if coverage is None:
+        return False
+    if (seen[0], seen[1]) == coverage.salts:
+        return coverage.wal_end >= seen[2]
+    return walfile.generation_after(coverage.salts[0], seen[0])
+
+
+class LagProbe:
+    def __init__(self, s3: Callable[[Database], Any], has_credentials: Callable[[], bool],
+                 config: LitestreamConfig, state: State, interval_seconds: float,
+                 on_recovered: Callable[[Database, float], Awaitable[None]] | None = None) -> None:
+        self.s3 = s3
+        self.has_credentials = has_credentials
+        self.config = config
+        self.state = state
+        self.interval = interval_seconds
+        self.on_recovered = on_recovered
+        self._last_key: dict[str, str | None] = {}
+        self._pending: dict[str, deque[Seen]] = {}
+        self._change: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        for db in config.databases:
+            state.databases.setdefault(db.name, DatabaseState(db.name))
+
+    def _own_changes(self, db: Database, now: float) -> tuple[int, float | None, float | None]:
+        """(changes seen, when the last one was seen, since when the oldest unstaged change waits)."""
+        current = self.state.databases[db.name]
+        position = walfile.read_position(db.path)
+        changes, changed_at = current.changes, current.changed_at
+        if position is not None:
+            before = self._change.get(db.name)
+            if before is not None and position.change != before:
+                changes += max(1, min((position.change - before) % (1 << 32), 1_000_000))
+                changed_at = now
+            self._change[db.name] = position.change
+        coverage = positions.coverage(db)
+        pending = self._pending.setdefault(db.name, deque())
+        while pending and covered(pending[0], coverage):
+            pending.popleft()
+        if positions.beyond(position, coverage):
+            assert position is not None
+            key = (position.salt1, position.salt2, position.wal_end)
+            if not pending or pending[-1][:3] != key:
+                pending.append((*key, now))
+        else:
+            pending.clear()
+        return changes, changed_at, pending[0][3] if pending else None
+
+    def _list_newer(self, db: Database, after_key: str | None) -> replicas.RemotePosition | None:
+        """Blocking, in a thread: touches nothing shared, so an abandoned call changes nothing."""
+        return replicas.remote_position(self.s3(db), db.replica, after_key)
+
+    async def probe(self, db: Database, force: bool = False, timeout_seconds: float = LISTING_TIMEOUT_SECONDS) -> None:
+        name = db.name
+        current = self.state.databases[name]
+        now = time.time()
+        local_unknown = False
+        changes, changed_at, unstaged_since = self._own_changes(db, now)
+        try:
+            if not force and current.probe_error is None and current.probe_ok_at is not None \
+                    and now - current.probe_ok_at < IDLE_RELIST_SECONDS:
+                local = replicas.local_position(db, current.remote_txid)
+                if local.txid <= current.remote_txid:
+                    self.state.databases[name] = DatabaseState(
+                        path=name, local_txid=local.txid, remote_txid=current.remote_txid,
+                        lag_seconds=lag_since(unstaged_since, None, now),
+                        last_upload_at=current.last_upload_at, probe_ok_at=current.probe_ok_at,
+                        changes=changes, changed_at=changed_at, unstaged_since=unstaged_since)
+                    return
+            remote_txid, last_upload, error = current.remote_txid, current.last_upload_at, None
+            try:
+                found = await asyncio.wait_for(asyncio.to_thread(self._list_newer, db, self._last_key.get(name)),
+                                               timeout_seconds)
+                if found is not None:
+                    self._last_key[name] = found.key
+                    remote_txid, last_upload = max(found.txid, remote_txid), found.last_modified
+            except TimeoutError:
+                error = f"{db.replica.location}: replica listing took longer than {timeout_seconds:g}s"
+            except SupervisorError as e:
+                error = str(e)
+            local = replicas.local_position(db, remote_txid)
+        except OSError as e:  # the meta dir unreadable (permissions): a reason, not a crash
+            local_unknown = True
+            local, error = replicas.LocalPosition(current.local_txid, None), \
+                f"cannot read Litestream's state in {db.meta_dir}: {e.strerror or e}"
+            remote_txid, last_upload = current.remote_txid, current.last_upload_at
+        now = time.time()
+        self.state.databases[name] = DatabaseState(
+            path=name, local_txid=local.txid, remote_txid=remote_txid,
+            lag_seconds=current.lag_seconds if local_unknown else lag_since(unstaged_since, local.unsent_since, now),
+            last_upload_at=last_upload, probe_ok_at=now if error is None else current.probe_ok_at,
+            probe_error=error, changes=changes, changed_at=changed_at, unstaged_since=unstaged_since,
+        )
+        if error and not current.probe_error:
+            log.warning("replica_probe_failed", db=name, error=error)
+        elif current.probe_error and not error:
+            log.info("replica_probe_recovered", db=name)
+            if self.on_recovered is not None:  # upload now: Litestream's own backoff may wait ~50 s more
+                down = now - (current.probe_ok_at or now)
+                task = asyncio.create_task(self.on_recovered(db, down))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def run(self) -> None:
+        while True:
+            for db in self.config.databases:
+                if self.has_credentials():
+                    await self.probe(db)
+            failing = any(d.probe_error for d in self.state.databases.values())
+            await asyncio.sleep(min(self.interval, random.uniform(*FAILING_INTERVAL_SECONDS)) if failing  # noqa: S311
+                                else self.interval)
+
+    async def final_positions(self, budget: Budget, catch_up_ok: bool,
+                              force: asyncio.Event | None = None) -> list[FinalPosition]:
+        """After Litestream exited: does the replica hold the newest local position? Retries within the budget."""
+        results = []
+        for db in self.config.databases:
+            while True:
+                await self.probe(db, force=True, timeout_seconds=max(0.1, min(LISTING_TIMEOUT_SECONDS, budget.left())))
+                state = self.state.databases[db.name]
+                stop = budget.spent or (force is not None and force.is_set())
+                if state.probe_error is None or stop:
+                    remote = state.remote_txid if state.probe_error is None else None
+                    results.append(FinalPosition(db.name, state.local_txid, remote, has_data(db.path), catch_up_ok,
+                                                 positions.unstaged(db)))
+                    break
+                await asyncio.sleep(min(0.5, budget.left()))
+        return results
+
+
+def lag_since(unstaged_since: float | None, unsent_since: float | None, now: float) -> float:
+    """Age of the oldest change not in the replica: not yet staged by Litestream, or staged and not
+    uploaded (a pure function)."""
+    oldest = min((t for t in (unstaged_since, unsent_since) if t is not None), default=None)
+    return 0.0 if oldest is None else max(0.0, now - oldest)
