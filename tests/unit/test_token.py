@@ -34,7 +34,7 @@ def test_claims_are_decoded(tmp_path: Path) -> None:
     ("not-a-jwt", "three dot-separated"),
     ("a.!!!.c", "malformed"),
     (fake_jwt(exp=time.time() - 100), "expired"),
-])
+], ids=["missing", "empty", "not-a-jwt", "malformed", "expired"])  # stable ids: the token is minted per run
 def test_bad_tokens_are_refused_with_a_reason(tmp_path: Path, content: str | None, message: str) -> None:
     p = tmp_path / "token"
     if content is not None:
