@@ -14,6 +14,12 @@ from typing import Any
 HERE = Path(__file__).parent
 COLORS = {"supervisor": "#1f77b4", "bare": "#ff7f0e"}
 LABELS = {"supervisor": "litestream-supervisor", "bare": "bare Litestream 0.5.17"}
+# RESULTS.md's caption for each plot
+CAPTIONS = {
+    "timeline.png": "Replication lag and credential validity through refreshes, a token rotation and an S3 outage, "
+                    "supervisor and bare Litestream in the same window",
+    "restore-sizes.png": "Restore wall time per database size (integrity check on)",
+}
 
 
 def _pyplot() -> Any:

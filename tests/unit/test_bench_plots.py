@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.__main__ import changes, write_markdown
 from bench.plots import draw
+from bench.report import changes, write_markdown
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -39,7 +39,7 @@ def test_every_plot_is_drawn_from_the_results_alone(tmp_path: Path) -> None:
 
 
 def test_results_md_says_what_moved_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.__main__ as bench
+    import bench.report as bench
 
     monkeypatch.setattr(bench, "WHY", {"idle RSS": "the models are cut"})
     before = {"date": "2026-11-28", "benchmarks": {"idle": {"supervisor_rss_mb": 58.4, "date": "2026-11-29"},
@@ -82,7 +82,7 @@ def test_results_md_links_the_plots(tmp_path: Path) -> None:
 def test_restore_phases_come_from_the_restores_own_log() -> None:
     import json
 
-    from bench.__main__ import restore_phases
+    from bench.benchmarks.restore import restore_phases
 
     lines = [json.dumps({"event": e, "timestamp": f"2026-11-29T10:00:{s}Z", **extra}) for e, s, extra in (
         ("credentials_obtained", "00.250000", {"sts_seconds": 0.055}),
@@ -96,7 +96,7 @@ def test_restore_phases_come_from_the_restores_own_log() -> None:
 
 
 def test_catching_up_after_the_outage_is_read_from_the_lag_samples() -> None:
-    from bench.__main__ import caught_up_after_outage
+    from bench.benchmarks.timeline import caught_up_after_outage
 
     t = [i * 0.5 for i in range(60)]
     lag = [0.0 if x < 10 else (x - 10 if x < 24 else 0.1) for x in t]  # outage 10-20 s, back at 24 s
