@@ -110,28 +110,46 @@ def read(path: Path, *, now: float | None = None) -> Token:
 
 
 POLL_SECONDS = 5.0
+SETTLE_SECONDS = 0.05  # the kubelet's swap is a few steps (dir, symlink, rename, rmtree): read after them
 
 
 async def watch(path: Path, on_change: Callable[[], Awaitable[None]], stop: asyncio.Event,
-                awatch: Callable[..., Any] | None = None, poll_seconds: float = POLL_SECONDS) -> None:
+                opener: Callable[[Path], Any] | None = None, poll_seconds: float = POLL_SECONDS) -> None:
     """Call on_change after each batch of changes in the token's directory, until stop is set.
 
-    If the watch cannot be had or dies (inotify limits, EMFILE), poll instead: every exchange
-    re-reads the token anyway, so a dead watcher must cost latency, never the sidecar.
+    The kernel tells (supervisor/inotify.py): nothing runs between rotations. If the watch cannot
+    be had or dies (inotify limits, the directory replaced), poll instead: every exchange re-reads
+    the token anyway, so a dead watcher must cost latency, never the sidecar.
     """
     import asyncio  # here, not at the top: the first STS exchange reads the token before asyncio loads
-    try:
-        if awatch is None:
-            import watchfiles  # only the sidecar watches: restore need not load it (and anyio)
 
-            awatch = watchfiles.awatch
-        async for _changes in awatch(path.parent, stop_event=stop, debounce=200, step=50, watch_filter=None,
-                                     recursive=False, yield_on_timeout=False):
-            await on_change()
-        return
-    except Exception as e:  # noqa: BLE001 (any watcher failure degrades to polling)
-        log.warning("token_watch_degraded", error=f"{type(e).__name__}: {e}", poll_seconds=poll_seconds,
+    from supervisor.inotify import DirectoryWatch, WatchGone
+
+    watcher = (opener or DirectoryWatch.open)(path.parent)
+    if watcher is None:
+        log.warning("token_watch_degraded", error="inotify not available", poll_seconds=poll_seconds,
                     detail="token directory not watchable; polling it instead (rotations seen later)")
+    else:
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                changed = asyncio.ensure_future(watcher.wait())
+                await asyncio.wait({changed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not changed.done():
+                    changed.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await changed
+                    return
+                changed.result()
+                await asyncio.sleep(SETTLE_SECONDS)
+                await on_change()
+            return
+        except (WatchGone, OSError) as e:
+            log.warning("token_watch_degraded", error=f"{type(e).__name__}: {e}", poll_seconds=poll_seconds,
+                        detail="token directory not watchable; polling it instead (rotations seen later)")
+        finally:
+            stopped.cancel()
+            watcher.close()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), poll_seconds)

@@ -75,7 +75,7 @@ def run_args(pod: Pod, *args: str, name: str | None = None, detach: bool = False
 
 PYC_CHECK = """
 import importlib.util, os, struct, sys
-import supervisor.cli, supervisor.replicate, supervisor.restore, supervisor.check, watchfiles
+import supervisor.cli, supervisor.replicate, supervisor.restore, supervisor.check, supervisor.inotify
 files = [m.__file__ for m in list(sys.modules.values()) if (getattr(m, "__file__", None) or "").endswith(".py")]
 bad = []
 for f in files:

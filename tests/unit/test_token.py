@@ -43,16 +43,29 @@ def test_bad_tokens_are_refused_with_a_reason(tmp_path: Path, content: str | Non
         token.read(p)
 
 
-async def broken_awatch(*_args: object, **_kw: object):
-    raise OSError(24, "Too many open files")  # inotify limits, EMFILE: the watch cannot be had
-    yield  # pragma: no cover
+class DyingWatch:
+    """A watch that dies at its first wait (the directory replaced: WatchGone)."""
+
+    async def wait(self, timeout_seconds: float | None = None) -> bool:
+        from supervisor.inotify import WatchGone
+        raise WatchGone("gone")
+
+    def close(self) -> None:
+        pass
 
 
-@pytest.mark.parametrize("watcher", ["inotify", "dead watcher: polling"])
+WATCHERS = {
+    "inotify": {},
+    "no inotify: polling": {"opener": lambda _d: None, "poll_seconds": 0.1},  # limits reached, EMFILE
+    "watch died: polling": {"opener": lambda _d: DyingWatch(), "poll_seconds": 0.1},
+}
+
+
+@pytest.mark.parametrize("watcher", list(WATCHERS))
 def test_watch_sees_kubelet_rotations(tmp_path: Path, watcher: str) -> None:
-    """With a dead watcher it degrades to polling and still sees rotations (issue 11, item 10:
-    the sidecar used to exit 1, a crash loop)."""
-    kwargs = {} if watcher == "inotify" else {"awatch": broken_awatch, "poll_seconds": 0.1}
+    """With no watch or a dead one it degrades to polling and still sees rotations (issue 11,
+    item 10: the sidecar used to exit 1, a crash loop)."""
+    kwargs = WATCHERS[watcher]
     tokens = iter(fake_jwt(n=i, exp=time.time() + 600) for i in range(100))
     projector = TokenProjector(tmp_path / "tok", lambda: next(tokens))
     projector.rotate()
@@ -76,3 +89,46 @@ def test_watch_sees_kubelet_rotations(tmp_path: Path, watcher: str) -> None:
 
     asyncio.run(scenario())
     assert projector.current in seen and len(set(seen)) >= 2
+
+
+def test_the_token_watch_costs_nothing_between_rotations(tmp_path: Path) -> None:
+    """Idle, the watch runs nothing: no thread, no timer waking the loop (issue 29: watchfiles'
+    watcher thread woke every 50 ms, 0.065 s of CPU per idle minute, as much as Litestream's)."""
+    import threading
+
+    projector = TokenProjector(tmp_path / "tok", lambda: fake_jwt(exp=time.time() + 600))
+    projector.rotate()
+    wakeups: list[float] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        selector = loop._selector  # type: ignore[attr-defined]
+        select = selector.select
+
+        def counted(timeout: float | None = None) -> list:
+            wakeups.append(time.monotonic())
+            return select(timeout)
+
+        stop = asyncio.Event()
+        seen: list[str] = []
+
+        async def on_change() -> None:
+            seen.append(token.read(projector.path).value)
+
+        threads = threading.active_count()
+        task = asyncio.create_task(token.watch(projector.path, on_change, stop))
+        await asyncio.sleep(0.1)
+        selector.select = counted
+        await asyncio.sleep(1.0)  # idle: one select that sleeps through (asyncio.sleep's own timer)
+        selector.select = select
+        assert threading.active_count() == threads, "the watch runs a thread"
+        projector.rotate()
+        deadline = time.monotonic() + 2
+        while projector.current not in seen and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert projector.current in seen
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+    assert len(wakeups) <= 3, f"the loop woke {len(wakeups)} times in an idle second"
