@@ -292,7 +292,9 @@ hold the final position and, restored, the database's content.
 @_option("--refresh-margin", envvar=env("REFRESH_MARGIN"), type=click.FloatRange(min=1), default=900,
          show_default=True, help="Refresh credentials when this many seconds are left (or at half-life).")
 @_option("--lag-interval", envvar=env("LAG_INTERVAL"), type=click.FloatRange(min=0.1), default=5,
-         show_default=True, help="Seconds between replica position probes.")
+         show_default=True, help="Seconds between replica position probes while anything changes or waits; "
+         "idle, the probe waits twice as long after each quiet round (up to 60 s) and wakes at once when a "
+         "database changes.")
 @_option("--exec", "exec_command", envvar=env("EXEC"),
          help="Single-container mode: restore, replicate, run this command; exit with its code.")
 @_option("--verify-interval", envvar=env("VERIFY_INTERVAL"), type=click.FloatRange(min=0), default=3600,

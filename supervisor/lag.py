@@ -12,6 +12,12 @@ The probe gets what it needs handed in (an S3 client per database, "are there cr
 a listing that times out is abandoned and its late answer never applied. When a listing works
 again after failures, `on_recovered` asks Litestream to upload now instead of waiting out its
 backoff.
+
+Its pace adapts: every `--lag-interval` while anything is pending, every half second to a second
+while the replica cannot be listed, and, while nothing changes and nothing waits, twice as long
+after each quiet round up to IDLE_MAX_INTERVAL_SECONDS; a change to a database file (the kernel
+tells: supervisor/inotify.py) ends the wait at once, so an idle sidecar sleeps and a busy one is
+probed as before.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from supervisor import replica as replicas
 from supervisor.budget import Budget
 from supervisor.config import Database, LitestreamConfig
 from supervisor.errors import SupervisorError
+from supervisor.inotify import DirectoryWatch, WatchGone
 from supervisor.logs import get_logger
 from supervisor.outcome import FinalPosition, has_data
 from supervisor.state import DatabaseState, State
@@ -39,6 +46,9 @@ LISTING_TIMEOUT_SECONDS = 30.0
 # While the replica cannot be listed, look again every half second to a second (jittered: a hundred
 # sidecars do not come back in step): its return is noticed within a second.
 FAILING_INTERVAL_SECONDS = (0.5, 1.0)
+# Nothing changed, nothing waits: the wait doubles after each quiet round, up to this (a change to
+# the database ends it at once; the replica is listed at least every IDLE_RELIST_SECONDS anyway).
+IDLE_MAX_INTERVAL_SECONDS = 60.0
 Seen = tuple[int, int, int, float]  # (salt-1, salt-2, WAL end, first seen): a database position
 
 
@@ -66,6 +76,9 @@ class LagProbe:
         self._pending: dict[str, deque[Seen]] = {}
         self._change: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.quiet_rounds = 0  # rounds in a row in which nothing changed and nothing waited
+        self.on_round: Callable[[], Awaitable[None]] | None = None  # after every round (the file check)
+        self._seeded: dict[str, str] = {}
         for db in config.databases:
             state.databases.setdefault(db.name, DatabaseState(db.name))
 
@@ -116,8 +129,12 @@ class LagProbe:
                     return
             remote_txid, last_upload, error = current.remote_txid, current.last_upload_at, None
             try:
-                found = await asyncio.wait_for(asyncio.to_thread(self._list_newer, db, self._last_key.get(name)),
-                                               timeout_seconds)
+                after = self._last_key.get(name) or self._seeded.get(name)
+                found = await asyncio.wait_for(asyncio.to_thread(self._list_newer, db, after), timeout_seconds)
+                if found is None and after is not None and after == self._seeded.get(name):
+                    # nothing from the seed on (the newest file deleted meanwhile): list the level whole
+                    found = await asyncio.wait_for(asyncio.to_thread(self._list_newer, db, None), timeout_seconds)
+                self._seeded.pop(name, None)
                 if found is not None:
                     self._last_key[name] = found.key
                     remote_txid, last_upload = max(found.txid, remote_txid), found.last_modified
@@ -148,14 +165,46 @@ class LagProbe:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
+    def seed(self, db: Database, txid: int) -> None:
+        """The replica's newest transaction as the start-up check listed it: the first listing asks
+        only for level-0 keys from there on (a replica of 10,000 objects costs what one of 10 does)."""
+        if txid > 0 and self._last_key.get(db.name) is None:
+            self._seeded[db.name] = f"{db.replica.prefix}0000/{txid:016x}"
+
+    def quiet(self) -> bool:
+        """Nothing changed in the last round and nothing waits for the replica."""
+        return all(d.probe_error is None and d.unstaged_since is None and d.lag_seconds == 0
+                   and d.local_txid <= d.remote_txid for d in self.state.databases.values())
+
     async def run(self) -> None:
-        while True:
-            for db in self.config.databases:
-                if self.has_credentials():
-                    await self.probe(db)
-            failing = any(d.probe_error for d in self.state.databases.values())
-            await asyncio.sleep(min(self.interval, random.uniform(*FAILING_INTERVAL_SECONDS)) if failing  # noqa: S311
-                                else self.interval)
+        watches = open_watches(self.config)
+        try:
+            while True:
+                before = {name: d.changes for name, d in self.state.databases.items()}
+                for db in self.config.databases:
+                    if self.has_credentials():
+                        await self.probe(db)
+                if self.on_round is not None:
+                    await self.on_round()
+                changed = any(d.changes != before.get(name) for name, d in self.state.databases.items())
+                self.quiet_rounds = self.quiet_rounds + 1 if self.quiet() and not changed else 0
+                failing = any(d.probe_error for d in self.state.databases.values())
+                wait = next_wait(self.interval, self.quiet_rounds, failing,
+                                 random.uniform(*FAILING_INTERVAL_SECONDS))  # noqa: S311
+                if self.quiet_rounds:  # idle, the replica is still listed every IDLE_RELIST_SECONDS
+                    listed = min((d.probe_ok_at or 0.0 for d in self.state.databases.values()), default=0.0)
+                    wait = min(wait, max(self.interval, listed + IDLE_RELIST_SECONDS - time.time()))
+                started = time.monotonic()
+                if watches and self.quiet_rounds:
+                    if await changed_within(watches, wait):
+                        self.quiet_rounds = 0
+                        # a change: probe now, but never more often than every --lag-interval
+                        await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+                else:
+                    await asyncio.sleep(wait)
+        finally:
+            for watch in watches:
+                watch.close()
 
     async def final_positions(self, budget: Budget, catch_up_ok: bool,
                               force: asyncio.Event | None = None) -> list[FinalPosition]:
@@ -180,3 +229,50 @@ def lag_since(unstaged_since: float | None, unsent_since: float | None, now: flo
     uploaded (a pure function)."""
     oldest = min((t for t in (unstaged_since, unsent_since) if t is not None), default=None)
     return 0.0 if oldest is None else max(0.0, now - oldest)
+
+
+def next_wait(interval: float, quiet_rounds: int, failing: bool, failing_wait: float) -> float:
+    """Seconds until the next round (a pure function): at once-ish while the replica fails, every
+    `interval` while anything changes or waits, doubling after each quiet round up to
+    IDLE_MAX_INTERVAL_SECONDS (never below `interval`)."""
+    if failing:
+        return min(interval, failing_wait)
+    if quiet_rounds <= 0:
+        return interval
+    return min(interval * 2 ** min(quiet_rounds, 30), max(interval, IDLE_MAX_INTERVAL_SECONDS))
+
+
+def open_watches(config: LitestreamConfig) -> list[DirectoryWatch]:
+    """One watch per directory holding databases, on the database files and their WALs; empty
+    where the kernel gives none (then the probe keeps its plain interval)."""
+    names: dict[Any, set[str]] = {}
+    for db in config.databases:
+        names.setdefault(db.path.parent, set()).update({db.path.name, f"{db.path.name}-wal"})
+    watches = []
+    for directory, wanted in names.items():
+        watch = DirectoryWatch.open(directory, frozenset(wanted))
+        if watch is None:
+            for opened in watches:
+                opened.close()
+            log.info("db_watch_unavailable", directory=str(directory),
+                     detail="inotify not available: the lag probe keeps its plain interval")
+            return []
+        watches.append(watch)
+    return watches
+
+
+async def changed_within(watches: list[DirectoryWatch], seconds: float) -> bool:
+    """True as soon as any watched database changes; False after `seconds` of none."""
+    waits = [asyncio.ensure_future(w.wait(seconds)) for w in watches]
+    try:
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            try:
+                if task.result():
+                    return True
+            except WatchGone:
+                return True  # the directory went away: look now
+        return False  # one timed out: they share the deadline
+    finally:
+        for task in waits:
+            task.cancel()

@@ -134,17 +134,18 @@ class Replicator:
         if not self.settings.replicate.exec_command:  # restore checked already with --exec
             for db in self.config.databases:
                 lease = self.leases.get(db.name)
-                await inspection.check_before_replicating(self.service, db, Budget(FOREVER, "--timeout"),
-                                                          self.settings.if_local_behind,
-                                                          lease.replica_txid if lease else 0)
+                newest = await inspection.check_before_replicating(self.service, db, Budget(FOREVER, "--timeout"),
+                                                                   self.settings.if_local_behind,
+                                                                   lease.replica_txid if lease else 0)
+                self.probe.seed(db, newest)
         if os.getpid() == 1 or (self.settings.replicate.exec_command and become_subreaper()):
             # PID 1, or the app's subreaper: orphans are ours to reap (never a process we started)
             self.tasks["reaper"] = asyncio.create_task(reap_orphans(self.processes), name="reaper")
         self.child.gate = lambda: all(lease.may_upload() for lease in self.leases.values())
         self.tasks["litestream"] = asyncio.create_task(self.child.run(), name="litestream")
         await self.child.wait_started(self.tasks["litestream"])
+        self.probe.on_round = self.check_files
         self.tasks["lag-probe"] = asyncio.create_task(self.probe.run(), name="lag-probe")
-        self.tasks["files"] = asyncio.create_task(self.watch_files(), name="files")
         if self.settings.replicate.verify_interval_seconds > 0:
             self.drills = Drills(self.verifier, list(self.config.databases), self.state,
                                  self.settings.replicate.verify_interval_seconds)
@@ -225,27 +226,25 @@ class Replicator:
                  txid=f"{result.txid:016x}", down_seconds=round(down_seconds, 1))
         await self.probe.probe(db, force=True)
 
-    async def watch_files(self) -> None:
-        """A database file replaced under Litestream (VACUUM INTO + rename, deleted and recreated)
-        keeps it on the old inode: new rows would never reach the replica. Restart it onto the new
-        file; the WAL check before every start makes that a full snapshot."""
-        assert self.child is not None
-        while True:
-            await asyncio.sleep(self.settings.replicate.lag_interval_seconds)
-            if not self.child.reading.is_set():
-                continue
-            for db in self.config.databases:
-                opened = self.child.inodes.get(db.name)
-                try:
-                    now = db.path.stat().st_ino
-                except FileNotFoundError:
-                    continue  # deleted: wait for the new file, never restart onto nothing
-                if opened is not None and now != opened:
-                    self.state.db_replacements += 1
-                    log.warning("db_replaced", db=db.name, detail="the database file was replaced under Litestream; "
-                                "restarting it onto the new file (a full snapshot follows)")
-                    await self.child.restart("database file replaced")
-                    break
+    async def check_files(self) -> None:
+        """After every lag probe round (at once when a database file is renamed or recreated: the
+        probe's watch wakes it). A database file replaced under Litestream (VACUUM INTO + rename,
+        deleted and recreated) keeps it on the old inode: new rows would never reach the replica.
+        Restart it onto the new file; the WAL check before every start makes that a full snapshot."""
+        if self.child is None or not self.child.reading.is_set():
+            return
+        for db in self.config.databases:
+            opened = self.child.inodes.get(db.name)
+            try:
+                now = db.path.stat().st_ino
+            except FileNotFoundError:
+                continue  # deleted: wait for the new file, never restart onto nothing
+            if opened is not None and now != opened:
+                self.state.db_replacements += 1
+                log.warning("db_replaced", db=db.name, detail="the database file was replaced under Litestream; "
+                            "restarting it onto the new file (a full snapshot follows)")
+                await self.child.restart("database file replaced")
+                return
 
     async def stop_app(self, budget: Budget) -> int | None:
         """The app's whole process group: signalled, waited for within the budget, then killed; its
