@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from supervisor import config as lsconfig
-from supervisor import inspection, litestream, ondisk, positions, process
+from supervisor import inspection, litestream, ondisk, positions, process, startup
 from supervisor.budget import Budget
 from supervisor.child import ChildSupervisor
 from supervisor.config import Database
@@ -49,6 +49,7 @@ FINAL_CHECK_BYTES_PER_SECOND = 100e6
 FINAL_SETTLE_SECONDS = 3.0
 CATCH_UP_STOP_SECONDS = 10.0  # a close whose final upload takes longer: Litestream is restarted instead
 LONG_OUTAGE_SECONDS = 3.0  # down longer: Litestream's uploader waits out its SDK's retry delay by now
+RELEASE_AFTER_SECONDS = 5.0
 T = TypeVar("T")
 
 
@@ -167,6 +168,8 @@ class Replicator:
             self.tasks["app"] = asyncio.create_task(self.app.wait(), name="app")
         self.state.started = True
         log.info("ready", databases=[str(db.path) for db in self.config.databases])
+        # once the first probe and the hand-over are done, what start-up freed goes back to the kernel
+        asyncio.get_running_loop().call_later(RELEASE_AFTER_SECONDS, startup.release_memory)
         return True
 
     async def main_loop(self) -> str:

@@ -39,3 +39,17 @@ def over() -> None:
 
 def paused() -> bool:
     return _paused
+
+
+def release_memory() -> bool:
+    """Give the kernel back the heap pages start-up used and freed (glibc keeps them for reuse: about
+    1 MB of the sidecar's RSS for its whole life, measured). False where the C library has no
+    malloc_trim (musl)."""
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True

@@ -71,3 +71,27 @@ def test_without_the_entry_point_nothing_is_paused_or_frozen() -> None:
     before = gc.get_freeze_count()
     startup.over()
     assert gc.isenabled() and gc.get_freeze_count() == before
+
+
+RELEASE = """
+import sys
+from supervisor.startup import release_memory
+
+def rss_kb():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1])
+
+chunks = [bytes(2048) + bytes([i % 256]) for i in range(40000)]  # ~80 MB on glibc's heap
+keep = chunks[-1]  # the top of the heap stays in use: glibc cannot shrink it by itself
+del chunks
+before = rss_kb()
+released = release_memory()
+print(released, before - rss_kb())
+"""
+
+
+def test_the_memory_start_up_freed_goes_back_to_the_kernel() -> None:
+    """Issue 29: freed start-up heap stayed resident (glibc keeps it for reuse) for the pod's life."""
+    out = subprocess.run([sys.executable, "-c", RELEASE], capture_output=True, text=True, check=True, timeout=60,
+                         cwd=ROOT)
+    released, freed_kb = out.stdout.split()
+    assert released == "True" and int(freed_kb) > 40_000, out.stdout
