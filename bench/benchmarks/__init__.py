@@ -11,6 +11,8 @@ from types import ModuleType
 
 from bench.benchmarks import (
     admission,
+    catchup,
+    drills,
     idle,
     image,
     lease,
@@ -19,16 +21,18 @@ from bench.benchmarks import (
     rotation,
     rpo,
     scale,
+    shutdown,
     startup,
     timeline,
 )
 from bench.runner import Benchmark
 
-MODULES: list[ModuleType] = [restore, startup, idle, refresh, rotation, rpo, scale, timeline, image, admission, lease]
-NOTES_ORDER: list[ModuleType] = [restore, refresh, lease, admission, timeline, image, scale]
+MODULES: list[ModuleType] = [restore, startup, idle, refresh, rotation, rpo, scale, timeline, image, admission, lease,
+                             catchup, shutdown, drills]
+NOTES_ORDER: list[ModuleType] = [restore, refresh, lease, admission, timeline, image, scale, catchup, shutdown, drills]
 # `make bench` runs them in this order (as it always has: the quick ones between the long ones)
 RUN_ORDER = ["restore", "startup", "idle", "refresh", "timeline", "rotation", "rpo", "scale_1", "scale_20", "lease",
-             "admission", "image"]
+             "admission", "image", "catchup", "shutdown", "drills"]
 
 
 def registry() -> dict[str, Benchmark]:
