@@ -1,13 +1,17 @@
 """Changes in a directory, told by the kernel (Linux inotify through libc), read by the event loop.
 
 Nothing runs while nothing changes: no thread, no timer. (The token watch used watchfiles, whose
-watcher thread wakes every `step` (50 ms) to poll its stop event: 0.065 s of CPU per idle minute,
-as much as Litestream's whole idle minute.) A watch is one-shot per `wait()`: the descriptor is
-read only while someone waits, so a database written a thousand times a second wakes the loop at
-most once per wait, and the kernel folds identical unread events into one meanwhile.
+watcher thread woke every `step` (50 ms) to poll its stop event: 0.065 s of CPU per idle minute,
+as much as Litestream's whole idle minute.)
 
-`DirectoryWatch.open()` returns None where inotify cannot be had (not Linux, the per-user limits
-of instances or watches reached): the caller polls instead, as it would have without a watch.
+One `Inotify` per process, handed to whoever watches (the token watch, the lag probe): inotify
+instances are limited per user on a node (`fs.inotify.max_user_instances`, often 128), and every
+sidecar of a node may run as the same user. A `Watch` exists only while someone cares: the lag
+probe adds its watch on the database directory when it starts an idle wait and removes it after,
+so the commits of a busy database never wake the sidecar (its WAL is written at every commit).
+
+`Inotify.open()` returns None where inotify cannot be had (not Linux, the limit reached), and
+`watch()` raises OSError when the kernel refuses a watch: the callers poll instead.
 """
 
 from __future__ import annotations
@@ -32,31 +36,20 @@ IN_MOVE_SELF = 0x00000800
 IN_Q_OVERFLOW = 0x00004000
 IN_IGNORED = 0x00008000
 IN_ONLYDIR = 0x01000000
-IN_NONBLOCK = os.O_NONBLOCK
-IN_CLOEXEC = os.O_CLOEXEC
 CHANGES = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
 GONE = IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED
 EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then `len` bytes of NUL-padded name)
 
 
-def _libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.inotify_init1  # noqa: B018 (present only where inotify is)
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-def parse(data: bytes) -> list[tuple[int, str]]:
-    """(mask, name) of each event in one read (a pure function)."""
+def parse(data: bytes) -> list[tuple[int, int, str]]:
+    """(wd, mask, name) of each event in one read (a pure function)."""
     events, offset = [], 0
     while offset + EVENT.size <= len(data):
-        _wd, mask, _cookie, length = EVENT.unpack_from(data, offset)
+        wd, mask, _cookie, length = EVENT.unpack_from(data, offset)
         offset += EVENT.size
         name = data[offset:offset + length].split(b"\0", 1)[0].decode(errors="replace")
         offset += length
-        events.append((mask, name))
+        events.append((wd, mask, name))
     return events
 
 
@@ -64,73 +57,118 @@ class WatchGone(Exception):
     """The watched directory itself was removed or moved: this watch will not report again."""
 
 
-class DirectoryWatch:
-    def __init__(self, fd: int, directory: Path, names: frozenset[str] | None) -> None:
-        self.fd = fd
-        self.directory = directory
-        self.names = names  # only changes to these entries count (None: any)
+class Watch:
+    """Changes to `names` in one directory (or to anything in it), from the moment it was added."""
+
+    def __init__(self, owner: Inotify, wd: int, directory: Path, names: frozenset[str] | None) -> None:
+        self.owner, self.wd, self.directory, self.names = owner, wd, directory, names
+        self.changed = False
         self.gone = False
+        self._waiter: asyncio.Future[None] | None = None
 
-    @classmethod
-    def open(cls, directory: Path, names: frozenset[str] | None = None) -> DirectoryWatch | None:
-        """A watch on `directory` (changes to `names` in it, or to anything), or None when the
-        kernel will not give one: the caller polls instead."""
-        libc = _libc()
-        if libc is None:
-            return None
-        fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
-        if fd < 0:
-            return None
-        if libc.inotify_add_watch(fd, os.fsencode(directory), CHANGES | IN_ONLYDIR | IN_DELETE_SELF
-                                  | IN_MOVE_SELF) < 0:
-            os.close(fd)
-            return None
-        return cls(fd, directory, names)
-
-    def _drain(self) -> bool:
-        """Read every pending event; True if any concerns us. Raises WatchGone."""
-        changed = False
-        while True:
-            try:
-                data = os.read(self.fd, 65536)
-            except BlockingIOError:
-                break
-            if not data:
-                break
-            for mask, name in parse(data):
-                if mask & IN_Q_OVERFLOW:
-                    changed = True  # events were lost: assume the worst
-                elif mask & GONE:
-                    self.gone = True
-                elif self.names is None or name in self.names:
-                    changed = True
-        if self.gone:
-            raise WatchGone(f"{self.directory} was removed or moved")
-        return changed
+    def _note(self, mask: int, name: str) -> None:
+        if mask & IN_Q_OVERFLOW:
+            self.changed = True  # events were lost: assume the worst
+        elif mask & GONE:
+            self.gone = True
+        elif self.names is None or name in self.names:
+            self.changed = True
+        else:
+            return
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def wait(self, timeout_seconds: float | None = None) -> bool:
         """True as soon as something changed since the previous wait returned (at once if it did
         meanwhile); False when `timeout_seconds` pass first. Raises WatchGone."""
-        if self.fd < 0:
-            raise WatchGone(f"{self.directory}: watch closed")
-        if self._drain():
-            return True
         loop = asyncio.get_running_loop()
         deadline = None if timeout_seconds is None else loop.time() + timeout_seconds
         while True:
-            readable: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(self.fd, lambda f=readable: f.done() or f.set_result(None))
+            self.owner.read()
+            if self.gone:
+                raise WatchGone(f"{self.directory} was removed or moved")
+            if self.changed:
+                self.changed = False
+                return True
+            self._waiter = loop.create_future()
             try:
                 left = None if deadline is None else max(0.0, deadline - loop.time())
-                await asyncio.wait_for(readable, left)
+                await asyncio.wait_for(self._waiter, left)
             except TimeoutError:
                 return False
             finally:
-                loop.remove_reader(self.fd)
-            if self._drain():
-                return True
+                self._waiter = None
 
     def close(self) -> None:
+        self.owner.remove(self)
+
+
+class Inotify:
+    def __init__(self, fd: int, libc: ctypes.CDLL) -> None:
+        self.fd = fd
+        self.libc = libc
+        self.watches: dict[int, list[Watch]] = {}
+        self._reading = False
+
+    @classmethod
+    def open(cls) -> Inotify | None:
+        """The process's inotify instance, or None where the kernel gives none (callers poll)."""
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        except (OSError, AttributeError):
+            return None
+        return cls(fd, libc) if fd >= 0 else None
+
+    def watch(self, directory: Path, names: frozenset[str] | None = None) -> Watch:
+        """Start watching (OSError when the kernel refuses: no such directory, the watch limit)."""
+        if self.fd < 0:
+            raise OSError("inotify closed")
+        wd = self.libc.inotify_add_watch(self.fd, os.fsencode(directory),
+                                         CHANGES | IN_ONLYDIR | IN_DELETE_SELF | IN_MOVE_SELF)
+        if wd < 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"inotify_add_watch {directory}: {os.strerror(errno)}")
+        watch = Watch(self, wd, directory, names)
+        self.watches.setdefault(wd, []).append(watch)
+        if not self._reading:
+            asyncio.get_running_loop().add_reader(self.fd, self.read)
+            self._reading = True
+        return watch
+
+    def remove(self, watch: Watch) -> None:
+        users = self.watches.get(watch.wd, [])
+        if watch in users:
+            users.remove(watch)
+        if not users:
+            self.watches.pop(watch.wd, None)
+            if self.fd >= 0 and not watch.gone:
+                self.libc.inotify_rm_watch(self.fd, watch.wd)
+        if not self.watches and self._reading:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                asyncio.get_running_loop().remove_reader(self.fd)
+            self._reading = False
+
+    def read(self) -> None:
+        """Read every pending event and hand each to the watches of its directory."""
+        while self.fd >= 0:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            for wd, mask, name in parse(data):
+                targets = [w for ws in self.watches.values() for w in ws] if mask & IN_Q_OVERFLOW \
+                    else list(self.watches.get(wd, []))
+                for watch in targets:
+                    watch._note(mask, name)
+
+    def close(self) -> None:
+        if self._reading:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().remove_reader(self.fd)
+            self._reading = False
         fd, self.fd = self.fd, -1
         if fd >= 0:
             with contextlib.suppress(OSError):

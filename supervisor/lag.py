@@ -34,7 +34,7 @@ from supervisor import replica as replicas
 from supervisor.budget import Budget
 from supervisor.config import Database, LitestreamConfig
 from supervisor.errors import SupervisorError
-from supervisor.inotify import DirectoryWatch, WatchGone
+from supervisor.inotify import Inotify, Watch, WatchGone
 from supervisor.logs import get_logger
 from supervisor.outcome import FinalPosition, has_data
 from supervisor.state import DatabaseState, State
@@ -65,18 +65,21 @@ def covered(seen: Seen, coverage: positions.Coverage | None) -> bool:
 class LagProbe:
     def __init__(self, s3: Callable[[Database], Any], has_credentials: Callable[[], bool],
                  config: LitestreamConfig, state: State, interval_seconds: float,
-                 on_recovered: Callable[[Database, float], Awaitable[None]] | None = None) -> None:
+                 on_recovered: Callable[[Database, float], Awaitable[None]] | None = None,
+                 inotify: Inotify | None = None) -> None:
         self.s3 = s3
         self.has_credentials = has_credentials
         self.config = config
         self.state = state
         self.interval = interval_seconds
         self.on_recovered = on_recovered
+        self.inotify = inotify  # the process's: idle waits end at a change to a database
         self._last_key: dict[str, str | None] = {}
         self._pending: dict[str, deque[Seen]] = {}
         self._change: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.quiet_rounds = 0  # rounds in a row in which nothing changed and nothing waited
+        self._watch_warned = False
         self.on_round: Callable[[], Awaitable[None]] | None = None  # after every round (the file check)
         self._seeded: dict[str, str] = {}
         for db in config.databases:
@@ -177,34 +180,74 @@ class LagProbe:
                    and d.local_txid <= d.remote_txid for d in self.state.databases.values())
 
     async def run(self) -> None:
-        watches = open_watches(self.config)
+        while True:
+            before = {name: d.changes for name, d in self.state.databases.items()}
+            for db in self.config.databases:
+                if self.has_credentials():
+                    await self.probe(db)
+            if self.on_round is not None:
+                await self.on_round()
+            changed = any(d.changes != before.get(name) for name, d in self.state.databases.items())
+            self.quiet_rounds = self.quiet_rounds + 1 if self.quiet() and not changed else 0
+            failing = any(d.probe_error for d in self.state.databases.values())
+            wait = next_wait(self.interval, self.quiet_rounds, failing,
+                             random.uniform(*FAILING_INTERVAL_SECONDS))  # noqa: S311
+            if not self.quiet_rounds:
+                await asyncio.sleep(wait)
+                continue
+            # idle: the replica is still listed every IDLE_RELIST_SECONDS
+            listed = min((d.probe_ok_at or 0.0 for d in self.state.databases.values()), default=0.0)
+            wait = min(wait, max(self.interval, listed + IDLE_RELIST_SECONDS - time.time()))
+            started = time.monotonic()
+            if await self.changed_within(wait):
+                self.quiet_rounds = 0
+                # a change: probe now, but never more often than every --lag-interval
+                await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def _moved(self) -> bool:
+        """A database changed since the last round saw it (its WAL index's change counter)."""
+        for db in self.config.databases:
+            position = walfile.read_position(db.path)
+            if position is not None and position.change != self._change.get(db.name, position.change):
+                return True
+        return False
+
+    async def changed_within(self, seconds: float) -> bool:
+        """True as soon as a database changes; False after `seconds` of none. The watches exist only
+        for this wait: a busy database's commits never wake the sidecar otherwise. Without inotify,
+        a plain sleep."""
+        watches: list[Watch] = []
         try:
-            while True:
-                before = {name: d.changes for name, d in self.state.databases.items()}
-                for db in self.config.databases:
-                    if self.has_credentials():
-                        await self.probe(db)
-                if self.on_round is not None:
-                    await self.on_round()
-                changed = any(d.changes != before.get(name) for name, d in self.state.databases.items())
-                self.quiet_rounds = self.quiet_rounds + 1 if self.quiet() and not changed else 0
-                failing = any(d.probe_error for d in self.state.databases.values())
-                wait = next_wait(self.interval, self.quiet_rounds, failing,
-                                 random.uniform(*FAILING_INTERVAL_SECONDS))  # noqa: S311
-                if self.quiet_rounds:  # idle, the replica is still listed every IDLE_RELIST_SECONDS
-                    listed = min((d.probe_ok_at or 0.0 for d in self.state.databases.values()), default=0.0)
-                    wait = min(wait, max(self.interval, listed + IDLE_RELIST_SECONDS - time.time()))
-                started = time.monotonic()
-                if watches and self.quiet_rounds:
-                    if await changed_within(watches, wait):
-                        self.quiet_rounds = 0
-                        # a change: probe now, but never more often than every --lag-interval
-                        await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
-                else:
-                    await asyncio.sleep(wait)
+            if self.inotify is not None:
+                for directory, names in watched(self.config).items():
+                    watches.append(self.inotify.watch(directory, names))
+        except OSError as e:
+            for w in watches:
+                w.close()
+            watches = []
+            if not self._watch_warned:
+                self._watch_warned = True
+                log.info("db_watch_unavailable", error=str(e), detail="the lag probe keeps its plain interval")
+        if not watches:
+            await asyncio.sleep(min(seconds, self.interval))
+            return False
+        waits = [asyncio.ensure_future(w.wait(seconds)) for w in watches]
+        try:
+            if self._moved():  # between the round and the watch
+                return True
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                try:
+                    if task.result():
+                        return True
+                except WatchGone:
+                    return True  # the directory went away: look now
+            return False  # one timed out: they share the deadline
         finally:
-            for watch in watches:
-                watch.close()
+            for task in waits:
+                task.cancel()
+            for w in watches:
+                w.close()
 
     async def final_positions(self, budget: Budget, catch_up_ok: bool,
                               force: asyncio.Event | None = None) -> list[FinalPosition]:
@@ -242,37 +285,9 @@ def next_wait(interval: float, quiet_rounds: int, failing: bool, failing_wait: f
     return min(interval * 2 ** min(quiet_rounds, 30), max(interval, IDLE_MAX_INTERVAL_SECONDS))
 
 
-def open_watches(config: LitestreamConfig) -> list[DirectoryWatch]:
-    """One watch per directory holding databases, on the database files and their WALs; empty
-    where the kernel gives none (then the probe keeps its plain interval)."""
+def watched(config: LitestreamConfig) -> dict[Any, frozenset[str]]:
+    """Each directory holding databases, and the names in it that matter (the files and WALs)."""
     names: dict[Any, set[str]] = {}
     for db in config.databases:
         names.setdefault(db.path.parent, set()).update({db.path.name, f"{db.path.name}-wal"})
-    watches = []
-    for directory, wanted in names.items():
-        watch = DirectoryWatch.open(directory, frozenset(wanted))
-        if watch is None:
-            for opened in watches:
-                opened.close()
-            log.info("db_watch_unavailable", directory=str(directory),
-                     detail="inotify not available: the lag probe keeps its plain interval")
-            return []
-        watches.append(watch)
-    return watches
-
-
-async def changed_within(watches: list[DirectoryWatch], seconds: float) -> bool:
-    """True as soon as any watched database changes; False after `seconds` of none."""
-    waits = [asyncio.ensure_future(w.wait(seconds)) for w in watches]
-    try:
-        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            try:
-                if task.result():
-                    return True
-            except WatchGone:
-                return True  # the directory went away: look now
-        return False  # one timed out: they share the deadline
-    finally:
-        for task in waits:
-            task.cancel()
+    return {directory: frozenset(wanted) for directory, wanted in names.items()}

@@ -30,6 +30,7 @@ from supervisor.control import Control, ControlError
 from supervisor.drills import Drills, record
 from supervisor.errors import CredentialsRefused, ExitCode, LeaseLost, SupervisorError, TokenError
 from supervisor.health import HealthServer
+from supervisor.inotify import Inotify
 from supervisor.lag import LagProbe
 from supervisor.leaseholder import Lease, leases_for
 from supervisor.logs import get_logger
@@ -88,8 +89,12 @@ class Replicator:
         self.state = State()
         self.health = HealthServer(self.state, settings.replicate.max_lag_seconds)
         self.service = CredentialService(settings, self.state, self.config)
+        # one inotify instance for the process (they are limited per user on a node): the token
+        # watch and the lag probe's idle waits share it; None: both poll
+        self.inotify = Inotify.open()
         self.probe = LagProbe(self.service.s3, lambda: self.service.keeper.current is not None, self.config,
-                              self.state, settings.replicate.lag_interval_seconds, on_recovered=self.catch_up)
+                              self.state, settings.replicate.lag_interval_seconds, on_recovered=self.catch_up,
+                              inotify=self.inotify)
         self.processes = ProcessTable()
         self.leases = leases_for(settings, list(self.config.databases), self.service.s3, self.state,
                                  settings.adopt_replica_from)
@@ -108,7 +113,7 @@ class Replicator:
         self.service.address = await self.service.broker.start()
         if not await first_credentials(self.service, self.signals.stop):
             return False
-        self.service.start_background()
+        self.service.start_background(inotify=self.inotify)
         self.child_config = self.service.child_config(socket=True)
         self.control = Control(self.service.socket_path)
         self.child = ChildSupervisor(
@@ -487,6 +492,8 @@ class Replicator:
             await process.kill(self.child.proc)
         await self.service.close()
         await self.health.close()
+        if self.inotify is not None:
+            self.inotify.close()
 
 
 def unconfirmed_on_disk(db_path: Path, meta_dir: Path) -> bool:

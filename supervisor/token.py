@@ -114,22 +114,27 @@ SETTLE_SECONDS = 0.05  # the kubelet's swap is a few steps (dir, symlink, rename
 
 
 async def watch(path: Path, on_change: Callable[[], Awaitable[None]], stop: asyncio.Event,
-                opener: Callable[[Path], Any] | None = None, poll_seconds: float = POLL_SECONDS) -> None:
+                inotify: Any = None, poll_seconds: float = POLL_SECONDS) -> None:
     """Call on_change after each batch of changes in the token's directory, until stop is set.
 
-    The kernel tells (supervisor/inotify.py): nothing runs between rotations. If the watch cannot
-    be had or dies (inotify limits, the directory replaced), poll instead: every exchange re-reads
-    the token anyway, so a dead watcher must cost latency, never the sidecar.
+    The kernel tells (the process's supervisor/inotify.py instance, handed in): nothing runs
+    between rotations. Without one, or if the watch cannot be had or dies (inotify limits, the
+    directory replaced), poll instead: every exchange re-reads the token anyway, so a dead watcher
+    must cost latency, never the sidecar.
     """
     import asyncio  # here, not at the top: the first STS exchange reads the token before asyncio loads
 
-    from supervisor.inotify import DirectoryWatch, WatchGone
+    from supervisor.inotify import WatchGone
 
-    watcher = (opener or DirectoryWatch.open)(path.parent)
-    if watcher is None:
-        log.warning("token_watch_degraded", error="inotify not available", poll_seconds=poll_seconds,
+    try:
+        if inotify is None:
+            raise OSError("inotify not available")
+        watcher = inotify.watch(path.parent)
+    except OSError as e:
+        watcher = None
+        log.warning("token_watch_degraded", error=str(e), poll_seconds=poll_seconds,
                     detail="token directory not watchable; polling it instead (rotations seen later)")
-    else:
+    if watcher is not None:
         stopped = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():

@@ -85,6 +85,7 @@ def test_every_request_on_a_kept_alive_connection_is_counted_with_its_answer() -
         proxy.stop()
         server.shutdown()
     seen = [(r.who, r.op, r.what, r.status) for r in proxy.records]
+    assert [r.answer_bytes for r in proxy.records] == [0, 0, 0, 5000]
     assert seen == [("litestream", "PUT", "ltx-L0", 200), ("supervisor", "PUT", "lease", 200),
                     ("litestream", "HEAD", "lease", 404), ("litestream", "GET", "ltx", 200)]
     assert counts(proxy.records, who="litestream")[("litestream", "PUT", "ltx-L0")] == 1

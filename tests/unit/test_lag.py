@@ -14,6 +14,7 @@ import pytest
 
 from supervisor import lag
 from supervisor.config import Database, LitestreamConfig, Replica
+from supervisor.inotify import Inotify
 from supervisor.lag import LagProbe, next_wait
 from supervisor.state import State
 
@@ -48,12 +49,13 @@ def replica_keys(objects: int, newest: int) -> list[str]:
     return l0 + rest[:objects - len(l0)]
 
 
-def probe_for(tmp_path: Path, client: Any, interval: float = 0.05) -> tuple[LagProbe, Database, State]:
+def probe_for(tmp_path: Path, client: Any, interval: float = 0.05,
+              inotify: Inotify | None = None) -> tuple[LagProbe, Database, State]:
     db = Database(tmp_path / "app.db", Replica("b", "app", "http://127.0.0.1:1", "us-east-1", True), tmp_path / "meta")
     (db.meta_dir / "ltx" / "0").mkdir(parents=True)
     config = LitestreamConfig(tmp_path / "ls.yml", {}, (db,))
     state = State()
-    return LagProbe(lambda _db: client, lambda: True, config, state, interval), db, state
+    return LagProbe(lambda _db: client, lambda: True, config, state, interval, inotify=inotify), db, state
 
 
 @pytest.mark.parametrize("objects", [10, 10_000])
@@ -105,7 +107,9 @@ def test_an_idle_probe_slows_down_and_a_commit_wakes_it_at_once(tmp_path: Path,
     bench: 120 rounds a minute of file reads for nothing)."""
     monkeypatch.setattr(lag, "IDLE_MAX_INTERVAL_SECONDS", 5.0)
     client = Listing([])
-    probe, db, state = probe_for(tmp_path, client, interval=0.05)
+    inotify = Inotify.open()
+    assert inotify is not None
+    probe, db, state = probe_for(tmp_path, client, interval=0.05, inotify=inotify)
     con = sqlite3.connect(db.path)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("CREATE TABLE t(x)")
@@ -138,5 +142,38 @@ def test_an_idle_probe_slows_down_and_a_commit_wakes_it_at_once(tmp_path: Path,
 
     woke = asyncio.run(scenario())
     con.close()
+    inotify.close()
     assert woke < 0.3, f"the commit was seen {woke:.2f} s later (the wait had grown to ~1 s)"
     assert state.databases[db.name].changes >= 1
+
+
+def test_a_busy_database_never_wakes_the_sidecar_between_rounds(tmp_path: Path) -> None:
+    """The watch on the database exists only while the probe waits idle: a writer committing all
+    the time (its WAL written at every commit) costs no wakeup of the event loop between rounds."""
+    inotify = Inotify.open()
+    assert inotify is not None
+    probe, db, _state = probe_for(tmp_path, Listing([]), interval=0.05, inotify=inotify)
+    con = sqlite3.connect(db.path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE t(x)")
+    woken: list[int] = []
+
+    async def scenario() -> None:
+        read = inotify.read
+
+        def counted() -> None:
+            woken.append(1)
+            read()
+
+        inotify.read = counted  # type: ignore[method-assign]
+        task = asyncio.create_task(probe.run())
+        for i in range(300):  # ~300 commits a second, never quiet
+            con.execute("INSERT INTO t VALUES (?)", (i,))
+            await asyncio.sleep(0.003)
+        assert probe.quiet_rounds == 0 and not inotify.watches
+        task.cancel()
+
+    asyncio.run(scenario())
+    con.close()
+    inotify.close()
+    assert not woken, f"the database's commits woke the sidecar {len(woken)} times"

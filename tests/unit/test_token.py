@@ -46,6 +46,9 @@ def test_bad_tokens_are_refused_with_a_reason(tmp_path: Path, content: str | Non
 class DyingWatch:
     """A watch that dies at its first wait (the directory replaced: WatchGone)."""
 
+    def watch(self, _directory: Path) -> DyingWatch:
+        return self
+
     async def wait(self, timeout_seconds: float | None = None) -> bool:
         from supervisor.inotify import WatchGone
         raise WatchGone("gone")
@@ -54,10 +57,16 @@ class DyingWatch:
         pass
 
 
+class RefusedWatch:
+    def watch(self, _directory: Path) -> None:
+        raise OSError(28, "No space left on device")  # max_user_watches reached
+
+
 WATCHERS = {
-    "inotify": {},
-    "no inotify: polling": {"opener": lambda _d: None, "poll_seconds": 0.1},  # limits reached, EMFILE
-    "watch died: polling": {"opener": lambda _d: DyingWatch(), "poll_seconds": 0.1},
+    "inotify": {"inotify": "real"},
+    "no inotify: polling": {"poll_seconds": 0.1},  # max_user_instances reached, not Linux
+    "watch refused: polling": {"inotify": RefusedWatch(), "poll_seconds": 0.1},
+    "watch died: polling": {"inotify": DyingWatch(), "poll_seconds": 0.1},
 }
 
 
@@ -77,7 +86,12 @@ def test_watch_sees_kubelet_rotations(tmp_path: Path, watcher: str) -> None:
         async def on_change() -> None:
             seen.append(token.read(projector.path).value)
 
-        task = asyncio.create_task(token.watch(projector.path, on_change, stop, **kwargs))
+        from supervisor.inotify import Inotify
+
+        given = dict(kwargs)
+        if given.get("inotify") == "real":
+            given["inotify"] = Inotify.open()
+        task = asyncio.create_task(token.watch(projector.path, on_change, stop, **given))
         await asyncio.sleep(0.3)
         for _ in range(2):
             projector.rotate()
@@ -115,8 +129,10 @@ def test_the_token_watch_costs_nothing_between_rotations(tmp_path: Path) -> None
         async def on_change() -> None:
             seen.append(token.read(projector.path).value)
 
+        from supervisor.inotify import Inotify
+
         threads = threading.active_count()
-        task = asyncio.create_task(token.watch(projector.path, on_change, stop))
+        task = asyncio.create_task(token.watch(projector.path, on_change, stop, Inotify.open()))
         await asyncio.sleep(0.1)
         selector.select = counted
         await asyncio.sleep(1.0)  # idle: one select that sleeps through (asyncio.sleep's own timer)
