@@ -36,7 +36,7 @@ class Request:
     proxy: str  # which proxy it went through (s3, sts)
     status: int = 0  # 0: no answer seen (the connection was cut first)
     answered: float = 0.0  # time.time() when the answer's head was read
-    answer_bytes: int = 0  # the answer's Content-Length (0 when chunked or none)
+    answer_bytes: int = 0  # the answer's body, as read (chunked or not)
 
     @property
     def seconds(self) -> float:
@@ -85,6 +85,7 @@ class _Parser:
         self.on_head = on_head  # (first line, headers) -> body mode: ("len", n) | ("chunked",) | ("none",)
         self.state = "head"
         self.left = 0
+        self.sink: Request | None = None  # the request whose answer's body is being read
 
     def feed(self, data: bytes) -> None:
         self.buf += data
@@ -103,6 +104,7 @@ class _Parser:
                     name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
                 mode = self.on_head(first, headers)  # type: ignore[operator]
+                self.sink = mode[-1] if isinstance(mode[-1], Request) else None
                 if mode[0] == "len":
                     self.state, self.left = "body", mode[1]
                 elif mode[0] == "chunked":
@@ -112,6 +114,8 @@ class _Parser:
                 take = min(self.left, len(self.buf))
                 del self.buf[:take]
                 self.left -= take
+                if self.sink is not None:
+                    self.sink.answer_bytes += take
                 if self.left:
                     return
                 self.state = "head"
@@ -131,6 +135,8 @@ class _Parser:
                 take = min(self.left, len(self.buf))
                 del self.buf[:take]
                 self.left -= take
+                if self.sink is not None:
+                    self.sink.answer_bytes += max(0, take - max(0, 2 - self.left))  # not the chunk's CRLF
                 if self.left:
                     return
                 self.state = "chunk-size"
@@ -235,7 +241,7 @@ class CountingProxy:
             if pending:
                 record, head_only = pending.pop(0)
                 record.status, record.answered = status, time.time()
-                record.answer_bytes = int(headers.get("content-length") or 0)
+                return (*_body_mode(headers, no_body=head_only or status in (204, 304)), record)
             return _body_mode(headers, no_body=head_only or status in (204, 304))
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, parser: _Parser) -> None:

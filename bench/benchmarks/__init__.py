@@ -17,6 +17,7 @@ from bench.benchmarks import (
     image,
     lease,
     refresh,
+    requests,
     restore,
     rotation,
     rpo,
@@ -28,11 +29,12 @@ from bench.benchmarks import (
 from bench.runner import Benchmark
 
 MODULES: list[ModuleType] = [restore, startup, idle, refresh, rotation, rpo, scale, timeline, image, admission, lease,
-                             catchup, shutdown, drills]
-NOTES_ORDER: list[ModuleType] = [restore, refresh, lease, admission, timeline, image, scale, catchup, shutdown, drills]
+                             catchup, shutdown, drills, requests]
+NOTES_ORDER: list[ModuleType] = [restore, refresh, lease, admission, timeline, image, scale, catchup, shutdown, drills,
+                                 requests]
 # `make bench` runs them in this order (as it always has: the quick ones between the long ones)
 RUN_ORDER = ["restore", "startup", "idle", "refresh", "timeline", "rotation", "rpo", "scale_1", "scale_20", "lease",
-             "admission", "image", "catchup", "shutdown", "drills"]
+             "admission", "image", "catchup", "shutdown", "drills", "requests"]
 
 
 def registry() -> dict[str, Benchmark]:
