@@ -95,3 +95,42 @@ def test_the_memory_start_up_freed_goes_back_to_the_kernel() -> None:
                          cwd=ROOT)
     released, freed_kb = out.stdout.split()
     assert released == "True" and int(freed_kb) > 40_000, out.stdout
+
+
+ARENAS = """
+import ctypes, os, sys, tempfile, threading
+from supervisor.startup import limit_arenas
+
+if sys.argv[1] == "limit":
+    assert limit_arenas()
+
+def work():
+    keep = [bytes(1024 + i % 64) for i in range(20000)]
+    del keep
+
+threads = [threading.Thread(target=work) for _ in range(6)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+path = tempfile.mktemp()
+f = libc.fopen(path.encode(), b"w")
+libc.malloc_info(0, ctypes.c_void_p(f))
+libc.fclose(ctypes.c_void_p(f))
+print(open(path).read().count("<heap nr="))
+os.unlink(path)
+"""
+
+
+def test_the_sidecars_threads_share_one_malloc_arena() -> None:
+    """Issue 29 (soak): each blocking call runs in a new thread, and glibc gives threads arenas of
+    their own (up to 8 per core), each keeping its own free memory for the pod's life."""
+    def arenas(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", ARENAS, mode], capture_output=True, text=True, check=True,
+                             timeout=60, cwd=ROOT)
+        return int(out.stdout.strip())
+
+    assert arenas("default") > 1  # what the sidecar had
+    assert arenas("limit") == 1
