@@ -14,15 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from supervisor import config as lsconfig
-from supervisor import inspection, litestream, ondisk, positions, process, startup
+from supervisor import inspection, litestream, ondisk, positions, process
 from supervisor.budget import Budget
 from supervisor.child import ChildSupervisor
 from supervisor.config import Database
@@ -40,6 +41,7 @@ from supervisor.reaper import reap_orphans
 from supervisor.service import CredentialService
 from supervisor.settings import Settings
 from supervisor.signals import Signals
+from supervisor.startup import release_memory
 from supervisor.state import State
 from supervisor.verify import Verifier
 from supervisor.walguard import WalGuard
@@ -51,6 +53,11 @@ FINAL_SETTLE_SECONDS = 3.0
 CATCH_UP_STOP_SECONDS = 10.0  # a close whose final upload takes longer: Litestream is restarted instead
 LONG_OUTAGE_SECONDS = 3.0  # down longer: Litestream's uploader waits out its SDK's retry delay by now
 RELEASE_AFTER_SECONDS = 5.0
+# After an outage every sidecar on the store sees its return within a second (the probe looks every
+# 0.5-1 s while it fails): each waits a random part of this share of the outage before its catch-up
+# (at most CATCH_UP_SPREAD_MAX_SECONDS), so their backlogs do not all land in the same second.
+CATCH_UP_SPREAD_SHARE = 0.15
+CATCH_UP_SPREAD_MAX_SECONDS = 10.0
 T = TypeVar("T")
 
 
@@ -174,7 +181,7 @@ class Replicator:
         self.state.started = True
         log.info("ready", databases=[str(db.path) for db in self.config.databases])
         # once the first probe and the hand-over are done, what start-up freed goes back to the kernel
-        asyncio.get_running_loop().call_later(RELEASE_AFTER_SECONDS, startup.release_memory)
+        asyncio.get_running_loop().call_later(RELEASE_AFTER_SECONDS, release_memory)
         return True
 
     async def main_loop(self) -> str:
@@ -210,7 +217,11 @@ class Replicator:
         socket (the waiting upload is cancelled; the supervisor holds the WAL meanwhile), and its
         fresh uploader sends everything pending at once. Litestream itself keeps running; if the
         reopen fails (a close whose final upload cannot finish, a start refused), Litestream is
-        restarted instead: never left with the database closed."""
+        restarted instead: never left with the database closed. It all starts after a random part of
+        the outage's length (catch_up_delay): a hundred sidecars back together spread their backlogs
+        and lease renewals rather than landing them in the same second."""
+        delay = catch_up_delay(down_seconds)
+        await asyncio.sleep(delay)
         for lease in self.leases.values():
             lease.renew_now()  # a lease renewals failed for: confirmed now, uploads resume at once if fenced
         control, child = self.control, self.child
@@ -231,7 +242,7 @@ class Replicator:
             await asyncio.to_thread(child.guard.release)
             child.reading.set()
         log.info("caught_up", db=db.name, how="reopen", seconds=round(time.monotonic() - started, 3),
-                 txid=f"{result.txid:016x}", down_seconds=round(down_seconds, 1))
+                 txid=f"{result.txid:016x}", down_seconds=round(down_seconds, 1), spread_seconds=round(delay, 3))
         await self.probe.probe(db, force=True)
 
     async def check_files(self) -> None:
@@ -494,6 +505,13 @@ class Replicator:
         await self.health.close()
         if self.inotify is not None:
             self.inotify.close()
+
+
+def catch_up_delay(down_seconds: float, rand: Callable[[float, float], float] = random.uniform) -> float:
+    """Seconds to wait before catching up after `down_seconds` of outage (a pure function): up to
+    CATCH_UP_SPREAD_SHARE of the outage, uniformly spread, at most CATCH_UP_SPREAD_MAX_SECONDS. A
+    10 s outage adds at most 1.5 s; after a 30 s one a herd's backlogs land over 4.5 s, not one."""
+    return rand(0.0, min(max(0.0, down_seconds) * CATCH_UP_SPREAD_SHARE, CATCH_UP_SPREAD_MAX_SECONDS))
 
 
 def unconfirmed_on_disk(db_path: Path, meta_dir: Path) -> bool:
