@@ -13,6 +13,7 @@ from bench.benchmarks import (
     admission,
     catchup,
     drills,
+    herd,
     idle,
     image,
     lease,
@@ -23,18 +24,19 @@ from bench.benchmarks import (
     rpo,
     scale,
     shutdown,
+    soak,
     startup,
     timeline,
 )
 from bench.runner import Benchmark
 
 MODULES: list[ModuleType] = [restore, startup, idle, refresh, rotation, rpo, scale, timeline, image, admission, lease,
-                             catchup, shutdown, drills, requests]
+                             catchup, shutdown, drills, requests, herd, soak]
 NOTES_ORDER: list[ModuleType] = [restore, refresh, lease, admission, timeline, image, scale, catchup, shutdown, drills,
-                                 requests]
+                                 requests, herd, soak]
 # `make bench` runs them in this order (as it always has: the quick ones between the long ones)
 RUN_ORDER = ["restore", "startup", "idle", "refresh", "timeline", "rotation", "rpo", "scale_1", "scale_20", "lease",
-             "admission", "image", "catchup", "shutdown", "drills", "requests"]
+             "admission", "image", "catchup", "shutdown", "drills", "requests", "herd", "soak"]
 
 
 def registry() -> dict[str, Benchmark]:
