@@ -31,6 +31,7 @@ def changes(previous: dict[str, Any] | None, results: dict[str, Any]) -> list[st
         return []
     figures = {
         "idle RSS": ("idle", "supervisor_rss_mb", "MB"),
+        "idle CPU": ("idle", "supervisor_cpu_seconds", "s"),
         "restore": ("restore", "ratio", "x"),
         "restore overhead": ("restore", "overhead_seconds", "s"),
         "start to ready": ("startup", "exec_to_readyz_200_seconds", "s"),

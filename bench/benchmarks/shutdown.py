@@ -59,9 +59,10 @@ def bench_shutdown(bed: Bed, work: Path, runs: int) -> dict[str, Any]:
                     "rows_committed": sum(r["rows_committed"] for r in rows)}
     checks = [r["final_check_seconds"] for r in results["supervisor"] if r["final_check_seconds"] is not None]
     out["supervisor"]["final_check_median_seconds"] = median(checks)
-    out["note"] = ("SIGTERM right after 2 s of a 50/s writer, a small database; the supervisor: read lock, sync -wait "
-                   "through the socket, Litestream stopped, the replica's position confirmed, the final state "
-                   "restored and compared page by page, the lease released; bare Litestream: its own final upload")
+    out["note"] = ("SIGTERM right after 2 s of a 50/s writer, a small database; the supervisor: read lock, the "
+                   "WAL staged through the socket (a sync without wait: supervisor/control.py), Litestream "
+                   "stopped, the replica's position confirmed, the final state restored and compared page by "
+                   "page, the lease released; bare Litestream: its own final upload")
     log(f"shutdown: {out['supervisor']['median_seconds']} s vs bare {out['bare']['median_seconds']} s")
     return out
 

@@ -97,7 +97,6 @@ def bench_timeline(bed: Bed, work: Path, seconds: float = 60) -> dict[str, Any]:
     return out
 
 
-
 BENCHMARKS = {"timeline": Benchmark(lambda bed, work, a: bench_timeline(bed, work, a.timeline_seconds))}
 
 
@@ -107,7 +106,6 @@ def caught_up_after_outage(series: dict[str, list[float]], outage_end: float, no
         if t >= outage_end and lag < normal_seconds:
             return round(max(0.0, t - outage_end), 1)
     return float("nan")
-
 
 
 def rows(r: dict[str, Any]) -> list[Row]:
@@ -128,9 +126,9 @@ def notes(r: dict[str, Any], results: dict[str, Any]) -> list[str]:
     if "timeline" not in r:
         return ["- timeline: not measured."]
     return ["- timeline: " + r["timeline"]["credentials_note"] + "; lag sampled every 0.5 s from outside (local "
-            "LTX files vs the replica listing), the same way for both. After the outage "
-            "each Litestream uploads again at its next sync attempt, and its attempts back off "
-            "(the sync interval, doubled after each failure): when that lands after S3 returns "
-            "differs from run to run for either of the two (9 timeline runs on 2026-11-29, from "
-            "their lag max: back 0-14 s after S3 returned under the supervisor, 0-19 s bare; "
-            "the supervisor's the later of the two in 6 of them, bare's in 2)."]
+            "LTX files vs the replica listing), the same way for both. After the outage bare Litestream uploads "
+            "again at its next sync attempt, and its attempts back off (the sync interval, doubled after each "
+            "failure, up to ~50 s); the supervisor sees S3 back within a second and has Litestream upload at "
+            "once through its control socket (a reopen of the database after a few seconds of outage), after a "
+            "random part of 15% of the outage (the catch-up benchmark measures it from the replica's side, over "
+            "several runs)."]
