@@ -11,7 +11,7 @@ import contextlib
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supervisor import config as lsconfig
 from supervisor import replica as replicas
@@ -28,6 +28,9 @@ from supervisor.scope import session_policy
 from supervisor.settings import Settings, require_web_identity
 from supervisor.state import State
 from supervisor.stsquery import sts_endpoint
+
+if TYPE_CHECKING:
+    from supervisor.inotify import Inotify
 
 log = get_logger("service")
 SOCKET_NAME = "litestream.sock"
@@ -78,7 +81,7 @@ class CredentialService:
         except Exception as e:  # noqa: BLE001 (only a head start: the real client reports any problem)
             log.debug("s3_models_not_preloaded", error=type(e).__name__)
 
-    def start_background(self, *, watch_token: bool = True, inotify: Any = None) -> None:
+    def start_background(self, *, watch_token: bool = True, inotify: Inotify | None = None) -> None:
         """The keeper refreshes before expiry (re-reading the token each time); the token watch adds
         a refresh right after each rotation, which only a long-running sidecar needs (told by the
         process's inotify instance, or polling without one)."""

@@ -23,6 +23,8 @@ from supervisor.redact import secrets
 if TYPE_CHECKING:
     import asyncio
 
+    from supervisor.inotify import Inotify
+
 log = get_logger("token")
 
 
@@ -114,7 +116,7 @@ SETTLE_SECONDS = 0.05  # the kubelet's swap is a few steps (dir, symlink, rename
 
 
 async def watch(path: Path, on_change: Callable[[], Awaitable[None]], stop: asyncio.Event,
-                inotify: Any = None, poll_seconds: float = POLL_SECONDS) -> None:
+                inotify: Inotify | None = None, poll_seconds: float = POLL_SECONDS) -> None:
     """Call on_change after each batch of changes in the token's directory, until stop is set.
 
     The kernel tells (the process's supervisor/inotify.py instance, handed in): nothing runs
