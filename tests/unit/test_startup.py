@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -134,3 +135,18 @@ def test_the_sidecars_threads_share_one_malloc_arena() -> None:
 
     assert arenas("default") > 1  # what the sidecar had
     assert arenas("limit") == 1
+
+
+@pytest.mark.parametrize(("command", "limited"), [("replicate", True), ("restore", False)])
+def test_only_the_sidecar_limits_its_arenas(monkeypatch: pytest.MonkeyPatch, command: str, limited: bool) -> None:
+    """The arena limit is set by the long-running command, before its first thread (the STS head
+    start): a limit set later would leave the arenas already made. The init container exits in
+    seconds and keeps glibc's defaults."""
+    calls: list[str] = []
+    monkeypatch.setattr(startup, "limit_arenas", lambda: calls.append("limit") or True)
+    settings = SimpleNamespace(log_level="info", log_format="json")
+    monkeypatch.setattr(cli.settings_mod, "build", lambda _options: calls.append("settings") or settings)
+    monkeypatch.setattr(cli, "configure", lambda *_args: None)
+    monkeypatch.setattr(cli, "dry_run", lambda _settings: 0)
+    assert cli.cli.main([command, "--dry-run"], standalone_mode=False) == 0
+    assert calls == (["settings", "limit"] if limited else ["settings"])
