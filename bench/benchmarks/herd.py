@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--herd", type=int, default=50, help="sidecars on one store (the herd benchmark)")
     parser.add_argument("--herd-default-ttl", type=int, default=5,
                         help="of those, how many keep the default 30 s lease TTL (fenced by a 30 s outage)")
-    parser.add_argument("--herd-steady-seconds", type=float, default=60)
+    parser.add_argument("--herd-steady-seconds", type=float, default=30)
 
 
 class Herd:

@@ -24,7 +24,7 @@ PADDING_OBJECTS = 10_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--budget-seconds", type=float, default=300,
+    parser.add_argument("--budget-seconds", type=float, default=120,
                         help="length of each phase of the request budget (idle, steady writer, padded replica)")
 
 
