@@ -1,5 +1,6 @@
-"""Measuring helpers: process RSS and CPU from /proc, and an external replication-lag sampler
-that treats the supervisor and bare Litestream alike (local LTX files vs the replica listing)."""
+"""Measuring helpers: process RSS and CPU from /proc, an external replication-lag sampler and a
+replica watch that treat the supervisor and bare Litestream alike (local LTX files, the replica's
+listing and its files' headers)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from supervisor.litestream import ltx, walfile
 from supervisor.litestream.config import Database
 from supervisor.replica import layout as replicas
+from supervisor.replica import positions
+from supervisor.replica.lag import covered
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -93,3 +97,39 @@ def percentile(values: list[float], p: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))], 3)
+
+
+class ReplicaWatch:
+    """From the replica's side, the same for the supervisor and bare Litestream: does the replica
+    hold a database position yet? Lists level 0 after the last key seen and reads the newest new
+    file's LTX header (a ranged GET): the WAL generation and offset that file brings the replica to."""
+
+    def __init__(self, s3: Any, db: Database) -> None:
+        self.s3 = s3
+        self.db = db
+        self.last_key: str | None = None
+        self.coverage: positions.Coverage | None = None
+
+    def refresh(self) -> positions.Coverage | None:
+        prefix = f"{self.db.replica.prefix}0000/"
+        kwargs: dict[str, Any] = {"Bucket": self.db.replica.bucket, "Prefix": prefix}
+        if self.last_key:
+            kwargs["StartAfter"] = self.last_key
+        newest = None
+        for page in self.s3.get_paginator("list_objects_v2").paginate(**kwargs):
+            for obj in page.get("Contents", []):
+                newest = obj["Key"]
+        if newest is not None:
+            head = self.s3.get_object(Bucket=self.db.replica.bucket, Key=newest, Range=f"bytes=0-{ltx.HEADER_SIZE - 1}")
+            header = ltx.Header.decode(head["Body"].read())
+            self.last_key = newest
+            self.coverage = positions.Coverage((header.wal_salt1, header.wal_salt2), header.wal_end, header.max_txid)
+        return self.coverage
+
+    def holds(self, position: walfile.DbPosition) -> bool:
+        """Every frame committed up to `position` is in a file the replica holds."""
+        try:
+            coverage = self.refresh()
+        except Exception:  # not yet: the next poll looks again
+            return False
+        return coverage is not None and covered((position.salt1, position.salt2, position.wal_end, 0.0), coverage)

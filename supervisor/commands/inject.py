@@ -72,7 +72,8 @@ standard error, one line per workload.
 def inject(**options: Any) -> int:
     import yaml
 
-    from supervisor.admission.inject import Refused, inject_documents
+    from supervisor.admission.documents import inject_documents
+    from supervisor.admission.inject import Refused
 
     source = options["filename"]
     try:

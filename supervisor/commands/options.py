@@ -75,10 +75,14 @@ def exit_codes_epilog(codes: list[ExitCode], ok: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def build_settings(options: dict[str, Any], *, head_start: bool = False) -> settings_mod.Settings:
+def build_settings(options: dict[str, Any], *, head_start: bool = False,
+                   long_running: bool = False) -> settings_mod.Settings:
     """head_start (restore, replicate): the first STS exchange is sent before logging is configured,
-    i.e. before asyncio and structlog are imported (~35 ms its round trip now overlaps too)."""
+    i.e. before asyncio and structlog are imported (~35 ms its round trip now overlaps too).
+    long_running (the sidecar): its threads share one malloc arena from the first one on."""
     settings = settings_mod.build(options)
+    if long_running:
+        memory.limit_arenas()
     if head_start and not options.get("dry_run"):
         from supervisor.identity import headstart
 

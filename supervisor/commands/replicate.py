@@ -57,7 +57,9 @@ hold the final position and, restored, the database's content.
 @option("--refresh-margin", envvar=env("REFRESH_MARGIN"), type=click.FloatRange(min=1), default=900,
          show_default=True, help="Refresh credentials when this many seconds are left (or at half-life).")
 @option("--lag-interval", envvar=env("LAG_INTERVAL"), type=click.FloatRange(min=0.1), default=5,
-         show_default=True, help="Seconds between replica position probes.")
+         show_default=True, help="Seconds between replica position probes while anything changes or waits; "
+         "idle, the probe waits twice as long after each quiet round (up to 60 s) and wakes at once when a "
+         "database changes.")
 @option("--exec", "exec_command", envvar=env("EXEC"),
          help="Single-container mode: restore, replicate, run this command; exit with its code.")
 @option("--verify-interval", envvar=env("VERIFY_INTERVAL"), type=click.FloatRange(min=0), default=3600,
@@ -83,7 +85,8 @@ def replicate(**options: Any) -> int:
         settings_mod.parse_addr(options["health_addr"])
     except SupervisorError as e:
         raise click.BadParameter(str(e).split(": ", 1)[-1], param_hint="'--health-addr'") from None
-    settings = build_settings(options, head_start=True)  # ready sooner: STS answers while the rest is imported
+    # ready sooner: STS answers while the rest is imported
+    settings = build_settings(options, head_start=True, long_running=True)
     if options.get("dry_run"):
         return dry_run(settings)
     from supervisor.jobs import replicate as command

@@ -11,7 +11,7 @@ import contextlib
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supervisor.core.budget import Budget
 from supervisor.core.logs import get_logger
@@ -28,6 +28,9 @@ from supervisor.litestream import config as lsconfig
 from supervisor.litestream.binary import child_env
 from supervisor.litestream.config import Database, LitestreamConfig
 from supervisor.litestream.control import MAX_SOCKET_PATH, socket_config
+
+if TYPE_CHECKING:
+    from supervisor.core.inotify import Inotify
 
 log = get_logger("service")
 SOCKET_NAME = "litestream.sock"
@@ -78,13 +81,14 @@ class CredentialService:
         except Exception as e:  # noqa: BLE001 (only a head start: the real client reports any problem)
             log.debug("s3_models_not_preloaded", error=type(e).__name__)
 
-    def start_background(self, *, watch_token: bool = True) -> None:
+    def start_background(self, *, watch_token: bool = True, inotify: Inotify | None = None) -> None:
         """The keeper refreshes before expiry (re-reading the token each time); the token watch adds
-        a refresh right after each rotation, which only a long-running sidecar needs."""
+        a refresh right after each rotation, which only a long-running sidecar needs (told by the
+        process's inotify instance, or polling without one)."""
         self._tasks = [asyncio.create_task(self.keeper.run(), name="keeper")]
         if watch_token:
             self._tasks.append(asyncio.create_task(
-                tokens.watch(self.keeper.token_file, self.keeper.on_token_change, self._stop_watch),
+                tokens.watch(self.keeper.token_file, self.keeper.on_token_change, self._stop_watch, inotify),
                 name="token-watch"))
 
     @property

@@ -23,6 +23,8 @@ from supervisor.core.redact import secrets
 if TYPE_CHECKING:
     import asyncio
 
+    from supervisor.core.inotify import Inotify
+
 log = get_logger("token")
 
 
@@ -110,28 +112,51 @@ def read(path: Path, *, now: float | None = None) -> Token:
 
 
 POLL_SECONDS = 5.0
+SETTLE_SECONDS = 0.05  # the kubelet's swap is a few steps (dir, symlink, rename, rmtree): read after them
 
 
 async def watch(path: Path, on_change: Callable[[], Awaitable[None]], stop: asyncio.Event,
-                awatch: Callable[..., Any] | None = None, poll_seconds: float = POLL_SECONDS) -> None:
+                inotify: Inotify | None = None, poll_seconds: float = POLL_SECONDS) -> None:
     """Call on_change after each batch of changes in the token's directory, until stop is set.
 
-    If the watch cannot be had or dies (inotify limits, EMFILE), poll instead: every exchange
-    re-reads the token anyway, so a dead watcher must cost latency, never the sidecar.
+    The kernel tells (the process's supervisor/core/inotify.py instance, handed in): nothing runs
+    between rotations. Without one, or if the watch cannot be had or dies (inotify limits, the
+    directory replaced), poll instead: every exchange re-reads the token anyway, so a dead watcher
+    must cost latency, never the sidecar.
     """
     import asyncio  # here, not at the top: the first STS exchange reads the token before asyncio loads
-    try:
-        if awatch is None:
-            import watchfiles  # only the sidecar watches: restore need not load it (and anyio)
 
-            awatch = watchfiles.awatch
-        async for _changes in awatch(path.parent, stop_event=stop, debounce=200, step=50, watch_filter=None,
-                                     recursive=False, yield_on_timeout=False):
-            await on_change()
-        return
-    except Exception as e:  # noqa: BLE001 (any watcher failure degrades to polling)
-        log.warning("token_watch_degraded", error=f"{type(e).__name__}: {e}", poll_seconds=poll_seconds,
+    from supervisor.core.inotify import WatchGone
+
+    try:
+        if inotify is None:
+            raise OSError("inotify not available")
+        watcher = inotify.watch(path.parent)
+    except OSError as e:
+        watcher = None
+        log.warning("token_watch_degraded", error=str(e), poll_seconds=poll_seconds,
                     detail="token directory not watchable; polling it instead (rotations seen later)")
+    if watcher is not None:
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                changed = asyncio.ensure_future(watcher.wait())
+                await asyncio.wait({changed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not changed.done():
+                    changed.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await changed
+                    return
+                changed.result()
+                await asyncio.sleep(SETTLE_SECONDS)
+                await on_change()
+            return
+        except (WatchGone, OSError) as e:
+            log.warning("token_watch_degraded", error=f"{type(e).__name__}: {e}", poll_seconds=poll_seconds,
+                        detail="token directory not watchable; polling it instead (rotations seen later)")
+        finally:
+            stopped.cancel()
+            watcher.close()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), poll_seconds)

@@ -76,25 +76,26 @@ def expected(found: replicas.Layout, lease_txid: int) -> tuple[str, int]:
 
 
 async def check_before_replicating(service: CredentialService, db: Database, budget: Budget,
-                                   if_local_behind: str, lease_txid: int = 0) -> None:
+                                   if_local_behind: str, lease_txid: int = 0) -> int:
     """The sidecar, before Litestream first starts: what is on disk must not be behind the replica
-    (Litestream would make it the new head). Raises LocalBehind, unless `keep` was chosen."""
+    (Litestream would make it the new head). Raises LocalBehind, unless `keep` was chosen. Returns
+    the replica's newest transaction as listed (0: none)."""
     found = await inspect_replica(service, db, budget)
     kind, txid = expected(found, lease_txid)
     if not db.path.exists():
         if kind in ("empty", "v3"):
-            return
+            return found.max_txid
         raise LocalBehind(f"{db.path} does not exist while {db.replica.location} holds txid {txid:016x}: the app "
                           "would start empty and Litestream make that the replica's new head; run `restore` first "
                           "(the litestream-restore init container)")
     verdict = ondisk.judge(ondisk.local_position(db.path, db.meta_dir), kind, txid)
     if verdict.keep:
         log.info("db_checked", db=db.name, detail=verdict.reason)
-        return
+        return found.max_txid
     if if_local_behind == "keep":
         log.warning("db_kept_behind_replica", db=db.name, detail=f"--if-local-behind keep: {verdict.reason}; "
                     "it becomes the replica's new head (a rollback)")
-        return
+        return found.max_txid
     raise LocalBehind(f"{db.path}: refusing to replicate it: {verdict.reason}; Litestream would make it the "
                       "replica's new head and drop what is newer. Run `restore` with --if-local-behind restore "
                       "(moved aside, never deleted) or keep (a rollback), or set --if-local-behind keep here",

@@ -12,6 +12,12 @@ The probe gets what it needs handed in (an S3 client per database, "are there cr
 a listing that times out is abandoned and its late answer never applied. When a listing works
 again after failures, `on_recovered` asks Litestream to upload now instead of waiting out its
 backoff.
+
+Its pace adapts: every `--lag-interval` while anything is pending, every half second to a second
+while the replica cannot be listed, and, while nothing changes and nothing waits, twice as long
+after each quiet round up to IDLE_MAX_INTERVAL_SECONDS; a change to a database file (the kernel
+tells: supervisor/core/inotify.py) ends the wait at once, so an idle sidecar sleeps and a busy one is
+probed as before.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 
 from supervisor.core.budget import Budget
 from supervisor.core.errors import SupervisorError
+from supervisor.core.inotify import Inotify, Watch, WatchGone
 from supervisor.core.logs import get_logger
 from supervisor.core.state import DatabaseState, State
 from supervisor.litestream import walfile
@@ -40,6 +47,9 @@ LISTING_TIMEOUT_SECONDS = 30.0
 # While the replica cannot be listed, look again every half second to a second (jittered: a hundred
 # sidecars do not come back in step): its return is noticed within a second.
 FAILING_INTERVAL_SECONDS = (0.5, 1.0)
+# Nothing changed, nothing waits: the wait doubles after each quiet round, up to this (a change to
+# the database ends it at once; the replica is listed at least every IDLE_RELIST_SECONDS anyway).
+IDLE_MAX_INTERVAL_SECONDS = 60.0
 Seen = tuple[int, int, int, float]  # (salt-1, salt-2, WAL end, first seen): a database position
 
 
@@ -56,17 +66,23 @@ def covered(seen: Seen, coverage: positions.Coverage | None) -> bool:
 class LagProbe:
     def __init__(self, s3: Callable[[Database], Any], has_credentials: Callable[[], bool],
                  config: LitestreamConfig, state: State, interval_seconds: float,
-                 on_recovered: Callable[[Database, float], Awaitable[None]] | None = None) -> None:
+                 on_recovered: Callable[[Database, float], Awaitable[None]] | None = None,
+                 inotify: Inotify | None = None) -> None:
         self.s3 = s3
         self.has_credentials = has_credentials
         self.config = config
         self.state = state
         self.interval = interval_seconds
         self.on_recovered = on_recovered
+        self.inotify = inotify  # the process's: idle waits end at a change to a database
         self._last_key: dict[str, str | None] = {}
         self._pending: dict[str, deque[Seen]] = {}
         self._change: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.quiet_rounds = 0  # rounds in a row in which nothing changed and nothing waited
+        self._watch_warned = False
+        self.on_round: Callable[[], Awaitable[None]] | None = None  # after every round (the file check)
+        self._seeded: dict[str, str] = {}
         for db in config.databases:
             state.databases.setdefault(db.name, DatabaseState(db.name))
 
@@ -117,8 +133,12 @@ class LagProbe:
                     return
             remote_txid, last_upload, error = current.remote_txid, current.last_upload_at, None
             try:
-                found = await asyncio.wait_for(asyncio.to_thread(self._list_newer, db, self._last_key.get(name)),
-                                               timeout_seconds)
+                after = self._last_key.get(name) or self._seeded.get(name)
+                found = await asyncio.wait_for(asyncio.to_thread(self._list_newer, db, after), timeout_seconds)
+                if found is None and after is not None and after == self._seeded.get(name):
+                    # nothing from the seed on (the newest file deleted meanwhile): list the level whole
+                    found = await asyncio.wait_for(asyncio.to_thread(self._list_newer, db, None), timeout_seconds)
+                self._seeded.pop(name, None)
                 if found is not None:
                     self._last_key[name] = found.key
                     remote_txid, last_upload = max(found.txid, remote_txid), found.last_modified
@@ -149,14 +169,86 @@ class LagProbe:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
+    def seed(self, db: Database, txid: int) -> None:
+        """The replica's newest transaction as the start-up check listed it: the first listing asks
+        only for level-0 keys from there on (a replica of 10,000 objects costs what one of 10 does)."""
+        if txid > 0 and self._last_key.get(db.name) is None:
+            self._seeded[db.name] = f"{db.replica.prefix}0000/{txid:016x}"
+
+    def quiet(self) -> bool:
+        """Nothing changed in the last round and nothing waits for the replica."""
+        return all(d.probe_error is None and d.unstaged_since is None and d.lag_seconds == 0
+                   and d.local_txid <= d.remote_txid for d in self.state.databases.values())
+
     async def run(self) -> None:
         while True:
+            before = {name: d.changes for name, d in self.state.databases.items()}
             for db in self.config.databases:
                 if self.has_credentials():
                     await self.probe(db)
+            if self.on_round is not None:
+                await self.on_round()
+            changed = any(d.changes != before.get(name) for name, d in self.state.databases.items())
+            self.quiet_rounds = self.quiet_rounds + 1 if self.quiet() and not changed else 0
             failing = any(d.probe_error for d in self.state.databases.values())
-            await asyncio.sleep(min(self.interval, random.uniform(*FAILING_INTERVAL_SECONDS)) if failing  # noqa: S311
-                                else self.interval)
+            wait = next_wait(self.interval, self.quiet_rounds, failing,
+                             random.uniform(*FAILING_INTERVAL_SECONDS))  # noqa: S311
+            if not self.quiet_rounds:
+                await asyncio.sleep(wait)
+                continue
+            # idle: the replica is still listed every IDLE_RELIST_SECONDS
+            listed = min((d.probe_ok_at or 0.0 for d in self.state.databases.values()), default=0.0)
+            wait = min(wait, max(self.interval, listed + IDLE_RELIST_SECONDS - time.time()))
+            started = time.monotonic()
+            if await self.changed_within(wait):
+                self.quiet_rounds = 0
+                # a change: probe now, but never more often than every --lag-interval
+                await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def _moved(self) -> bool:
+        """A database changed since the last round saw it (its WAL index's change counter)."""
+        for db in self.config.databases:
+            position = walfile.read_position(db.path)
+            if position is not None and position.change != self._change.get(db.name, position.change):
+                return True
+        return False
+
+    async def changed_within(self, seconds: float) -> bool:
+        """True as soon as a database changes; False after `seconds` of none. The watches exist only
+        for this wait: a busy database's commits never wake the sidecar otherwise. Without inotify,
+        a plain sleep."""
+        watches: list[Watch] = []
+        try:
+            if self.inotify is not None:
+                for directory, names in watched(self.config).items():
+                    watches.append(self.inotify.watch(directory, names))
+        except OSError as e:
+            for w in watches:
+                w.close()
+            watches = []
+            if not self._watch_warned:
+                self._watch_warned = True
+                log.info("db_watch_unavailable", error=str(e), detail="the lag probe keeps its plain interval")
+        if not watches:
+            await asyncio.sleep(min(seconds, self.interval))
+            return False
+        waits = [asyncio.ensure_future(w.wait(seconds)) for w in watches]
+        try:
+            if self._moved():  # between the round and the watch
+                return True
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                try:
+                    if task.result():
+                        return True
+                except WatchGone:
+                    return True  # the directory went away: look now
+            return False  # one timed out: they share the deadline
+        finally:
+            for task in waits:
+                task.cancel()
+            for w in watches:
+                w.close()
 
     async def final_positions(self, budget: Budget, catch_up_ok: bool,
                               force: asyncio.Event | None = None) -> list[FinalPosition]:
@@ -181,3 +273,22 @@ def lag_since(unstaged_since: float | None, unsent_since: float | None, now: flo
     uploaded (a pure function)."""
     oldest = min((t for t in (unstaged_since, unsent_since) if t is not None), default=None)
     return 0.0 if oldest is None else max(0.0, now - oldest)
+
+
+def next_wait(interval: float, quiet_rounds: int, failing: bool, failing_wait: float) -> float:
+    """Seconds until the next round (a pure function): at once-ish while the replica fails, every
+    `interval` while anything changes or waits, doubling after each quiet round up to
+    IDLE_MAX_INTERVAL_SECONDS (never below `interval`)."""
+    if failing:
+        return min(interval, failing_wait)
+    if quiet_rounds <= 0:
+        return interval
+    return min(interval * 2 ** min(quiet_rounds, 30), max(interval, IDLE_MAX_INTERVAL_SECONDS))
+
+
+def watched(config: LitestreamConfig) -> dict[Any, frozenset[str]]:
+    """Each directory holding databases, and the names in it that matter (the files and WALs)."""
+    names: dict[Any, set[str]] = {}
+    for db in config.databases:
+        names.setdefault(db.path.parent, set()).update({db.path.name, f"{db.path.name}-wal"})
+    return {directory: frozenset(wanted) for directory, wanted in names.items()}

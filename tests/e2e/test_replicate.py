@@ -260,3 +260,59 @@ def test_the_sidecar_collects_garbage_again_once_litestream_runs(pod: Pod) -> No
     assert during == "[False]"  # paused while the sidecar's machinery was imported
     assert enabled == "True" and int(frozen) > 0  # resumed, start-up's objects frozen
     assert sup.terminate() == 0
+
+
+MEMORY_REPORTER = """
+import ctypes, os, sys, tempfile, time
+out = sys.argv[1]
+import supervisor.core.memory as startup
+release = startup.release_memory
+
+def arenas():
+    libc = ctypes.CDLL(None)
+    libc.fopen.restype = ctypes.c_void_p
+    path = tempfile.mktemp()
+    f = libc.fopen(path.encode(), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(f))
+    libc.fclose(ctypes.c_void_p(f))
+    with open(path) as r:
+        n = r.read().count("<heap nr=")
+    os.unlink(path)
+    return n
+
+def reported():
+    done = release()
+    with open(out + ".tmp", "w") as f:
+        f.write(f"{time.time()} {done} {arenas()}")
+    os.replace(out + ".tmp", out)
+    return done
+
+startup.release_memory = reported  # before supervisor.jobs.replicate imports it
+sys.argv = ["supervisor", *sys.argv[2:]]
+startup.main()
+"""
+
+
+def test_the_running_sidecar_trims_its_heap_once_after_ready_on_one_arena(pod: Pod) -> None:
+    """Issue 29: start-up's freed heap goes back to the kernel once the sidecar is ready (not
+    before: the first probe and the hand-over still allocate), and its threads (the STS head
+    start's, Litestream's relays, every blocking call's) share one malloc arena."""
+    state = pod.root / "memory-state"
+    log = pod.root / "memory-sidecar.log"
+    port = free_port()
+    with open(log, "wb") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-OO", "-c", MEMORY_REPORTER, str(state), "replicate", "--health-addr",
+             f"127.0.0.1:{port}", "--lag-interval", "0.5"],
+            env={**pod.env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    pod.procs.append(proc)
+    sup = Supervisor(proc, log, pod, health_port=port)
+    sup.wait_ready()
+    ready = time.time()
+    assert not state.exists(), "trimmed before ready"
+    sup.wait_for(state.exists, 15, "the heap trimmed after ready")
+    at, done, arenas = state.read_text().split()
+    assert done == "True" and float(at) - ready > 3, f"trimmed {float(at) - ready:.1f}s after ready"
+    assert arenas == "1", f"{arenas} malloc arenas"
+    assert sup.terminate() == 0

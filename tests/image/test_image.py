@@ -75,7 +75,8 @@ def run_args(pod: Pod, *args: str, name: str | None = None, detach: bool = False
 
 PYC_CHECK = """
 import importlib.util, os, struct, sys
-import supervisor.commands.cli, supervisor.jobs.replicate, supervisor.replica.restore, supervisor.jobs.check, watchfiles
+import supervisor.commands.cli, supervisor.jobs.replicate, supervisor.replica.restore
+import supervisor.jobs.check, supervisor.core.inotify
 files = [m.__file__ for m in list(sys.modules.values()) if (getattr(m, "__file__", None) or "").endswith(".py")]
 bad = []
 for f in files:

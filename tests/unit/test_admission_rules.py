@@ -24,7 +24,8 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from supervisor.admission.inject import Defaults, Refused, inject, inject_documents
+from supervisor.admission.documents import inject_documents
+from supervisor.admission.inject import Defaults, Refused, inject
 from supervisor.admission.mesh import ports
 from supervisor.admission.webhook import Webhook
 from tests.k8s_rules import pod_problems

@@ -21,7 +21,8 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from supervisor.admission.inject import Defaults, Refused, inject, inject_documents
+from supervisor.admission.documents import inject_documents
+from supervisor.admission.inject import Defaults, Refused, inject
 from supervisor.core import workload as workloads
 from tests.k8s_rules import pod_problems
 

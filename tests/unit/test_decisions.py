@@ -97,3 +97,48 @@ def test_budget_bounds_every_step() -> None:
     assert budget.spent and budget.left() == 0
     with pytest.raises(Unreachable, match="--timeout 10s"):
         budget.check("listing")
+
+
+def test_a_herd_spreads_its_catch_ups_over_a_share_of_the_outage() -> None:
+    """Issue 29: every sidecar on a store sees it return within the same second; each caught up at
+    once, and 50 sidecars' backlogs landed in one second (23x the steady rate with 6 of them)."""
+    import random
+
+    from supervisor.jobs.replicate import catch_up_delay
+
+    rng = random.Random(29)
+    after_30 = [catch_up_delay(30, rng.uniform) for _ in range(1000)]
+    assert max(after_30) <= 4.5 and min(after_30) >= 0
+    assert sum(1 for d in after_30 if d < 1) < 300  # spread over the window, not bunched at its start
+    assert max(catch_up_delay(10, rng.uniform) for _ in range(1000)) <= 1.5  # issue 26: caught up within 3 s
+    assert catch_up_delay(3600, lambda lo, hi: hi) == 10.0  # capped
+    assert catch_up_delay(0, lambda lo, hi: hi) == 0.0
+
+
+def test_a_catch_up_waits_its_share_before_renewing_or_reopening(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spread is applied where the herd's requests start: the lease renewal and the reopen both
+    come after catch_up_delay, not only the upload."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from supervisor.jobs import replicate
+
+    renewed: list[float] = []
+    asked: list[float] = []
+
+    def delay(down: float) -> float:
+        asked.append(down)
+        return 0.3
+
+    monkeypatch.setattr(replicate, "catch_up_delay", delay)
+    lease = SimpleNamespace(renew_now=lambda: renewed.append(time.monotonic()))
+    owner = SimpleNamespace(leases={"a": lease}, control=None, child=None)
+
+    async def scenario() -> float:
+        started = time.monotonic()
+        await replicate.Replicator.catch_up(owner, SimpleNamespace(name="a"), 30.0)  # type: ignore[arg-type]
+        return started
+
+    started = asyncio.run(scenario())
+    assert asked == [30.0] and len(renewed) == 1 and renewed[0] - started >= 0.29

@@ -19,7 +19,7 @@ def loaded_after(*modules: str) -> set[str]:
 
 @pytest.mark.parametrize(("command", "never"), [
     # restore (the initContainer): no health server, no metrics, no token watcher
-    ("supervisor.replica.restore", {"watchfiles", "anyio", "prometheus_client", "http.server",
+    ("supervisor.replica.restore", {"supervisor.core.inotify", "prometheus_client", "http.server",
                                     "supervisor.health.server"}),
     # replicate (the sidecar): no restore machinery or SQLite until a WAL reset needs it
     ("supervisor.jobs.replicate", {"supervisor.replica.restore", "sqlite3", "boto3"}),
@@ -32,4 +32,4 @@ def test_a_command_does_not_load_what_it_does_not_use(command: str, never: set[s
 
 def test_the_token_watcher_is_loaded_when_the_watch_starts() -> None:
     loaded = loaded_after("supervisor.identity.token")
-    assert "watchfiles" not in loaded
+    assert "supervisor.core.inotify" not in loaded

@@ -1,0 +1,179 @@
+"""The lag probe's cost (issue 29): what one probe asks of the store does not grow with the
+replica, and an idle sidecar's probe slows down while a change to the database wakes it at once."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.core.inotify import Inotify
+from supervisor.core.state import State
+from supervisor.litestream.config import Database, LitestreamConfig, Replica
+from supervisor.replica import lag
+from supervisor.replica.lag import LagProbe, next_wait
+
+
+class Listing:
+    """list_objects_v2 over an in-memory bucket, 1000 keys a page as S3 answers: counts requests
+    and the keys they returned."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = sorted(keys)
+        self.requests = 0
+        self.returned = 0
+
+    def get_paginator(self, _name: str) -> Listing:
+        return self
+
+    def paginate(self, Bucket: str, Prefix: str, StartAfter: str = "") -> Any:  # noqa: N803 (botocore's names)
+        keys = [k for k in self.keys if k.startswith(Prefix) and k > StartAfter]
+        for i in range(0, max(1, len(keys)), 1000):
+            self.requests += 1
+            page = keys[i:i + 1000]
+            self.returned += len(page)
+            yield {"IsTruncated": i + 1000 < len(keys),
+                   "Contents": [{"Key": k, "LastModified": datetime.now(UTC)} for k in page]}
+
+
+def replica_keys(objects: int, newest: int) -> list[str]:
+    """A replica as Litestream 0.5 leaves it: a few level-0 files up to `newest`, the rest in the
+    compacted levels and snapshots."""
+    l0 = [f"app/0000/{t:016x}-{t:016x}.ltx" for t in range(max(1, newest - min(objects, 300) + 1), newest + 1)]
+    rest = [f"app/{level:04x}/{t:016x}-{t + 1:016x}.ltx" for t in range(objects - len(l0)) for level in (1,)]
+    return l0 + rest[:objects - len(l0)]
+
+
+def probe_for(tmp_path: Path, client: Any, interval: float = 0.05,
+              inotify: Inotify | None = None) -> tuple[LagProbe, Database, State]:
+    db = Database(tmp_path / "app.db", Replica("b", "app", "http://127.0.0.1:1", "us-east-1", True), tmp_path / "meta")
+    (db.meta_dir / "ltx" / "0").mkdir(parents=True)
+    config = LitestreamConfig(tmp_path / "ls.yml", {}, (db,))
+    state = State()
+    return LagProbe(lambda _db: client, lambda: True, config, state, interval, inotify=inotify), db, state
+
+
+@pytest.mark.parametrize("objects", [10, 10_000])
+def test_a_probe_costs_the_same_on_a_replica_of_10_or_10000_objects(tmp_path: Path, objects: int) -> None:
+    """Seeded with the start-up check's newest transaction, the first listing and every later one
+    ask for level-0 keys from there on: one request, a key or two, whatever the replica holds."""
+    newest = 5000
+    client = Listing(replica_keys(objects, newest))
+    probe, db, state = probe_for(tmp_path, client)
+    probe.seed(db, newest)
+
+    async def scenario() -> list[tuple[int, int]]:
+        costs = []
+        for i in range(5):
+            if i == 3:  # Litestream uploads one more file
+                client.keys.append(f"app/0000/{newest + 1:016x}-{newest + 1:016x}.ltx")
+                client.keys.sort()
+            before = (client.requests, client.returned)
+            await probe.probe(db, force=True)
+            costs.append((client.requests - before[0], client.returned - before[1]))
+        return costs
+
+    costs = asyncio.run(scenario())
+    assert state.databases[db.name].remote_txid == newest + 1
+    assert all(requests == 1 and keys <= 2 for requests, keys in costs), costs
+
+
+def test_a_seed_past_everything_falls_back_to_the_whole_level(tmp_path: Path) -> None:
+    """The seed names a transaction the level no longer holds (deleted meanwhile): the probe lists
+    level 0 whole rather than believe the replica empty."""
+    client = Listing([f"app/0000/{t:016x}-{t:016x}.ltx" for t in range(1, 8)])
+    probe, db, state = probe_for(tmp_path, client)
+    probe.seed(db, 50)
+    asyncio.run(probe.probe(db, force=True))
+    assert state.databases[db.name].remote_txid == 7
+
+
+def test_the_wait_doubles_while_quiet_and_never_drops_below_the_interval() -> None:
+    assert next_wait(5, 0, False, 0.7) == 5
+    assert [next_wait(5, n, False, 0.7) for n in range(1, 6)] == [10, 20, 40, 60, 60]
+    assert next_wait(5, 3, True, 0.7) == 0.7  # failing: every half second to a second
+    assert next_wait(90, 4, False, 0.7) == 90  # an interval above the cap stays as given
+    assert next_wait(0.5, 1000, False, 0.7) == lag.IDLE_MAX_INTERVAL_SECONDS
+
+
+def test_an_idle_probe_slows_down_and_a_commit_wakes_it_at_once(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before issue 29 the probe ran every --lag-interval forever, idle or not (0.5 s in the
+    bench: 120 rounds a minute of file reads for nothing)."""
+    monkeypatch.setattr(lag, "IDLE_MAX_INTERVAL_SECONDS", 5.0)
+    client = Listing([])
+    inotify = Inotify.open()
+    assert inotify is not None
+    probe, db, state = probe_for(tmp_path, client, interval=0.05, inotify=inotify)
+    con = sqlite3.connect(db.path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE t(x)")
+    con.commit()
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # as if Litestream had it all: nothing waits
+    rounds: list[float] = []
+    original = probe.probe
+
+    async def counted(d: Database, force: bool = False, timeout_seconds: float = 30.0) -> None:
+        rounds.append(time.monotonic())
+        await original(d, force, timeout_seconds)
+
+    monkeypatch.setattr(probe, "probe", counted)
+
+    async def scenario() -> float:
+        task = asyncio.create_task(probe.run())
+        await asyncio.sleep(1.6)  # at a plain 0.05 s: 32 rounds
+        idle_rounds = len(rounds)
+        assert idle_rounds <= 8, f"{idle_rounds} rounds in 1.6 s of nothing"
+        assert probe.quiet_rounds >= 4
+        before = len(rounds)
+        t0 = time.monotonic()
+        con.execute("INSERT INTO t VALUES (1)")
+        con.commit()
+        while len(rounds) == before and time.monotonic() - t0 < 3:
+            await asyncio.sleep(0.005)
+        woke = time.monotonic() - t0
+        task.cancel()
+        return woke
+
+    woke = asyncio.run(scenario())
+    con.close()
+    inotify.close()
+    assert woke < 0.3, f"the commit was seen {woke:.2f} s later (the wait had grown to ~1 s)"
+    assert state.databases[db.name].changes >= 1
+
+
+def test_a_busy_database_never_wakes_the_sidecar_between_rounds(tmp_path: Path) -> None:
+    """The watch on the database exists only while the probe waits idle: a writer committing all
+    the time (its WAL written at every commit) costs no wakeup of the event loop between rounds."""
+    inotify = Inotify.open()
+    assert inotify is not None
+    probe, db, _state = probe_for(tmp_path, Listing([]), interval=0.05, inotify=inotify)
+    con = sqlite3.connect(db.path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE t(x)")
+    woken: list[int] = []
+
+    async def scenario() -> None:
+        read = inotify.read
+
+        def counted() -> None:
+            woken.append(1)
+            read()
+
+        inotify.read = counted  # type: ignore[method-assign]
+        task = asyncio.create_task(probe.run())
+        for i in range(300):  # ~300 commits a second, never quiet
+            con.execute("INSERT INTO t VALUES (?)", (i,))
+            await asyncio.sleep(0.003)
+        assert probe.quiet_rounds == 0 and not inotify.watches
+        task.cancel()
+
+    asyncio.run(scenario())
+    con.close()
+    inotify.close()
+    assert not woken, f"the database's commits woke the sidecar {len(woken)} times"
