@@ -62,9 +62,8 @@ def test_minio_role_arn_is_derived_from_the_client_id() -> None:
 
 
 def test_check_names_the_role_minio_derives() -> None:
-    from supervisor.jobs.check import Report, _role_step
-
     from supervisor.core import settings as settings_mod
+    from supervisor.jobs.check import Report, _role_step
     lines: list[str] = []
     report = Report(lines.append)
     wrong = settings_mod.build({"role_arn": "arn:minio:iam:::role/REPLACE-ME"}, env={})
