@@ -234,7 +234,7 @@ def report():
 sys.addaudithook(hook)
 threading.Thread(target=report, daemon=True).start()
 sys.argv = ["supervisor", *sys.argv[2:]]
-from supervisor.core.memory import main
+from supervisor.__main__ import main
 main()
 """
 
@@ -289,7 +289,8 @@ def reported():
 
 startup.release_memory = reported  # before supervisor.jobs.replicate imports it
 sys.argv = ["supervisor", *sys.argv[2:]]
-startup.main()
+from supervisor.__main__ import main
+main()
 """
 
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def paused(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """This process as `memory.main` leaves it (the collector off), restored afterwards."""
+    """This process as the entry point (supervisor/__main__.py) leaves it (the collector off), restored afterwards."""
     gc.disable()
     monkeypatch.setattr(memory, "_paused", True)
     try:
