@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from supervisor.core import workload as workloads
 from supervisor.core.errors import ConfigError
+from supervisor.core.workload import first_set
 
 ENV_PREFIX = "LITESTREAM_SUPERVISOR_"
 DEFAULT_CONFIG = "/etc/litestream.yml"
@@ -127,14 +128,6 @@ class Settings:
     environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
-def _first(env: Mapping[str, str], *names: str) -> str | None:
-    for name in names:
-        value = env.get(name, "").strip()
-        if value:
-            return value
-    return None
-
-
 def parse_addr(value: str, option: str = "--health-addr") -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
@@ -189,7 +182,7 @@ def _one_db(options: Mapping[str, Any], env: Mapping[str, str]) -> OneDatabase |
             raise ConfigError(f"{flag}: only with --bucket (the one-database settings); with a litestream.yml, "
                               "set it there")
         return None
-    if options.get("config") or _first(env, "LITESTREAM_CONFIG"):
+    if options.get("config") or first_set(env, "LITESTREAM_CONFIG"):
         raise ConfigError("--bucket and --config / LITESTREAM_CONFIG: give either the one-database flags "
                           "(--db, --bucket, ...) or a litestream.yml, not both")
     db = options.get("db")
@@ -205,24 +198,24 @@ def _one_db(options: Mapping[str, Any], env: Mapping[str, str]) -> OneDatabase |
 def build(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
     """Settings from click's parsed options (flags and LITESTREAM_SUPERVISOR_*) and the AWS env."""
     env = os.environ if env is None else env
-    token_file = options.get("token_file") or _first(env, "AWS_WEB_IDENTITY_TOKEN_FILE")
+    token_file = options.get("token_file") or first_set(env, "AWS_WEB_IDENTITY_TOKEN_FILE")
     duration = options.get("duration_seconds")
     if duration is not None and duration < 1:
         raise ConfigError(f"--duration-seconds: expected a positive number of seconds, got {duration}")
-    region = options.get("region") or _first(env, "AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1"
-    ca = options.get("ca_bundle") or _first(env, "AWS_CA_BUNDLE")
+    region = options.get("region") or first_set(env, "AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1"
+    ca = options.get("ca_bundle") or first_set(env, "AWS_CA_BUNDLE")
     if ca and not Path(ca).is_file():
         raise ConfigError(f"--ca-bundle / AWS_CA_BUNDLE: file {ca} does not exist")
     aws = AwsSettings(
-        role_arn=options.get("role_arn") or _first(env, "AWS_ROLE_ARN"),
+        role_arn=options.get("role_arn") or first_set(env, "AWS_ROLE_ARN"),
         token_file=Path(token_file) if token_file else None,
-        session_name=options.get("session_name") or _first(env, "AWS_ROLE_SESSION_NAME")
+        session_name=options.get("session_name") or first_set(env, "AWS_ROLE_SESSION_NAME")
         or workloads.default_session_name(env),
         sts_endpoint=_endpoint(
-            options.get("sts_endpoint") or _first(env, "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"),
+            options.get("sts_endpoint") or first_set(env, "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"),
             "--sts-endpoint / AWS_ENDPOINT_URL_STS",
         ),
-        s3_endpoint=_endpoint(_first(env, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"), "AWS_ENDPOINT_URL_S3"),
+        s3_endpoint=_endpoint(first_set(env, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"), "AWS_ENDPOINT_URL_S3"),
         region=region,
         ca_bundle=Path(ca) if ca else None,
         duration_seconds=duration,
@@ -243,7 +236,7 @@ def build(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> S
         final_verify_max_bytes=int(options["final_verify_max_bytes"]) if options.get("final_verify_max_bytes")
         is not None else ReplicateSettings.final_verify_max_bytes,
     )
-    config = options.get("config") or _first(env, "LITESTREAM_CONFIG") or DEFAULT_CONFIG
+    config = options.get("config") or first_set(env, "LITESTREAM_CONFIG") or DEFAULT_CONFIG
     db = options.get("db")
     return Settings(
         config_path=Path(config),

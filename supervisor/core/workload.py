@@ -70,7 +70,8 @@ def derive(pod: str | None, template_hash: str | None) -> str | None:
 WORKLOAD_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
-def _first(env: Mapping[str, str], *names: str) -> str | None:
+def first_set(env: Mapping[str, str], *names: str) -> str | None:
+    """The first of these variables set to something other than blanks (as an AWS SDK reads them)."""
     for name in names:
         value = env.get(name, "").strip()
         if value:
@@ -80,7 +81,7 @@ def _first(env: Mapping[str, str], *names: str) -> str | None:
 
 def default_session_name(env: Mapping[str, str]) -> str:
     # AWS and Ceph require a RoleSessionName of 2-64 characters [\w+=,.@-]; MinIO ignores it.
-    name = _first(env, "POD_NAME", "HOSTNAME") or socket.gethostname() or "litestream-supervisor"
+    name = first_set(env, "POD_NAME", "HOSTNAME") or socket.gethostname() or "litestream-supervisor"
     cleaned = "".join(c if c.isalnum() or c in "+=,.@-_" else "-" for c in name)[:64]
     return cleaned if len(cleaned) >= 2 else "litestream-supervisor"
 
@@ -91,7 +92,7 @@ def workload_name(env: Mapping[str, str], explicit: str | None = None) -> str | 
     (supervisor/core/workload.py): never a name that may hold a pod's random suffix."""
     if explicit:
         return explicit
-    return derive(_first(env, "POD_NAME"), _first(env, "POD_TEMPLATE_HASH"))
+    return derive(first_set(env, "POD_NAME"), first_set(env, "POD_TEMPLATE_HASH"))
 
 
 def workload_option(value: str | None) -> str | None:
@@ -108,13 +109,13 @@ def default_replica_path(env: Mapping[str, str], db: Path, workload: str | None 
     """system:serviceaccount:<ns>:<sa>/<workload>/<db file>: the service account's own prefix (what a
     MinIO policy scoped by ${jwt:sub} allows), then the workload, so a shared or default service
     account, or a StatefulSet above 1 replica, never shares a replica."""
-    ns, sa = _first(env, "POD_NAMESPACE"), _first(env, "POD_SERVICE_ACCOUNT")
+    ns, sa = first_set(env, "POD_NAMESPACE"), first_set(env, "POD_SERVICE_ACCOUNT")
     if not (ns and sa):
         raise ConfigError("--replica-path: not set, and POD_NAMESPACE and POD_SERVICE_ACCOUNT (downward API) are "
                           "not both there to derive system:serviceaccount:<ns>:<sa>/<workload>/<db>")
     name = workload_name(env, workload)
     if not name:
-        pod = _first(env, "POD_NAME")
+        pod = first_set(env, "POD_NAME")
         why = (f"pod {pod!r} may end in a random suffix (its name cannot tell its Deployment, ReplicaSet or "
                "Rollout exactly)" if pod else "POD_NAME is not set")
         raise ConfigError(f"--workload / LITESTREAM_SUPERVISOR_WORKLOAD: not set, and {why}; set it to the "
