@@ -5,8 +5,9 @@ Rules (each one is a bug some injector shipped):
   is how injectors stripped `restartPolicy: Always` and `startupProbe` from users' containers);
 - the restore and the native sidecar go after mesh init containers and proxies, before the app's
   own init containers (a migration must see the restored database);
-- the db volume is added only when no volume (subPath mounts included) is mounted at or above the
-  db's directory (supervisor/admission/podchecks.py);
+- the db volume is the one the app's own containers mount at or above the db's directory (subPath
+  mounts included; never an init container's), added only when they mount none
+  (supervisor/admission/podchecks.py);
 - a pod our containers could not run in is refused: uid 0, a mesh capturing their traffic
   (supervisor/admission/mesh.py); soft risks come back as warnings;
 - the injected containers run with the uid the app writes with; names are `litestream-*`;

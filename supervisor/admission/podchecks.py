@@ -5,6 +5,10 @@ Each rule is something the API server or the kubelet does to the pod we would pr
 - the API server rejects two mounts at one path in a container, so a `subPath` mount at or above the
   database's directory *is* the data volume (with its subPath), never a reason to add a second one;
   an emptyDir added at the database's directory would also hide the app's own volume there;
+- volumes are per container: the data volume is the one the app's own (regular, non-mesh)
+  containers mount at or above the database's directory; an init container mounting another
+  volume there (or the only one, when the app mounts none) would be restored into or seeded
+  where the app never reads, so every container seeing something there must see the same files;
 - `subPathExpr` expands the container's own env ($(POD_NAME)...): ours would need the same env to
   see the same directory, so it is refused;
 - `runAsNonRoot: true` (our containers) with uid 0 is refused by the kubelet at container start
@@ -41,26 +45,83 @@ def _norm(path: str) -> str:
     return posixpath.normpath(path) if path else "/"
 
 
-def data_mount(pod_spec: Mapping[str, Any], db: str) -> DataMount | None:
-    """The app's volume holding the database: the deepest mount at or above its directory, subPath
-    mounts included (a subPath mount is the volume's subdirectory at that path)."""
+def app_containers(pod_spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The app's own containers: the regular ones a mesh did not add. Init containers have exited
+    before the app starts, so what they mount is not where the app reads its database."""
+    return [c for c in pod_spec.get("containers", []) if c.get("name") not in MESH_CONTAINERS]
+
+
+def _covering(container: Mapping[str, Any], db: str) -> DataMount | None:
+    """The deepest mount of one container at or above the db's directory, subPath mounts included (a
+    subPath mount is the volume's subdirectory at that path): what that container sees there."""
     db_dir = posixpath.dirname(db)
     best: DataMount | None = None
-    for c in pod_spec.get("containers", []) + pod_spec.get("initContainers", []):
-        for m in c.get("volumeMounts", []):
-            path = _norm(m.get("mountPath", ""))
-            if path == db:
-                raise Refused(f"container {c.get('name')!r} mounts a single file at the database's path {db}: "
-                              "SQLite writes its -wal and -shm files beside it; mount the directory instead")
-            if not (db_dir == path or db_dir.startswith(path.rstrip("/") + "/")):
-                continue
-            if m.get("subPathExpr"):
-                raise Refused(f"container {c.get('name')!r} mounts {m['name']!r} at {path} with subPathExpr: the "
-                              "injected containers cannot expand it as the app's container does; use subPath or a "
-                              "volume of its own for the database")
-            if best is None or len(path) > len(best.path):
-                best = DataMount(m["name"], path, m.get("subPath") or None)
+    for m in container.get("volumeMounts", []):
+        path = _norm(m.get("mountPath", ""))
+        if path == db:
+            raise Refused(f"container {container.get('name')!r} mounts a single file at the database's path {db}: "
+                          "SQLite writes its -wal and -shm files beside it; mount the directory instead")
+        if not (db_dir == path or db_dir.startswith(path.rstrip("/") + "/")):
+            continue
+        if m.get("subPathExpr"):
+            raise Refused(f"container {container.get('name')!r} mounts {m['name']!r} at {path} with subPathExpr: "
+                          "the injected containers cannot expand it as the app's container does; use subPath or a "
+                          "volume of its own for the database")
+        if best is None or len(path) > len(best.path):
+            best = DataMount(m["name"], path, m.get("subPath") or None)
     return best
+
+
+def _location(mount: DataMount, db_dir: str) -> tuple[str, str]:
+    """Which files a mount shows at the db's directory: the volume, and the directory inside it."""
+    inside = posixpath.join(mount.sub_path or "", posixpath.relpath(db_dir, mount.path))
+    return mount.volume, posixpath.normpath(inside)
+
+
+def _shows(name: str, mount: DataMount) -> str:
+    sub = f" (subPath {mount.sub_path})" if mount.sub_path else ""
+    return f"{name!r} mounts {mount.volume!r}{sub} at {mount.path}"
+
+
+@dataclass(frozen=True)
+class AppData:
+    mount: DataMount | None  # None: no app container mounts a volume at or above the db's directory
+    container: Mapping[str, Any] | None  # the app container whose files (and uid) the injected ones share
+
+
+def app_data(pod_spec: Mapping[str, Any], db: str) -> AppData:
+    """The volume holding the database as the app's own containers see it. Volumes are per container
+    (a volume is visible only where a container mounts it), so a mount in an init container (a seed, a
+    migration) is not the app's: restoring there while the app reads another volume, or its image's
+    filesystem, loses the data. Every container that sees something at the db's directory must see
+    the same files (volume and directory inside it), else it is refused."""
+    db_dir = posixpath.dirname(db)
+    apps = app_containers(pod_spec)
+    seen = [(c, m) for c in apps if (m := _covering(c, db)) is not None]
+    if len({_location(m, db_dir) for _, m in seen}) > 1:
+        raise Refused(f"the app's containers see different volumes at {db_dir} (the database's directory): "
+                      + ", ".join(_shows(c.get("name", "?"), m) for c, m in seen)
+                      + "; mount the same volume (and subPath) there in each, or only in the one with the database")
+    container, mount = seen[0] if seen else (apps[0] if apps else None, None)
+    others = pod_spec.get("initContainers", []) + [c for c in pod_spec.get("containers", []) if c not in apps]
+    for c in others:
+        other = _covering(c, db)
+        if other is None or (mount is not None and _location(other, db_dir) == _location(mount, db_dir)):
+            continue
+        if mount is None:
+            names = ", ".join(repr(a.get("name")) for a in apps)
+            raise Refused(f"container {c.get('name')!r} mounts volume {other.volume!r} at {other.path}, but the app's "
+                          f"container(s) {names} mount nothing at {db_dir} (the database's directory): the restore "
+                          f"would land where the app never reads; add that volumeMount to the app's container")
+        raise Refused(f"container {c.get('name')!r} mounts volume {other.volume!r} at {other.path}, but the app's "
+                      f"container {_shows(container.get('name', '?') if container else '?', mount)} (the database's "
+                      f"directory {db_dir}): they see different files; mount the app's volume there, or elsewhere")
+    return AppData(mount, container)
+
+
+def data_mount(pod_spec: Mapping[str, Any], db: str) -> DataMount | None:
+    """The app's volume holding the database (app_data): None when the app mounts none there."""
+    return app_data(pod_spec, db).mount
 
 
 def app_user(pod_spec: Mapping[str, Any]) -> dict[str, int]:

@@ -179,3 +179,53 @@ def test_inject_file_warns_about_replicas_and_strategy() -> None:
     deployment["spec"].update(replicas=1, strategy={"type": "Recreate"})
     _, notes = inject_documents([deployment], DEFAULTS)
     assert not [n for n in notes if ": warning: " in n]
+
+
+# --- the data volume is the one the app's own container mounts (hostile review, adm2) ---
+
+def test_an_init_containers_mount_is_not_the_apps_data_volume() -> None:
+    """A volume is visible only in the containers that mount it (Pod spec: volumeMounts are per
+    container). An init container `seed` mounting `data` at /var/lib/web while the app mounts nothing
+    there: the old rule restored into `data`, which the app never sees (it would open an empty
+    database in its image's filesystem). Refused, naming both containers and what to mount."""
+    pod = fixture("no-data-volume")
+    pod["spec"]["initContainers"] = [{"name": "seed", "image": "seed:1",
+                                      "volumeMounts": [{"name": "data", "mountPath": "/var/lib/web"}]}]
+    pod["spec"]["volumes"].append({"name": "data", "emptyDir": {}})
+    with pytest.raises(Refused, match=r"'seed' mounts volume 'data' at /var/lib/web.*'web'"):
+        inject(pod, DEFAULTS, "shop")
+    # the same volume mounted in the app too: the seed fills what the app reads
+    pod["spec"]["containers"][0]["volumeMounts"].append({"name": "data", "mountPath": "/var/lib/web"})
+    (restore, _) = [c for c in patched(pod)["spec"]["initContainers"] if c["name"].startswith("litestream")]
+    assert restore["volumeMounts"][0]["name"] == "data"
+
+
+def test_another_container_mounting_a_different_volume_at_the_db_directory_is_refused() -> None:
+    """Each container sees its own mount at a path: an init container writing the database into
+    another volume than the app's (or another subPath of it) writes files the app never reads."""
+    pod = fixture("deployment-own-data-volume")  # web mounts `data` at /data, db /data/app.db
+    pod["spec"]["volumes"].append({"name": "seed", "emptyDir": {}})
+    pod["spec"]["initContainers"] = [{"name": "migrate", "image": "m:1",
+                                      "volumeMounts": [{"name": "seed", "mountPath": "/data"}]}]
+    with pytest.raises(Refused, match=r"'migrate' mounts volume 'seed' at /data.*'web' mounts 'data'"):
+        inject(pod, DEFAULTS, "shop")
+    pod["spec"]["initContainers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data", "subPath": "x"}]
+    with pytest.raises(Refused, match="'migrate'"):
+        inject(pod, DEFAULTS, "shop")
+    pod["spec"]["initContainers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/srv"}]  # elsewhere: fine
+    assert patched(pod)
+
+
+def test_app_containers_that_mount_the_db_directory_must_agree() -> None:
+    """Two app containers mounting different volumes at the db's directory: which one holds the
+    database cannot be told, so it is refused naming both; one mount only (a metrics sidecar with
+    none there) is the data volume."""
+    pod = fixture("deployment-own-data-volume")
+    pod["spec"]["volumes"].append({"name": "other", "emptyDir": {}})
+    pod["spec"]["containers"].insert(0, {"name": "metrics", "image": "m:1",
+                                         "volumeMounts": [{"name": "other", "mountPath": "/data"}]})
+    with pytest.raises(Refused, match=r"'metrics'.*'other'.*'web'.*'data'|'web'.*'data'.*'metrics'.*'other'"):
+        inject(pod, DEFAULTS, "shop")
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "other", "mountPath": "/metrics"}]
+    (restore, _) = [c for c in patched(pod)["spec"]["initContainers"] if c["name"].startswith("litestream")]
+    assert restore["volumeMounts"][0]["name"] == "data"
