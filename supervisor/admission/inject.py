@@ -242,12 +242,15 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
     for c in spec.get("initContainers", []) + spec.get("containers", []):
         if c.get("name", "").startswith("litestream"):
             raise Refused(f"container {c['name']!r} already exists: names starting with 'litestream' are reserved")
-    refusals = [p for p in [podchecks.root_problem(spec)] if p] + mesh.problems(pod, endpoint_ports(d), HEALTH_PORT)
+    # the app container holding the data: its volume is ours, its uid our containers' (they share the files)
+    app = podchecks.app_data(spec, db)
+    refusals = [p for p in [podchecks.root_problem(spec, app.container)] if p] + \
+        mesh.problems(pod, endpoint_ports(d), HEALTH_PORT)
     if refusals:
         raise Refused("; ".join(refusals))
     patch: list[dict[str, Any]] = []
     db_dir = posixpath.dirname(db)
-    data = podchecks.data_mount(spec, db)
+    data = app.mount
     added_volumes = volumes(d)
     if data is None:
         data = DataMount("litestream-data", db_dir)
@@ -261,7 +264,7 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
             else:
                 patch.append({"op": "add", "path": f"/spec/containers/{i}/volumeMounts/-", "value": mount})
     inside = posixpath.join(DATA_DIR, posixpath.relpath(db, data.path))  # the db as our containers see it
-    restore, sidecar = containers(d, inside, data, replica_path, workload.workload, podchecks.app_user(spec))
+    restore, sidecar = containers(d, inside, data, replica_path, workload.workload, podchecks.app_user(app.container))
     init = spec.get("initContainers")
     ours = [restore, sidecar] if d.sidecar == "native" else [restore]
     if init is None:

@@ -124,24 +124,19 @@ def data_mount(pod_spec: Mapping[str, Any], db: str) -> DataMount | None:
     return app_data(pod_spec, db).mount
 
 
-def app_user(pod_spec: Mapping[str, Any]) -> dict[str, int]:
-    """The uid/gid the injected containers must run with: {} when they inherit the pod's."""
-    pod_sc = pod_spec.get("securityContext") or {}
-    if "runAsUser" in pod_sc:
-        return {}  # inherited by our containers from the pod
-    for c in pod_spec.get("containers", []):
-        if c.get("name") in MESH_CONTAINERS:
-            continue
-        sc = c.get("securityContext") or {}
-        return {k: sc[k] for k in ("runAsUser", "runAsGroup") if k in sc}
-    return {}
+def app_user(container: Mapping[str, Any] | None) -> dict[str, int]:
+    """The uid/gid the injected containers must run with: the data container's own (a container's
+    securityContext overrides the pod's); {} when it has none, as ours then inherit the pod's too."""
+    sc = (container or {}).get("securityContext") or {}
+    return {k: sc[k] for k in ("runAsUser", "runAsGroup") if k in sc}
 
 
-def root_problem(pod_spec: Mapping[str, Any]) -> str | None:
-    """Our containers run as the app's uid with runAsNonRoot: uid 0 means they never start."""
-    pod_uid = (pod_spec.get("securityContext") or {}).get("runAsUser")
-    uid, where = (pod_uid, "spec.securityContext.runAsUser") if pod_uid is not None else \
-        (app_user(pod_spec).get("runAsUser"), "the app container's securityContext.runAsUser")
+def root_problem(pod_spec: Mapping[str, Any], container: Mapping[str, Any] | None) -> str | None:
+    """Our containers run as the data container's uid with runAsNonRoot: uid 0 means they never start."""
+    name = (container or {}).get("name", "?")
+    own = app_user(container).get("runAsUser")
+    uid, where = (own, f"container {name!r} securityContext.runAsUser") if own is not None else \
+        ((pod_spec.get("securityContext") or {}).get("runAsUser"), "spec.securityContext.runAsUser")
     if uid == 0:
         return (f"the app runs as uid 0 ({where}): the injected containers run as the app's user so they share "
                 "its files, and with runAsNonRoot the kubelet refuses to start them; run the app as a non-root uid "

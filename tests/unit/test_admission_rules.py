@@ -229,3 +229,33 @@ def test_app_containers_that_mount_the_db_directory_must_agree() -> None:
     pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "other", "mountPath": "/metrics"}]
     (restore, _) = [c for c in patched(pod)["spec"]["initContainers"] if c["name"].startswith("litestream")]
     assert restore["volumeMounts"][0]["name"] == "data"
+
+
+def test_the_injected_containers_take_the_uid_of_the_container_with_the_data() -> None:
+    """A container's securityContext.runAsUser overrides the pod's (PodSecurityContext: "the value
+    specified in SecurityContext takes precedence"). The uid taken is the one of the app container
+    that mounts the data volume, not the first container's (a metrics sidecar), and not the pod's
+    when the container overrides it: SQLite's files are created with that uid."""
+    pod = fixture("deployment-own-data-volume")  # web: uid 1000, mounts data at /data
+    pod["spec"]["containers"].insert(0, {"name": "metrics", "image": "m:1",
+                                         "securityContext": {"runAsUser": 2000, "runAsGroup": 2000}})
+    for c in [c for c in patched(pod)["spec"]["initContainers"] if c["name"].startswith("litestream")]:
+        assert (c["securityContext"]["runAsUser"], c["securityContext"]["runAsGroup"]) == (1000, 1000)
+    pod = fixture("deployment-own-data-volume")
+    pod["spec"]["securityContext"] = {"runAsUser": 3000, "fsGroup": 3000}
+    for c in [c for c in patched(pod)["spec"]["initContainers"] if c["name"].startswith("litestream")]:
+        assert c["securityContext"]["runAsUser"] == 1000  # the container's, over the pod's
+
+
+def test_root_is_refused_in_the_container_with_the_data() -> None:
+    """The kubelet refuses runAsNonRoot with uid 0 at container start: the app container writing
+    the database as root makes ours (same uid) never start, whichever container comes first. And a
+    pod-level uid 0 that the data container overrides is not the app's uid."""
+    pod = fixture("deployment-own-data-volume")
+    pod["spec"]["containers"][0]["securityContext"] = {"runAsUser": 0}
+    pod["spec"]["containers"].insert(0, {"name": "metrics", "image": "m:1", "securityContext": {"runAsUser": 2000}})
+    with pytest.raises(Refused, match=r"uid 0.*'web'.*runAsUser"):
+        inject(pod, DEFAULTS, "shop")
+    pod = fixture("deployment-own-data-volume")
+    pod["spec"]["securityContext"] = {"runAsUser": 0}  # web overrides it with 1000
+    assert patched(pod)
