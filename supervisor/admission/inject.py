@@ -6,8 +6,8 @@ Rules (each one is a bug some injector shipped):
 - the restore and the native sidecar go after mesh init containers and proxies, before the app's
   own init containers (a migration must see the restored database);
 - the db volume is the one the app's own containers mount at or above the db's directory (subPath
-  mounts included; never an init container's), added only when they mount none
-  (supervisor/admission/podchecks.py);
+  mounts included; never an init container's), an emptyDir added only when they mount none and
+  it would hide none of the image's files (supervisor/admission/podchecks.py);
 - a pod our containers could not run in is refused: uid 0, a mesh capturing their traffic
   (supervisor/admission/mesh.py); soft risks come back as warnings;
 - the injected containers run with the uid the app writes with; names are `litestream-*`;
@@ -253,6 +253,9 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
     data = app.mount
     added_volumes = volumes(d)
     if data is None:
+        hidden = podchecks.empty_dir_problem(spec, db, annotations)
+        if hidden:
+            raise Refused(hidden)
         data = DataMount("litestream-data", db_dir)
         added_volumes.append({"name": "litestream-data", "emptyDir": {}})
         for i, c in enumerate(spec.get("containers", [])):

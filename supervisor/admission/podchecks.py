@@ -9,6 +9,10 @@ Each rule is something the API server or the kubelet does to the pod we would pr
   containers mount at or above the database's directory; an init container mounting another
   volume there (or the only one, when the app mounts none) would be restored into or seeded
   where the app never reads, so every container seeing something there must see the same files;
+- when the app mounts no volume there, the emptyDir added at the database's directory hides what
+  the image has at that path: refused at /, at a container's workingDir or above it, and at a
+  top-level directory (/app, /data: the image's WORKDIR is not in the pod spec) unless annotated
+  `litestream-supervisor.io/data-volume-ok: "true"`;
 - `subPathExpr` expands the container's own env ($(POD_NAME)...): ours would need the same env to
   see the same directory, so it is refused;
 - `runAsNonRoot: true` (our containers) with uid 0 is refused by the kubelet at container start
@@ -122,6 +126,31 @@ def app_data(pod_spec: Mapping[str, Any], db: str) -> AppData:
 def data_mount(pod_spec: Mapping[str, Any], db: str) -> DataMount | None:
     """The app's volume holding the database (app_data): None when the app mounts none there."""
     return app_data(pod_spec, db).mount
+
+
+DATA_VOLUME_OK = "litestream-supervisor.io/data-volume-ok"
+
+
+def empty_dir_problem(pod_spec: Mapping[str, Any], db: str, annotations: Mapping[str, str]) -> str | None:
+    """Where an emptyDir added at the db's directory would hide what the image has there (a mount
+    covers the image's files at its path): / (nothing left to run), a container's workingDir or a
+    directory above it (the app's code). The image's own WORKDIR is not in the pod spec, so a
+    top-level directory (/app, /data) needs the annotation saying the image has nothing there."""
+    db_dir = posixpath.dirname(db)
+    for c in app_containers(pod_spec):
+        where = f"mount a volume at {db_dir} (the database's directory) in container {c.get('name')!r}"
+        working = _norm(c.get("workingDir") or "")
+        if db_dir == "/":
+            return f"{where}: an emptyDir at / would hide the image's whole filesystem; or move the database " \
+                   "to a directory of its own (annotation litestream-supervisor.io/db)"
+        if c.get("workingDir") and (working == db_dir or working.startswith(db_dir + "/")):
+            return f"{where}: it is its workingDir {working} or above it, and an emptyDir there would hide the " \
+                   "app's files; or move the database to a directory of its own (annotation " \
+                   "litestream-supervisor.io/db)"
+        if len([p for p in db_dir.split("/") if p]) < 2 and annotations.get(DATA_VOLUME_OK) != "true":
+            return f"{where}: an emptyDir at a top-level directory may hide the image's files there (its WORKDIR " \
+                   f"is not in the pod spec); or annotate {DATA_VOLUME_OK}: \"true\" if the image has none there"
+    return None
 
 
 def app_user(container: Mapping[str, Any] | None) -> dict[str, int]:

@@ -259,3 +259,41 @@ def test_root_is_refused_in_the_container_with_the_data() -> None:
     pod = fixture("deployment-own-data-volume")
     pod["spec"]["securityContext"] = {"runAsUser": 0}  # web overrides it with 1000
     assert patched(pod)
+
+
+# --- an emptyDir added at the db's directory hides what the image has there ---
+
+@pytest.mark.parametrize(("db", "working_dir", "annotated", "message"), [
+    ("/app.db", None, True, r"at / \(the database's directory\) in container 'web'"),
+    ("/app/data.db", "/app", True, r"at /app \(the database's directory\) in container 'web'.*workingDir"),
+    ("/srv/app/data.db", "/srv/app/src", True, r"at /srv/app .*'web'.*workingDir"),
+    ("/data/app.db", None, False, r"at /data .*'web'.*litestream-supervisor.io/data-volume-ok"),
+])
+def test_an_emptydir_that_would_hide_the_images_files_is_refused(db: str, working_dir: str | None, annotated: bool,
+                                                                  message: str) -> None:
+    """A volume mounted at a path hides what the image has there (the container runtime's bind
+    mount over the image's rootfs): an emptyDir at / leaves the container nothing to run, one at its
+    workingDir (or above it) hides the app's code. The image's own WORKDIR is not in the pod spec,
+    so a top-level directory (/app, /data) needs the annotation saying the image has nothing there."""
+    pod = fixture("no-data-volume")
+    pod["metadata"]["annotations"]["litestream-supervisor.io/db"] = db
+    if working_dir:
+        pod["spec"]["containers"][0]["workingDir"] = working_dir
+    if annotated:  # the annotation does not make / or the workingDir safe
+        pod["metadata"]["annotations"]["litestream-supervisor.io/data-volume-ok"] = "true"
+    with pytest.raises(Refused, match=message):
+        inject(pod, DEFAULTS, "shop")
+
+
+def test_an_emptydir_below_the_working_dir_or_annotated_is_added() -> None:
+    pod = fixture("no-data-volume")
+    pod["metadata"]["annotations"]["litestream-supervisor.io/db"] = "/app/db/data.db"
+    pod["spec"]["containers"][0]["workingDir"] = "/app"
+    assert {"name": "litestream-data", "mountPath": "/app/db"} in patched(pod)["spec"]["containers"][0]["volumeMounts"]
+    pod = fixture("no-data-volume")
+    pod["metadata"]["annotations"].update({"litestream-supervisor.io/db": "/data/app.db",
+                                           "litestream-supervisor.io/data-volume-ok": "true"})
+    assert {"name": "litestream-data", "mountPath": "/data"} in patched(pod)["spec"]["containers"][0]["volumeMounts"]
+    pod["metadata"]["annotations"]["litestream-supervisor.io/data-volume-ok"] = "yes"
+    with pytest.raises(Refused, match="data-volume-ok"):
+        inject(pod, DEFAULTS, "shop")

@@ -168,6 +168,8 @@ def pods(draw: Any) -> dict[str, Any]:
     db_dir = draw(st.sampled_from([f"/mnt/{v}" for v in volume_names] + ["/data", "/var/lib/app"]))
     meta: dict[str, Any] = {"labels": {"litestream-supervisor.io/inject": "true"},
                             "annotations": {"litestream-supervisor.io/db": f"{db_dir}/app.db"}}
+    if draw(st.booleans()):  # the image has nothing at a top-level db directory: an emptyDir is fine there
+        meta["annotations"]["litestream-supervisor.io/data-volume-ok"] = "true"
     if draw(st.booleans()):  # a Deployment's pod: the workload comes from its owner
         meta["generateName"] = "app-7d4b9c8f6d-"
         meta["labels"]["pod-template-hash"] = "7d4b9c8f6d"
@@ -196,6 +198,9 @@ def refusal_expected(pod: dict[str, Any]) -> str | None:
         return f"containers see different files at {db_dir}: {views}"
     if views and not any(c["name"] in views for c in spec["containers"]):
         return f"only init containers mount {db_dir}: {views}"
+    ok = pod["metadata"]["annotations"].get("litestream-supervisor.io/data-volume-ok") == "true"
+    if not views and db_dir.count("/") < 2 and not ok:  # an emptyDir at a top-level directory
+        return f"an emptyDir at {db_dir}"
     return None
 
 
