@@ -297,3 +297,13 @@ def test_an_emptydir_below_the_working_dir_or_annotated_is_added() -> None:
     pod["metadata"]["annotations"]["litestream-supervisor.io/data-volume-ok"] = "yes"
     with pytest.raises(Refused, match="data-volume-ok"):
         inject(pod, DEFAULTS, "shop")
+
+
+@pytest.mark.parametrize("name", ["litestream-data", "litestream-tmp", "litestream-token"])
+def test_the_volume_names_we_add_are_reserved(name: str) -> None:
+    """The API server rejects a pod with two volumes of one name (spec.volumes[].name: Duplicate
+    value): the app's own volume named as one of ours made the injected pod unschedulable."""
+    pod = fixture("no-data-volume")
+    pod["spec"]["volumes"].append({"name": name, "emptyDir": {}})
+    with pytest.raises(Refused, match=rf"volume '{name}'.*reserved.*rename"):
+        inject(pod, DEFAULTS, "shop")
