@@ -5,11 +5,13 @@ Rules (each one is a bug some injector shipped):
   is how injectors stripped `restartPolicy: Always` and `startupProbe` from users' containers);
 - the restore and the native sidecar go after mesh init containers and proxies, before the app's
   own init containers (a migration must see the restored database);
-- the db volume is added only when no volume (subPath mounts included) is mounted at or above the
-  db's directory (supervisor/admission/podchecks.py);
+- the db volume is the one the app's own containers mount at or above the db's directory (subPath
+  mounts included; never an init container's), an emptyDir added only when they mount none and
+  it would hide none of the image's files (supervisor/admission/podchecks.py);
 - a pod our containers could not run in is refused: uid 0, a mesh capturing their traffic
   (supervisor/admission/mesh.py); soft risks come back as warnings;
-- the injected containers run with the uid the app writes with; names are `litestream-*`;
+- the injected containers run with the uid the app writes with; names are `litestream-*`, and a
+  pod whose own containers or volumes take those names is refused;
 - a status annotation records the injection: a second admission adds nothing;
 - the workload (which names the default replica path and the lease) is set exactly, from the
   pod's owner (supervisor/admission/owner.py), never left to a pod name that may hold a random suffix.
@@ -42,6 +44,9 @@ TOKEN_DIR = "/var/run/secrets/litestream"  # noqa: S105 (a path, not a secret)
 # Where the injected containers mount the volume holding the db, as the Component does: the same
 # files and locks as the app sees, whatever path the app mounts the volume at.
 DATA_DIR = "/var/lib/litestream/data"
+# The volumes we add: the API server rejects a pod declaring one volume name twice, so an app's own
+# volume of one of these names is refused instead of getting a duplicate.
+RESERVED_VOLUMES = ("litestream-data", "litestream-tmp", "litestream-token")
 
 
 @dataclass(frozen=True)
@@ -241,14 +246,24 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
     for c in spec.get("initContainers", []) + spec.get("containers", []):
         if c.get("name", "").startswith("litestream"):
             raise Refused(f"container {c['name']!r} already exists: names starting with 'litestream' are reserved")
-    refusals = [p for p in [podchecks.root_problem(spec)] if p] + mesh.problems(pod, endpoint_ports(d), HEALTH_PORT)
+    for v in spec.get("volumes") or []:
+        if v.get("name") in RESERVED_VOLUMES:
+            raise Refused(f"volume {v['name']!r} (spec.volumes) already exists: {', '.join(RESERVED_VOLUMES)} are "
+                          "reserved for the injected containers; rename it (and its volumeMounts)")
+    # the app container holding the data: its volume is ours, its uid our containers' (they share the files)
+    app = podchecks.app_data(spec, db)
+    refusals = [p for p in [podchecks.root_problem(spec, app.container)] if p] + \
+        mesh.problems(pod, endpoint_ports(d), HEALTH_PORT)
     if refusals:
         raise Refused("; ".join(refusals))
     patch: list[dict[str, Any]] = []
     db_dir = posixpath.dirname(db)
-    data = podchecks.data_mount(spec, db)
+    data = app.mount
     added_volumes = volumes(d)
     if data is None:
+        hidden = podchecks.empty_dir_problem(spec, db, annotations)
+        if hidden:
+            raise Refused(hidden)
         data = DataMount("litestream-data", db_dir)
         added_volumes.append({"name": "litestream-data", "emptyDir": {}})
         for i, c in enumerate(spec.get("containers", [])):
@@ -260,7 +275,7 @@ def inject(pod: Mapping[str, Any], defaults: Defaults, namespace: str | None = N
             else:
                 patch.append({"op": "add", "path": f"/spec/containers/{i}/volumeMounts/-", "value": mount})
     inside = posixpath.join(DATA_DIR, posixpath.relpath(db, data.path))  # the db as our containers see it
-    restore, sidecar = containers(d, inside, data, replica_path, workload.workload, podchecks.app_user(spec))
+    restore, sidecar = containers(d, inside, data, replica_path, workload.workload, podchecks.app_user(app.container))
     init = spec.get("initContainers")
     ours = [restore, sidecar] if d.sidecar == "native" else [restore]
     if init is None:

@@ -179,3 +179,131 @@ def test_inject_file_warns_about_replicas_and_strategy() -> None:
     deployment["spec"].update(replicas=1, strategy={"type": "Recreate"})
     _, notes = inject_documents([deployment], DEFAULTS)
     assert not [n for n in notes if ": warning: " in n]
+
+
+# --- the data volume is the one the app's own container mounts (hostile review, adm2) ---
+
+def test_an_init_containers_mount_is_not_the_apps_data_volume() -> None:
+    """A volume is visible only in the containers that mount it (Pod spec: volumeMounts are per
+    container). An init container `seed` mounting `data` at /var/lib/web while the app mounts nothing
+    there: the old rule restored into `data`, which the app never sees (it would open an empty
+    database in its image's filesystem). Refused, naming both containers and what to mount."""
+    pod = fixture("no-data-volume")
+    pod["spec"]["initContainers"] = [{"name": "seed", "image": "seed:1",
+                                      "volumeMounts": [{"name": "data", "mountPath": "/var/lib/web"}]}]
+    pod["spec"]["volumes"].append({"name": "data", "emptyDir": {}})
+    with pytest.raises(Refused, match=r"'seed' mounts volume 'data' at /var/lib/web.*'web'"):
+        inject(pod, DEFAULTS, "shop")
+    # the same volume mounted in the app too: the seed fills what the app reads
+    pod["spec"]["containers"][0]["volumeMounts"].append({"name": "data", "mountPath": "/var/lib/web"})
+    (restore, _) = [c for c in patched(pod)["spec"]["initContainers"] if c["name"].startswith("litestream")]
+    assert restore["volumeMounts"][0]["name"] == "data"
+
+
+def test_another_container_mounting_a_different_volume_at_the_db_directory_is_refused() -> None:
+    """Each container sees its own mount at a path: an init container writing the database into
+    another volume than the app's (or another subPath of it) writes files the app never reads."""
+    pod = fixture("deployment-own-data-volume")  # web mounts `data` at /data, db /data/app.db
+    pod["spec"]["volumes"].append({"name": "seed", "emptyDir": {}})
+    pod["spec"]["initContainers"] = [{"name": "migrate", "image": "m:1",
+                                      "volumeMounts": [{"name": "seed", "mountPath": "/data"}]}]
+    with pytest.raises(Refused, match=r"'migrate' mounts volume 'seed' at /data.*'web' mounts 'data'"):
+        inject(pod, DEFAULTS, "shop")
+    pod["spec"]["initContainers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data", "subPath": "x"}]
+    with pytest.raises(Refused, match="'migrate'"):
+        inject(pod, DEFAULTS, "shop")
+    pod["spec"]["initContainers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/srv"}]  # elsewhere: fine
+    assert patched(pod)
+
+
+def test_app_containers_that_mount_the_db_directory_must_agree() -> None:
+    """Two app containers mounting different volumes at the db's directory: which one holds the
+    database cannot be told, so it is refused naming both; one mount only (a metrics sidecar with
+    none there) is the data volume."""
+    pod = fixture("deployment-own-data-volume")
+    pod["spec"]["volumes"].append({"name": "other", "emptyDir": {}})
+    pod["spec"]["containers"].insert(0, {"name": "metrics", "image": "m:1",
+                                         "volumeMounts": [{"name": "other", "mountPath": "/data"}]})
+    with pytest.raises(Refused, match=r"'metrics'.*'other'.*'web'.*'data'|'web'.*'data'.*'metrics'.*'other'"):
+        inject(pod, DEFAULTS, "shop")
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "other", "mountPath": "/metrics"}]
+    (restore, _) = [c for c in patched(pod)["spec"]["initContainers"] if c["name"].startswith("litestream")]
+    assert restore["volumeMounts"][0]["name"] == "data"
+
+
+def test_the_injected_containers_take_the_uid_of_the_container_with_the_data() -> None:
+    """A container's securityContext.runAsUser overrides the pod's (PodSecurityContext: "the value
+    specified in SecurityContext takes precedence"). The uid taken is the one of the app container
+    that mounts the data volume, not the first container's (a metrics sidecar), and not the pod's
+    when the container overrides it: SQLite's files are created with that uid."""
+    pod = fixture("deployment-own-data-volume")  # web: uid 1000, mounts data at /data
+    pod["spec"]["containers"].insert(0, {"name": "metrics", "image": "m:1",
+                                         "securityContext": {"runAsUser": 2000, "runAsGroup": 2000}})
+    for c in [c for c in patched(pod)["spec"]["initContainers"] if c["name"].startswith("litestream")]:
+        assert (c["securityContext"]["runAsUser"], c["securityContext"]["runAsGroup"]) == (1000, 1000)
+    pod = fixture("deployment-own-data-volume")
+    pod["spec"]["securityContext"] = {"runAsUser": 3000, "fsGroup": 3000}
+    for c in [c for c in patched(pod)["spec"]["initContainers"] if c["name"].startswith("litestream")]:
+        assert c["securityContext"]["runAsUser"] == 1000  # the container's, over the pod's
+
+
+def test_root_is_refused_in_the_container_with_the_data() -> None:
+    """The kubelet refuses runAsNonRoot with uid 0 at container start: the app container writing
+    the database as root makes ours (same uid) never start, whichever container comes first. And a
+    pod-level uid 0 that the data container overrides is not the app's uid."""
+    pod = fixture("deployment-own-data-volume")
+    pod["spec"]["containers"][0]["securityContext"] = {"runAsUser": 0}
+    pod["spec"]["containers"].insert(0, {"name": "metrics", "image": "m:1", "securityContext": {"runAsUser": 2000}})
+    with pytest.raises(Refused, match=r"uid 0.*'web'.*runAsUser"):
+        inject(pod, DEFAULTS, "shop")
+    pod = fixture("deployment-own-data-volume")
+    pod["spec"]["securityContext"] = {"runAsUser": 0}  # web overrides it with 1000
+    assert patched(pod)
+
+
+# --- an emptyDir added at the db's directory hides what the image has there ---
+
+@pytest.mark.parametrize(("db", "working_dir", "annotated", "message"), [
+    ("/app.db", None, True, r"at / \(the database's directory\) in container 'web'"),
+    ("/app/data.db", "/app", True, r"at /app \(the database's directory\) in container 'web'.*workingDir"),
+    ("/srv/app/data.db", "/srv/app/src", True, r"at /srv/app .*'web'.*workingDir"),
+    ("/data/app.db", None, False, r"at /data .*'web'.*litestream-supervisor.io/data-volume-ok"),
+])
+def test_an_emptydir_that_would_hide_the_images_files_is_refused(db: str, working_dir: str | None, annotated: bool,
+                                                                  message: str) -> None:
+    """A volume mounted at a path hides what the image has there (the container runtime's bind
+    mount over the image's rootfs): an emptyDir at / leaves the container nothing to run, one at its
+    workingDir (or above it) hides the app's code. The image's own WORKDIR is not in the pod spec,
+    so a top-level directory (/app, /data) needs the annotation saying the image has nothing there."""
+    pod = fixture("no-data-volume")
+    pod["metadata"]["annotations"]["litestream-supervisor.io/db"] = db
+    if working_dir:
+        pod["spec"]["containers"][0]["workingDir"] = working_dir
+    if annotated:  # the annotation does not make / or the workingDir safe
+        pod["metadata"]["annotations"]["litestream-supervisor.io/data-volume-ok"] = "true"
+    with pytest.raises(Refused, match=message):
+        inject(pod, DEFAULTS, "shop")
+
+
+def test_an_emptydir_below_the_working_dir_or_annotated_is_added() -> None:
+    pod = fixture("no-data-volume")
+    pod["metadata"]["annotations"]["litestream-supervisor.io/db"] = "/app/db/data.db"
+    pod["spec"]["containers"][0]["workingDir"] = "/app"
+    assert {"name": "litestream-data", "mountPath": "/app/db"} in patched(pod)["spec"]["containers"][0]["volumeMounts"]
+    pod = fixture("no-data-volume")
+    pod["metadata"]["annotations"].update({"litestream-supervisor.io/db": "/data/app.db",
+                                           "litestream-supervisor.io/data-volume-ok": "true"})
+    assert {"name": "litestream-data", "mountPath": "/data"} in patched(pod)["spec"]["containers"][0]["volumeMounts"]
+    pod["metadata"]["annotations"]["litestream-supervisor.io/data-volume-ok"] = "yes"
+    with pytest.raises(Refused, match="data-volume-ok"):
+        inject(pod, DEFAULTS, "shop")
+
+
+@pytest.mark.parametrize("name", ["litestream-data", "litestream-tmp", "litestream-token"])
+def test_the_volume_names_we_add_are_reserved(name: str) -> None:
+    """The API server rejects a pod with two volumes of one name (spec.volumes[].name: Duplicate
+    value): the app's own volume named as one of ours made the injected pod unschedulable."""
+    pod = fixture("no-data-volume")
+    pod["spec"]["volumes"].append({"name": name, "emptyDir": {}})
+    with pytest.raises(Refused, match=rf"volume '{name}'.*reserved.*rename"):
+        inject(pod, DEFAULTS, "shop")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import subprocess
 import sys
 from pathlib import Path
@@ -167,6 +168,8 @@ def pods(draw: Any) -> dict[str, Any]:
     db_dir = draw(st.sampled_from([f"/mnt/{v}" for v in volume_names] + ["/data", "/var/lib/app"]))
     meta: dict[str, Any] = {"labels": {"litestream-supervisor.io/inject": "true"},
                             "annotations": {"litestream-supervisor.io/db": f"{db_dir}/app.db"}}
+    if draw(st.booleans()):  # the image has nothing at a top-level db directory: an emptyDir is fine there
+        meta["annotations"]["litestream-supervisor.io/data-volume-ok"] = "true"
     if draw(st.booleans()):  # a Deployment's pod: the workload comes from its owner
         meta["generateName"] = "app-7d4b9c8f6d-"
         meta["labels"]["pod-template-hash"] = "7d4b9c8f6d"
@@ -177,10 +180,40 @@ def pods(draw: Any) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
 
 
+def refusal_expected(pod: dict[str, Any]) -> str | None:
+    """Why a generated pod must be refused, computed apart from podchecks: every container seeing
+    something at the db's directory (its deepest mount there) must see the same volume and directory
+    inside it, and an app container must be one of them (volumes are per container)."""
+    spec = pod["spec"]
+    db_dir = posixpath.dirname(pod["metadata"]["annotations"]["litestream-supervisor.io/db"])
+    views: dict[str, tuple[str, str]] = {}
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        covering = [m for m in c.get("volumeMounts", [])
+                    if db_dir == m["mountPath"] or db_dir.startswith(m["mountPath"] + "/")]
+        if covering:
+            m = max(covering, key=lambda m: len(m["mountPath"]))
+            inside = posixpath.join(m.get("subPath", ""), posixpath.relpath(db_dir, m["mountPath"]))
+            views[c["name"]] = (m["name"], posixpath.normpath(inside))
+    if len(set(views.values())) > 1:
+        return f"containers see different files at {db_dir}: {views}"
+    if views and not any(c["name"] in views for c in spec["containers"]):
+        return f"only init containers mount {db_dir}: {views}"
+    ok = pod["metadata"]["annotations"].get("litestream-supervisor.io/data-volume-ok") == "true"
+    if not views and db_dir.count("/") < 2 and not ok:  # an emptyDir at a top-level directory
+        return f"an emptyDir at {db_dir}"
+    return None
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pods())
 def test_properties_of_every_injection(pod: dict[str, Any]) -> None:
-    injection = inject(pod, DEFAULTS, "shop")
+    expected = refusal_expected(pod)
+    try:
+        injection = inject(pod, DEFAULTS, "shop")
+    except Refused as e:
+        assert expected, f"refused: {e}"
+        return
+    assert not expected, f"not refused, expected: {expected}"
     assert all(op["op"] == "add" for op in injection.patch)
     result = jsonpatch.apply_patch(pod, injection.patch)  # the patch applies
     assert additions_only(pod, result) == []  # every existing field unchanged

@@ -293,7 +293,7 @@ def _policy() -> dict:
     ({"kind": "Deployment", "spec": {"replicas": 2, "strategy": {"type": "Recreate"}}}, False),
     ({"kind": "StatefulSet", "spec": {"replicas": 1}}, True),
     ({"kind": "StatefulSet", "spec": {}}, True),
-    ({"kind": "StatefulSet", "spec": {"replicas": 3}}, False),
+    ({"kind": "StatefulSet", "spec": {"replicas": 3}}, True),  # each ordinal its own database
     ({"kind": "ReplicaSet", "spec": {"replicas": 2}}, False),
 ])
 def test_validating_admission_policy_cel(workload: dict, allowed: bool) -> None:

@@ -48,6 +48,11 @@ NEEDS = [  # what the litestream containers reach (egress) or are reached on (in
     ("egress", {**ns("kube-system"), "labels": {"k8s-app": "kube-dns"}}, 53, "UDP"),
     ("egress", {**ns("kube-system"), "labels": {"k8s-app": "kube-dns"}}, 53, "TCP"),
     ("egress", {"ip": "169.254.20.10"}, 53, "UDP"),  # NodeLocal DNSCache
+    # NodeLocal DNSCache in kube-proxy iptables mode also binds the kube-dns ClusterIP on the host
+    # network (NOTRACK: no DNAT to a CoreDNS pod), so the query's destination is that ClusterIP, which
+    # no namespace or pod selector matches (kubernetes/kubernetes#70555: policies broke this way)
+    ("egress", {"ip": "10.96.0.10"}, 53, "UDP"),
+    ("egress", {"ip": "10.96.0.10"}, 53, "TCP"),
     ("egress", {**ns("openshift-dns"), "labels": {"dns.operator.openshift.io/daemonset-dns": "default"}}, 5353, "UDP"),
     ("ingress", {"ip": "10.0.0.5"}, 9091, "TCP"),  # kubelet probes and Prometheus
 ]
@@ -63,6 +68,7 @@ def test_in_a_default_deny_namespace_our_containers_get_what_they_need(direction
 def test_it_opens_nothing_else() -> None:
     pod, policies = app_pod(), [DEFAULT_DENY, *ours()]
     assert not traffic_allowed(policies, "egress", pod, {"ip": "203.0.113.7"}, 443)
+    assert not traffic_allowed(policies, "egress", pod, {"ip": "203.0.113.7"}, 5353, "UDP")  # 5353: OpenShift's only
     assert not traffic_allowed(policies, "egress", pod, {**ns("minio")}, 9001)
     assert not traffic_allowed(policies, "ingress", pod, {"ip": "10.0.0.5"}, 8080)
 

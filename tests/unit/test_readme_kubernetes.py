@@ -38,7 +38,14 @@ docker() {
   fi
   echo "docker $*" >> "$RENDERS/cluster-commands"
 }
-helm() { cat "$HELM_TEMPLATE_OUTPUT"; }
+helm() {
+  echo "helm $*" >> "$RENDERS/cluster-commands"
+  case "$1" in
+    repo) ;;
+    template) cat "$HELM_TEMPLATE_OUTPUT" ;;
+    *) echo "helm $*: not stubbed" >&2; return 1 ;;
+  esac
+}
 mc() { if [[ "$1 $2" == "admin policy" ]]; then [[ -f ${!#} ]]; fi; }
 litestream-supervisor() { "$PYTHON" -m supervisor "$@"; }
 STDIN=0
@@ -95,6 +102,25 @@ def test_the_kubernetes_path_from_zero(tmp_path: Path) -> None:
     cluster = (renders / "cluster-commands").read_text().splitlines()
     assert any("exec statefulset/app -c litestream -- litestream-supervisor health" in c for c in cluster)
     assert any(c.startswith("docker push") for c in cluster)
+    # MinIO's chart: its repository added first (a fresh helm knows no `minio/` repo), and not its
+    # defaults (mode distributed: a StatefulSet of 16 replicas with 16Gi each, and no Deployment
+    # for the Component to patch), one standalone server instead
+    helm = [c for c in cluster if c.startswith("helm ")]
+    assert helm[0] == "helm repo add minio https://charts.min.io/"
+    (template,) = [c for c in helm if c.startswith("helm template")]
+    settings = dict(kv.split("=", 1) for kv in template.split("--set ", 1)[1].split()[0].split(","))
+    assert settings == {"mode": "standalone", "replicas": "1", "persistence.size": "10Gi",
+                        "resources.requests.memory": "512Mi"}
+
+
+def test_the_readme_offers_argo_cd_the_one_time_patch_too() -> None:
+    """Whether `rollingUpdate: null` clears the defaulted block under Argo CD's server-side apply is
+    disputed (SSA keeps nulls: kubernetes-sigs/structured-merge-diff#235; reports of Argo CD
+    dropping them), so the README gives Argo CD the same one-time patch as Flux."""
+    text = README.read_text()
+    adopting = text.split("**Adopting a Deployment that already runs**", 1)[1].split("```sh", 1)[0]
+    assert "Argo CD" in adopting and "Flux" in adopting
+    assert "ServerSideApply=true" in adopting.split("need one step", 1)[0].rsplit(". ", 1)[-1]
 
 
 def test_every_kubectl_line_in_the_readmes_names_its_namespace() -> None:

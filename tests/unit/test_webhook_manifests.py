@@ -208,9 +208,29 @@ def judged(obj: dict[str, Any]) -> tuple[bool, bool]:
 def test_the_policy_selects_the_components_workloads_and_lets_them_in(path: str) -> None:
     for w in (d for d in kustomize(path) if d["kind"] in ("Deployment", "StatefulSet")):
         assert judged(w) == (True, True)
-        assert judged({**w, "spec": {**w["spec"], "replicas": 2}}) == (True, False)
+        # each StatefulSet ordinal is its own database (its pod's name: supervisor/admission/owner.py)
+        assert judged({**w, "spec": {**w["spec"], "replicas": 2}}) == (True, w["kind"] == "StatefulSet")
         if w["kind"] == "Deployment":
             assert judged({**w, "spec": {**w["spec"], "strategy": {"type": "RollingUpdate"}}}) == (True, False)
+
+
+def test_a_statefulset_scales_unless_its_ordinals_share_a_fixed_replica_path() -> None:
+    """A StatefulSet's pods each have a stable identity and their own name, which names the default
+    replica path and lease: ordinals never share a database, so replicas > 1 is allowed. A fixed
+    litestream-supervisor.io/replica-path on the template makes every ordinal write one replica
+    (the webhook refuses ordinal >= 1 then): the policy sees that annotation and denies it."""
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "shop"},
+           "spec": {"replicas": 3, "serviceName": "db", "template": {"metadata": {
+               "labels": {"litestream-supervisor.io/inject": "true"},
+               "annotations": {"litestream-supervisor.io/db": "/data/app.db"}}, "spec": {"containers": []}}}}
+    assert judged(sts) == (True, True)
+    sts["spec"]["template"]["metadata"]["annotations"]["litestream-supervisor.io/replica-path"] = "shared/app.db"
+    assert judged(sts) == (True, False)
+    sts["spec"]["replicas"] = 1
+    assert judged(sts) == (True, True)
+    for kind in ("Deployment", "ReplicaSet"):  # one database per workload: one writer
+        rs = {**sts, "kind": kind, "spec": {**sts["spec"], "replicas": 2, "strategy": {"type": "Recreate"}}}
+        assert judged(rs) == (True, False)
 
 
 def test_the_policy_cannot_see_an_opt_in_through_the_scale_subresource() -> None:
