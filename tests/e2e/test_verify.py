@@ -8,12 +8,13 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from supervisor.core.errors import ExitCode
-from tests.bed.pod import Pod, Writer, connect
+from tests.bed.pod import Pod, Supervisor, Writer, connect
 from tests.bed.replicas import (
     bare_env,
     commit_rows,
@@ -153,10 +154,10 @@ def test_the_drill_reports_a_lossy_replica_within_one_interval(pod: Pod) -> None
     sup.proc.kill()
 
 
-def test_the_final_content_check_catches_a_replica_that_lost_rows(pod: Pod) -> None:
+def lose_rows_under_the_sidecar(pod: Pod) -> tuple[Supervisor, int, list[int]]:
     """With the supervisor's WAL protection switched off (a test hook), the hazard happens under the
     sidecar itself: Litestream fenced (S3 cut past the lease's fence time) while the app commits and
-    checkpoints, back once S3 is. Positions agree at SIGTERM, content does not: exit 10, named."""
+    checkpoints, back once S3 is; then SIGTERM. (exit code, every row committed)"""
     app = connect(pod.db())  # before Litestream: its first file is a snapshot, the next ones are not
     with pod.through_forwarder() as fwd:
         sup = pod.start_replicate("--verify-interval", "0", "--lease-ttl", "8", env=pod.env(
@@ -172,14 +173,42 @@ def test_the_final_content_check_catches_a_replica_that_lost_rows(pod: Pod) -> N
             fwd.restore()
             sup.wait_for(lambda: sup.count("litestream_started") == 2, 60, "Litestream back")
             time.sleep(3)
-            rc = sup.terminate()
+            return sup, sup.terminate(), committed
         finally:
             app.close()
-    assert rc == ExitCode.FINAL_SYNC_UNCONFIRMED, sup.output()[-3000:]
-    assert sup.count("final_content_differs") == 1
-    unconfirmed = [e for e in sup.events() if e.get("event") == "final_position_unconfirmed"]
-    assert unconfirmed and "content" in str(unconfirmed[0]["detail"]) and "rows: " in str(unconfirmed[0]["detail"])
-    assert len(committed) == 405
+
+
+def snapshotted_after_restart(sup: Supervisor) -> bool:
+    events = sup.events()
+    starts = [i for i, e in enumerate(events) if e.get("event") == "litestream_started"]
+    return any(e.get("msg") == "snapshot complete" for e in events[starts[1]:])
+
+
+def test_the_final_content_check_catches_a_replica_that_lost_rows(pod: Pod, tmp_path: Path) -> None:
+    """Positions agree at SIGTERM, content does not: exit 10, named. Litestream 0.5.17 itself notices
+    the restarted WAL now and then (seen once in five runs under two test workers) and snapshots:
+    then nothing is lost and exit 0 must say so; the scenario is tried again, up to three times."""
+    for attempt in range(3):
+        here = pod if attempt == 0 else Pod.create(pod.bed, tmp_path / f"again{attempt}",
+                                                   prefix=f"t/{uuid.uuid4().hex[:12]}")
+        try:
+            sup, rc, committed = lose_rows_under_the_sidecar(here)
+            assert len(committed) == 405
+            if snapshotted_after_restart(sup):
+                # no hazard this time: the invariant still holds (exit 0 implies every row is there)
+                assert rc == 0 and sup.count("final_content_verified") == 1, sup.output()[-3000:]
+                replica_catches_up(here, committed, timeout=5)
+                continue
+            assert rc == ExitCode.FINAL_SYNC_UNCONFIRMED, sup.output()[-3000:]
+            assert sup.count("final_content_differs") == 1
+            unconfirmed = [e for e in sup.events() if e.get("event") == "final_position_unconfirmed"]
+            assert unconfirmed and "content" in str(unconfirmed[0]["detail"])
+            assert "rows: " in str(unconfirmed[0]["detail"])
+            return
+        finally:
+            if here is not pod:
+                here.close()
+    pytest.fail("Litestream snapshotted after each of 3 restarts: the lossy case never came up")
 
 
 def test_verify_refuses_a_scratch_dir_too_small_in_one_line(pod: Pod, tmp_path: Path) -> None:
