@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.litestream.config import Database, Replica
-from tests.bed.pod import Pod
-from tests.bed.replicas import bare_env
+from tests.bed.pod import Pod, row_ids
+from tests.bed.replicas import bare_env, forget_local
 from tests.bed.testbed import Bed, litestream_binary
 
 HERE = Path(__file__).parent
@@ -59,6 +59,14 @@ def new_pod(bed: Bed, work: Path, names: tuple[str, ...] = ("app.db",)) -> Pod:
     pod = Pod.create(bed, root, prefix=f"bench/{uuid.uuid4().hex[:10]}")
     pod.write_config(names=names)
     return pod
+
+
+def rows_lost_by_restore(pod: Pod, committed: list[int]) -> int:
+    """What a fresh pod would get: the local copy forgotten, the replica restored, the rows it lacks
+    (all of them when the restore fails)."""
+    forget_local(pod.db())
+    run = pod.run("restore")
+    return len(set(committed) - set(row_ids(pod.db()))) if run.returncode == 0 else len(committed)
 
 
 def bare_replicate(pod: Pod, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

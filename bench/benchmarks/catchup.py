@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import ReplicaWatch, wait_until
-from bench.runner import Benchmark, Row, bare_replicate, log, median, new_pod, replica_of
+from bench.runner import Benchmark, Row, bare_replicate, log, median, new_pod, replica_of, rows_lost_by_restore
 from supervisor.litestream import walfile
 from tests.bed.net import Forwarder
-from tests.bed.pod import Writer, connect, row_ids
-from tests.bed.replicas import forget_local, replica_row_ids, role_s3
+from tests.bed.pod import Writer, connect
+from tests.bed.replicas import replica_row_ids, role_s3
 from tests.bed.testbed import Bed
 
 GOAL_SECONDS = 3.0
@@ -70,11 +70,9 @@ def one_run(bed: Bed, work: Path, who: str, outage_seconds: float) -> dict[str, 
             starts, how = 1, []
     finally:
         fwd.stop()
-    forget_local(pod.db())
     pod.endpoint = bed.endpoint
     pod.write_config()
-    run = pod.run("restore")
-    lost = len(set(committed) - set(row_ids(pod.db()))) if run.returncode == 0 else len(committed)
+    lost = rows_lost_by_restore(pod, committed)
     pod.close()
     out = {"seconds": round(caught_up, 2) if held else float("nan"), "rows_before_return": len(before),
            "missing_when_caught_up": missing_at_catch_up, "rows_committed": len(committed), "rows_lost": lost,

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import LagSampler, commit_latencies, percentile, wait_until
-from bench.runner import Benchmark, Row, bare_replicate, log, new_pod, replica_of
-from tests.bed.pod import Writer, connect, row_ids
-from tests.bed.replicas import forget_local
+from bench.runner import Benchmark, Row, bare_replicate, log, new_pod, replica_of, rows_lost_by_restore
+from tests.bed.pod import Writer, connect
 from tests.bed.testbed import Bed
 
 
@@ -48,9 +47,7 @@ def bench_refresh(bed: Bed, work: Path, seconds: float) -> dict[str, Any]:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
             errors = (pod.root / "bare.log").read_text().count("level=ERROR")
-        forget_local(pod.db())
-        run = pod.run("restore")
-        lost = len(set(committed) - set(row_ids(pod.db()))) if run.returncode == 0 else len(committed)
+        lost = rows_lost_by_restore(pod, committed)
         out[who] = {"commit_to_replica_p50_seconds": percentile(latencies, 50),
                     "commit_to_replica_p95_seconds": percentile(latencies, 95),
                     "commit_to_replica_max_seconds": percentile(latencies, 100),

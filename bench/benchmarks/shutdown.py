@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import wait_until
-from bench.runner import Benchmark, Row, bare_replicate, log, median, new_pod
-from tests.bed.pod import Writer, connect, row_ids
-from tests.bed.replicas import forget_local
+from bench.runner import Benchmark, Row, bare_replicate, log, median, new_pod, rows_lost_by_restore
+from tests.bed.pod import Writer, connect
 from tests.bed.testbed import Bed
 
 
@@ -37,9 +36,7 @@ def one_run(bed: Bed, work: Path, who: str) -> dict[str, Any]:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
         seconds, check = time.monotonic() - t0, None
-    forget_local(pod.db())
-    run = pod.run("restore")
-    lost = len(set(committed) - set(row_ids(pod.db()))) if run.returncode == 0 else len(committed)
+    lost = rows_lost_by_restore(pod, committed)
     pod.close()
     return {"seconds": round(seconds, 3), "exit_code": code, "final_check_seconds": check, "rows_lost": lost,
             "rows_committed": len(committed)}

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import cpu_seconds, rss_mb, wait_until
-from bench.runner import Benchmark, Row, log, new_pod
+from bench.runner import Benchmark, Row, log, new_pod, rows_lost_by_restore
 from tests.bed.net import Forwarder
-from tests.bed.pod import Writer, connect, row_ids
-from tests.bed.replicas import forget_local
+from tests.bed.pod import Writer, connect
 from tests.bed.testbed import Bed
 
 SAMPLE_SECONDS = 5.0
@@ -90,11 +89,9 @@ def bench_soak(bed: Bed, work: Path, minutes: float) -> dict[str, Any]:
         starts = sup.count("litestream_started")
     finally:
         fwd.stop()
-    forget_local(pod.db())
     pod.endpoint = bed.endpoint
     pod.write_config()
-    run = pod.run("restore")
-    lost = len(set(committed) - set(row_ids(pod.db()))) if run.returncode == 0 else len(committed)
+    lost = rows_lost_by_restore(pod, committed)
     pod.close()
     after = [s for s in samples if s["t"] >= warm_up]
     refreshes = [s["refreshes"] for s in after]
