@@ -239,21 +239,28 @@ main()
 """
 
 
-def test_the_sidecar_collects_garbage_again_once_litestream_runs(pod: Pod) -> None:
-    """Start-up runs with the collector paused; the running sidecar must not stay that way (its
-    memory would grow with every cycle it leaves)."""
-    state = pod.root / "gc-state"
-    log = pod.root / "gc-sidecar.log"
+def reporting_sidecar(pod: Pod, reporter: str, name: str) -> tuple[Supervisor, Path]:
+    """A ready `replicate` sidecar started through `reporter` (a script that wraps the entry point and
+    writes what it sees to the returned state file)."""
+    state = pod.root / f"{name}-state"
+    log = pod.root / f"{name}-sidecar.log"
     port = free_port()
     with open(log, "wb") as handle:
         proc = subprocess.Popen(
-            [sys.executable, "-OO", "-c", GC_REPORTER, str(state), "replicate", "--health-addr",
+            [sys.executable, "-OO", "-c", reporter, str(state), "replicate", "--health-addr",
              f"127.0.0.1:{port}", "--lag-interval", "0.5"],
             env={**pod.env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
             stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     pod.procs.append(proc)
     sup = Supervisor(proc, log, pod, health_port=port)
     sup.wait_ready()
+    return sup, state
+
+
+def test_the_sidecar_collects_garbage_again_once_litestream_runs(pod: Pod) -> None:
+    """Start-up runs with the collector paused; the running sidecar must not stay that way (its
+    memory would grow with every cycle it leaves)."""
+    sup, state = reporting_sidecar(pod, GC_REPORTER, "gc")
     assert sup.count("litestream_started") == 1
     time.sleep(0.3)  # one more report after readiness
     during, enabled, frozen = state.read_text().rsplit(" ", 2)
@@ -298,18 +305,7 @@ def test_the_running_sidecar_trims_its_heap_once_after_ready_on_one_arena(pod: P
     """Issue 29: start-up's freed heap goes back to the kernel once the sidecar is ready (not
     before: the first probe and the hand-over still allocate), and its threads (the STS head
     start's, Litestream's relays, every blocking call's) share one malloc arena."""
-    state = pod.root / "memory-state"
-    log = pod.root / "memory-sidecar.log"
-    port = free_port()
-    with open(log, "wb") as handle:
-        proc = subprocess.Popen(
-            [sys.executable, "-OO", "-c", MEMORY_REPORTER, str(state), "replicate", "--health-addr",
-             f"127.0.0.1:{port}", "--lag-interval", "0.5"],
-            env={**pod.env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-            stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    pod.procs.append(proc)
-    sup = Supervisor(proc, log, pod, health_port=port)
-    sup.wait_ready()
+    sup, state = reporting_sidecar(pod, MEMORY_REPORTER, "memory")
     ready = time.time()
     assert not state.exists(), "trimmed before ready"
     sup.wait_for(state.exists, 15, "the heap trimmed after ready")
