@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ from supervisor.identity import token as tokens
 from supervisor.identity.credentials import Credentials
 
 log = get_logger("keeper")
+# With no valid credentials Litestream uploads nothing: a retry waits at most this (+/- jitter), not
+# the minute-long cap, or a herd catches up over a minute after STS returns (73 s measured). A
+# thousand pods then ask STS ~70 times a second during its outage, spread by the jitter.
+EXPIRED_RETRY_MAX_SECONDS = 15.0
 
 
 def refresh_delay(creds: Credentials, margin_seconds: float, now: float | None = None) -> float:
@@ -41,15 +46,16 @@ def next_delay(creds: Credentials | None, failures: int, margin_seconds: float, 
     """When to try the next exchange: on schedule, or after `failures` failed ones with backoff.
 
     While the current credentials are still valid, a retry never waits past half of what is
-    left; once they are gone, plain capped backoff with jitter (never a fixed one second).
+    left; once they are gone, capped backoff with jitter (never a fixed one second), the cap at
+    most EXPIRED_RETRY_MAX_SECONDS.
     """
     now = time.time() if now is None else now
     if failures:
-        delay = backoff.delay(failures, rand)
         left = creds.seconds_left(now) if creds is not None else 0.0
-        if left > 0:
-            delay = min(delay, max(backoff.initial_seconds, left / 2))
-        return delay
+        if left <= 0:
+            cap = min(backoff.max_seconds, EXPIRED_RETRY_MAX_SECONDS)
+            return replace(backoff, max_seconds=cap).delay(failures, rand)
+        return min(backoff.delay(failures, rand), max(backoff.initial_seconds, left / 2))
     if creds is None:
         return 0.0
     return refresh_delay(creds, margin_seconds, now)

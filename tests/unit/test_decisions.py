@@ -75,9 +75,24 @@ def test_retries_after_expiry_back_off_with_jitter_instead_of_every_second() -> 
     expired = creds(0, 10)
     mid = lambda lo, hi: 1.0  # noqa: E731
     delays = [next_delay(expired, n, 900, b, now=100, rand=mid) for n in range(1, 8)]
-    assert delays == [1, 2, 4, 8, 16, 32, 60]
+    assert delays == [1, 2, 4, 8, 15, 15, 15]  # expired: capped at EXPIRED_RETRY_MAX_SECONDS
     spread = {next_delay(expired, 5, 900, b, now=100, rand=r) for r in (lambda lo, hi: lo, lambda lo, hi: hi)}
     assert len(spread) == 2  # jitter: pods do not retry in step
+
+
+def test_once_credentials_are_gone_a_retry_never_waits_a_minute() -> None:
+    """Issue 29: a herd caught up 73 s after STS came back: with nothing to upload with, each keeper
+    was waiting out a 48-72 s backoff. Expired, retries stay within EXPIRED_RETRY_MAX_SECONDS (with
+    jitter: pods still do not retry in step); still valid, the long backoff (and half of what is left)."""
+    from supervisor.identity.keeper import EXPIRED_RETRY_MAX_SECONDS
+
+    b = Backoff(1.0, 60.0)
+    extremes = (lambda lo, hi: lo, lambda lo, hi: hi)
+    after_many = [next_delay(creds(0, 10), 20, 900, b, now=100, rand=r) for r in extremes]
+    assert max(after_many) <= EXPIRED_RETRY_MAX_SECONDS * 1.2 and len(set(after_many)) == 2
+    assert next_delay(None, 20, 900, b, now=100, rand=lambda lo, hi: 1.0) == EXPIRED_RETRY_MAX_SECONDS
+    valid = creds(0, 1000)
+    assert next_delay(valid, 20, 900, b, now=100, rand=lambda lo, hi: 1.0) == 60  # 900 s left: long backoff
 
 
 def test_retries_while_still_valid_never_wait_past_half_of_what_is_left() -> None:
