@@ -14,9 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +27,14 @@ from supervisor.core.signals import Signals
 from supervisor.core.state import State
 from supervisor.health.server import HealthServer
 from supervisor.identity.service import CredentialService
+from supervisor.jobs.outage import Outages
 from supervisor.jobs.shutdown import Shutdown
 from supervisor.jobs.startup import first_credentials, stopped_before_start
 from supervisor.litestream import binary as litestream
 from supervisor.litestream import config as lsconfig
 from supervisor.litestream import process
 from supervisor.litestream.child import ChildSupervisor
-from supervisor.litestream.config import Database
-from supervisor.litestream.control import Control, ControlError
+from supervisor.litestream.control import Control
 from supervisor.litestream.process import ProcessTable, become_subreaper
 from supervisor.litestream.reaper import reap_orphans
 from supervisor.litestream.walguard import WalGuard
@@ -50,17 +47,10 @@ from supervisor.replica.verify import Verifier
 
 log = get_logger("replicate")
 FOREVER = 10 * 365 * 24 * 3600.0
-CATCH_UP_STOP_SECONDS = 10.0  # a close whose final upload takes longer: Litestream is restarted instead
-LONG_OUTAGE_SECONDS = 3.0  # down longer: Litestream's uploader waits out its SDK's retry delay by now
 RELEASE_AFTER_SECONDS = 5.0
-# After an outage every sidecar on the store sees its return within a second (the probe looks every
-# 0.5-1 s while it fails): each waits a random part of this share of the outage before its catch-up
-# (at most CATCH_UP_SPREAD_MAX_SECONDS), so their backlogs do not all land in the same second.
-CATCH_UP_SPREAD_SHARE = 0.15
-CATCH_UP_SPREAD_MAX_SECONDS = 10.0
 
 
-class Replicator(Shutdown):
+class Replicator(Shutdown, Outages):
     def __init__(self, settings: Settings, signals: Signals) -> None:
         self.settings = settings
         self.signals = signals
@@ -74,7 +64,7 @@ class Replicator(Shutdown):
         self.inotify = Inotify.open()
         self.probe = LagProbe(self.service.s3, lambda: self.service.keeper.current is not None, self.config,
                               self.state, settings.replicate.lag_interval_seconds, on_recovered=self.catch_up,
-                              inotify=self.inotify)
+                              on_failing=self.on_replica_failing, inotify=self.inotify)
         self.processes = ProcessTable()
         self.leases = leases_for(settings, list(self.config.databases), self.service.s3, self.state,
                                  settings.adopt_replica_from)
@@ -86,6 +76,9 @@ class Replicator(Shutdown):
         self.child_config = Path()
         self.app: asyncio.subprocess.Process | None = None
         self.tasks: dict[str, asyncio.Task[Any]] = {}
+        self.paused: asyncio.subprocess.Process | None = None
+        self.reopening = asyncio.Lock()
+        self.outage_tasks: set[asyncio.Task[None]] = set()
 
     async def startup(self) -> bool:
         host, port = self.settings.replicate.health_addr
@@ -183,41 +176,6 @@ class Replicator(Shutdown):
         self.tasks[f"lease:{name}"] = asyncio.create_task(lease.keep(self.child.fence, self.child.unfence),
                                                           name=f"lease:{name}")
 
-    async def catch_up(self, db: Database, down_seconds: float = 0.0) -> None:
-        """The replica answers again: upload now, not when Litestream's backoff lets it try again.
-        After an outage of more than a few seconds its uploader is waiting out its SDK's retry
-        delays (10 attempts, up to 20 s apart): the database is closed and reopened through the
-        socket (the waiting upload is cancelled; the supervisor holds the WAL meanwhile), and its
-        fresh uploader sends everything pending at once. Litestream itself keeps running; if the
-        reopen fails (a close whose final upload cannot finish, a start refused), Litestream is
-        restarted instead: never left with the database closed. It all starts after a random part of
-        the outage's length (catch_up_delay): a hundred sidecars back together spread their backlogs
-        and lease renewals rather than landing them in the same second."""
-        delay = catch_up_delay(down_seconds)
-        await asyncio.sleep(delay)
-        for lease in self.leases.values():
-            lease.renew_now()  # a lease renewals failed for: confirmed now, uploads resume at once if fenced
-        control, child = self.control, self.child
-        if control is None or child is None or not child.reading.is_set() or down_seconds <= LONG_OUTAGE_SECONDS:
-            return
-        started = time.monotonic()
-        try:
-            await child.hold()
-            await control.stop(db.path, CATCH_UP_STOP_SECONDS)
-            await control.start(db.path, CATCH_UP_STOP_SECONDS)
-            result = await control.stage(db.path, CATCH_UP_STOP_SECONDS)
-        except (ControlError, TimeoutError) as e:
-            log.warning("catch_up_restart", db=db.name, error=str(e) or "timed out",
-                        detail="the database could not be reopened: Litestream is restarted (the WAL held meanwhile)")
-            await child.restart("catch up after the replica came back", kill=True)
-            return
-        if child.proc is not None and child.proc.returncode is None:
-            await asyncio.to_thread(child.guard.release)
-            child.reading.set()
-        log.info("caught_up", db=db.name, how="reopen", seconds=round(time.monotonic() - started, 3),
-                 txid=f"{result.txid:016x}", down_seconds=round(down_seconds, 1), spread_seconds=round(delay, 3))
-        await self.probe.probe(db, force=True)
-
     async def check_files(self) -> None:
         """After every lag probe round (at once when a database file is renamed or recreated: the
         probe's watch wakes it). A database file replaced under Litestream (VACUUM INTO + rename,
@@ -252,13 +210,6 @@ class Replicator(Shutdown):
             self.inotify.close()
 
 
-def catch_up_delay(down_seconds: float, rand: Callable[[float, float], float] = random.uniform) -> float:
-    """Seconds to wait before catching up after `down_seconds` of outage (a pure function): up to
-    CATCH_UP_SPREAD_SHARE of the outage, uniformly spread, at most CATCH_UP_SPREAD_MAX_SECONDS. A
-    10 s outage adds at most 1.5 s; after a 30 s one a herd's backlogs land over 4.5 s, not one."""
-    return rand(0.0, min(max(0.0, down_seconds) * CATCH_UP_SPREAD_SHARE, CATCH_UP_SPREAD_MAX_SECONDS))
-
-
 async def main(settings: Settings, signals: Signals) -> int:
     replicator = Replicator(settings, signals)
     try:
@@ -278,6 +229,7 @@ async def main(settings: Settings, signals: Signals) -> int:
         if not await startup:
             return stopped_before_start(replicator.config.databases, signals, False)
         reason = await replicator.main_loop()
+        replicator.cancel_outage_work()
         return await replicator.shutdown(reason)
     except SupervisorError:
         raise

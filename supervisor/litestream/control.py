@@ -108,7 +108,8 @@ class Control:
         status, answer = await self.request("GET", "/list")
         if status != 200:
             raise ControlError(f"litestream list: {answer.get('error') or f'HTTP {status}'}")
-        return list(answer.get("databases") or [])
+        listed = answer.get("databases", answer.get("value"))  # an object or a bare array, by version
+        return [d for d in listed or [] if isinstance(d, dict)]
 
     async def info(self) -> dict[str, Any]:
         status, answer = await self.request("GET", "/info")

@@ -67,6 +67,7 @@ class LagProbe:
     def __init__(self, s3: Callable[[Database], Any], has_credentials: Callable[[], bool],
                  config: LitestreamConfig, state: State, interval_seconds: float,
                  on_recovered: Callable[[Database, float], Awaitable[None]] | None = None,
+                 on_failing: Callable[[Database, float], None] | None = None,
                  inotify: Inotify | None = None) -> None:
         self.s3 = s3
         self.has_credentials = has_credentials
@@ -74,6 +75,7 @@ class LagProbe:
         self.state = state
         self.interval = interval_seconds
         self.on_recovered = on_recovered
+        self.on_failing = on_failing  # after every failed listing, with how long the replica has been away
         self.inotify = inotify  # the process's: idle waits end at a change to a database
         self._last_key: dict[str, str | None] = {}
         self._pending: dict[str, deque[Seen]] = {}
@@ -161,6 +163,8 @@ class LagProbe:
         )
         if error and not current.probe_error:
             log.warning("replica_probe_failed", db=name, error=error)
+        if error and not local_unknown and self.on_failing is not None and current.probe_ok_at is not None:
+            self.on_failing(db, now - current.probe_ok_at)
         elif current.probe_error and not error:
             log.info("replica_probe_recovered", db=name)
             if self.on_recovered is not None:  # upload now: Litestream's own backoff may wait ~50 s more
@@ -168,6 +172,11 @@ class LagProbe:
                 task = asyncio.create_task(self.on_recovered(db, down))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    def cancel_pending(self) -> None:
+        """At shutdown: no catch-up started by a recovery runs beside the final upload."""
+        for task in list(self._tasks):
+            task.cancel()
 
     def seed(self, db: Database, txid: int) -> None:
         """The replica's newest transaction as the start-up check listed it: the first listing asks

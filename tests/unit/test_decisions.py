@@ -119,7 +119,7 @@ def test_a_herd_spreads_its_catch_ups_over_a_share_of_the_outage() -> None:
     once, and 50 sidecars' backlogs landed in one second (23x the steady rate with 6 of them)."""
     import random
 
-    from supervisor.jobs.replicate import catch_up_delay
+    from supervisor.jobs.outage import catch_up_delay
 
     rng = random.Random(29)
     after_30 = [catch_up_delay(30, rng.uniform) for _ in range(1000)]
@@ -137,7 +137,7 @@ def test_a_catch_up_waits_its_share_before_renewing_or_reopening(monkeypatch: py
     import time
     from types import SimpleNamespace
 
-    from supervisor.jobs import replicate
+    from supervisor.jobs import outage, replicate
 
     renewed: list[float] = []
     asked: list[float] = []
@@ -146,9 +146,14 @@ def test_a_catch_up_waits_its_share_before_renewing_or_reopening(monkeypatch: py
         asked.append(down)
         return 0.3
 
-    monkeypatch.setattr(replicate, "catch_up_delay", delay)
+    monkeypatch.setattr(outage, "catch_up_delay", delay)
     lease = SimpleNamespace(renew_now=lambda: renewed.append(time.monotonic()))
-    owner = SimpleNamespace(leases={"a": lease}, control=None, child=None)
+    reopened: list[float] = []
+
+    async def reopen(dbs: list[object], down: float, spread: float) -> None:
+        reopened.append(time.monotonic())
+
+    owner = SimpleNamespace(leases={"a": lease}, control=None, child=None, paused=None, reopen=reopen)
 
     async def scenario() -> float:
         started = time.monotonic()
@@ -157,3 +162,4 @@ def test_a_catch_up_waits_its_share_before_renewing_or_reopening(monkeypatch: py
 
     started = asyncio.run(scenario())
     assert asked == [30.0] and len(renewed) == 1 and renewed[0] - started >= 0.29
+    assert len(reopened) == 1 and reopened[0] >= renewed[0]

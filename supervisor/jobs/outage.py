@@ -1,0 +1,169 @@
+"""The sidecar through a replica outage: pause while the store is away, catch up, spread, when it returns.
+
+seen down > LONG_OUTAGE_SECONDS -> our read lock -> every database closed in Litestream (paused)
+replica answers again -> a random part of the outage (catch_up_delay) -> leases renewed
+                     -> the databases reopened -> Litestream stages and uploads the backlog at once
+paused PAUSE_MAX_SECONDS -> reopened anyway (our read lock must not hold the WAL for hours)
+
+Why pause: a Litestream left running through an outage turns every sync into its own level-0 file
+and uploads them file by file the moment the store answers (a 30 s outage: ~15 files per sidecar,
+a herd of 50 at 5.7x the store's steady rate in the second after its return). Closed, a database's
+changes wait in its WAL (held by us: it cannot restart) and the reopen stages them as one file.
+
+A mixin: `Replicator` (supervisor/jobs/replicate.py) owns the parts named below and runs this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from supervisor.core.logs import get_logger
+from supervisor.litestream.child import ChildSupervisor
+from supervisor.litestream.config import Database, LitestreamConfig
+from supervisor.litestream.control import Control, ControlError
+from supervisor.replica.lag import LagProbe
+from supervisor.replica.leaseholder import Lease
+
+log = get_logger("replicate")
+CATCH_UP_STOP_SECONDS = 10.0  # a close whose final upload takes longer: Litestream is restarted instead
+LONG_OUTAGE_SECONDS = 3.0  # down longer: Litestream's uploader waits out its SDK's retry delay by now
+PAUSE_STOP_SECONDS = 1.0  # a close during an outage: its final upload cannot succeed, so no waiting on it
+# The WAL cannot be checkpointed past our read lock while paused: after this, Litestream takes the
+# database back (its changes staged locally, as without a pause) and the outage goes on without us.
+PAUSE_MAX_SECONDS = 120.0
+# After an outage every sidecar on the store sees its return within a second (the probe looks every
+# 0.5-1 s while it fails): each waits a random part of this share of the outage before its catch-up
+# (at most CATCH_UP_SPREAD_MAX_SECONDS), so their backlogs do not all land in the same second.
+CATCH_UP_SPREAD_SHARE = 0.15
+CATCH_UP_SPREAD_MAX_SECONDS = 10.0
+
+
+def catch_up_delay(down_seconds: float, rand: Callable[[float, float], float] = random.uniform) -> float:
+    """Seconds to wait before catching up after `down_seconds` of outage (a pure function): up to
+    CATCH_UP_SPREAD_SHARE of the outage, uniformly spread, at most CATCH_UP_SPREAD_MAX_SECONDS. A
+    10 s outage adds at most 1.5 s; after a 30 s one a herd's backlogs land over 4.5 s, not one."""
+    return rand(0.0, min(max(0.0, down_seconds) * CATCH_UP_SPREAD_SHARE, CATCH_UP_SPREAD_MAX_SECONDS))
+
+
+class Outages:
+    config: LitestreamConfig
+    probe: LagProbe
+    leases: dict[str, Lease]
+    child: ChildSupervisor | None
+    control: Control | None
+    # the Litestream process whose databases a pause closed (None: not paused); one started since
+    # opened them all itself
+    paused: asyncio.subprocess.Process | None
+    reopening: asyncio.Lock  # a pause and a reopen never interleave their socket calls
+    outage_tasks: set[asyncio.Task[None]]
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self.outage_tasks.add(task)
+        task.add_done_callback(self.outage_tasks.discard)
+
+    def cancel_outage_work(self) -> None:
+        """At shutdown: no pause or reopen runs beside the final upload (which covers a paused database
+        with `-once`)."""
+        self.probe.cancel_pending()
+        for task in list(self.outage_tasks):
+            task.cancel()
+
+    def on_replica_failing(self, db: Database, down_seconds: float) -> None:
+        """Called by the lag probe after every failed listing."""
+        if down_seconds > LONG_OUTAGE_SECONDS and self.paused is None and not self.reopening.locked():
+            self._spawn(self.pause(down_seconds), "pause")
+
+    async def pause(self, down_seconds: float) -> None:
+        async with self.reopening:
+            control, child = self.control, self.child
+            if control is None or child is None or self.paused is not None or not child.reading.is_set():
+                return  # Litestream away already (fenced, restarting): nothing uploads
+            proc = child.proc
+            if proc is None or proc.returncode is not None:
+                return
+            await child.hold()
+            for db in self.config.databases:
+                # Litestream answers an error (its final upload failed: the store is away) and closes
+                # the database all the same; whatever it did, our read lock stays and the reopen
+                # (stop, start) sorts it out
+                with contextlib.suppress(ControlError, TimeoutError):
+                    await control.stop(db.path, PAUSE_STOP_SECONDS)
+            try:
+                open_now = [str(d.get("path")) for d in await control.databases() if d.get("status") == "open"]
+            except (ControlError, TimeoutError):
+                open_now = ["?"]
+            closed = [db.name for db in self.config.databases if str(db.path) not in open_now]
+            self.paused = proc
+            log.info("uploads_paused", down_seconds=round(down_seconds, 1), closed=closed,
+                     detail="the replica is away: Litestream's databases are closed (their WAL held by the "
+                            "supervisor) until it answers, then the backlog goes up as one file per database")
+        self._spawn(self._unpause_later(proc), "pause-limit")
+
+    async def _unpause_later(self, proc: asyncio.subprocess.Process) -> None:
+        await asyncio.sleep(PAUSE_MAX_SECONDS)
+        if self.paused is proc and self.child is not None and self.child.proc is proc:
+            log.info("uploads_unpaused", detail=f"still away after {PAUSE_MAX_SECONDS:g} s: Litestream takes the "
+                                               "databases back and stages their changes locally")
+            await self.reopen(list(self.config.databases), 0.0, 0.0)
+
+    async def catch_up(self, db: Database, down_seconds: float = 0.0) -> None:
+        """The replica answers again: upload now, not when Litestream's backoff lets it try again.
+        After an outage of more than a few seconds its uploader is waiting out its SDK's retry
+        delays (10 attempts, up to 20 s apart), or a pause closed the database: the database is
+        closed and reopened through the socket (the waiting upload is cancelled; the supervisor
+        holds the WAL meanwhile), and its fresh uploader sends everything pending at once.
+        Litestream itself keeps running; if the reopen fails (a close whose final upload cannot
+        finish, a start refused), Litestream is restarted instead: never left with the database
+        closed. It all starts after a random part of the outage's length (catch_up_delay): a
+        hundred sidecars back together spread their backlogs and lease renewals rather than
+        landing them in the same second."""
+        delay = catch_up_delay(down_seconds)
+        await asyncio.sleep(delay)
+        for lease in self.leases.values():
+            lease.renew_now()  # a lease renewals failed for: confirmed now, uploads resume at once if fenced
+        if self.paused is not None:
+            await self.reopen(list(self.config.databases), down_seconds, delay)
+        elif down_seconds > LONG_OUTAGE_SECONDS:
+            await self.reopen([db], down_seconds, delay)
+
+    async def reopen(self, dbs: list[Database], down_seconds: float, delay: float) -> None:
+        async with self.reopening:
+            control, child = self.control, self.child
+            if control is None or child is None:
+                return
+            paused, self.paused = self.paused, None
+            if paused is not None and paused is not child.proc:
+                paused = None  # Litestream was started again since: it opened every database itself
+            if paused is None and not child.reading.is_set():
+                return  # Litestream away (fenced, restarting): the next one uploads everything
+            if paused is not None:
+                dbs = list(self.config.databases)
+            started = time.monotonic()
+            try:
+                await child.hold()
+                result = None
+                for one in dbs:
+                    await control.stop(one.path, CATCH_UP_STOP_SECONDS)
+                    await control.start(one.path, CATCH_UP_STOP_SECONDS)
+                    result = await control.stage(one.path, CATCH_UP_STOP_SECONDS)
+            except (ControlError, TimeoutError) as e:
+                log.warning("catch_up_restart", dbs=[d.name for d in dbs], error=str(e) or "timed out",
+                            detail="the database could not be reopened: Litestream is restarted (the WAL held "
+                                   "meanwhile)")
+                await child.restart("catch up after the replica came back", kill=True)
+                return
+            if child.proc is not None and child.proc.returncode is None:
+                await asyncio.to_thread(child.guard.release)
+                child.reading.set()
+            log.info("caught_up", dbs=[d.name for d in dbs], how="reopen", paused=paused is not None,
+                     seconds=round(time.monotonic() - started, 3),
+                     txid=f"{result.txid:016x}" if result is not None else None,
+                     down_seconds=round(down_seconds, 1), spread_seconds=round(delay, 3))
+        for one in dbs:
+            await self.probe.probe(one, force=True)
