@@ -23,6 +23,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from supervisor.core.logs import get_logger
+from supervisor.core.state import State
 from supervisor.litestream.child import ChildSupervisor
 from supervisor.litestream.config import Database, LitestreamConfig
 from supervisor.litestream.control import Control, ControlError
@@ -52,6 +53,7 @@ def catch_up_delay(down_seconds: float, rand: Callable[[float, float], float] = 
 
 class Outages:
     config: LitestreamConfig
+    state: State
     probe: LagProbe
     leases: dict[str, Lease]
     child: ChildSupervisor | None
@@ -100,6 +102,8 @@ class Outages:
                 open_now = ["?"]
             closed = [db.name for db in self.config.databases if str(db.path) not in open_now]
             self.paused = proc
+            self.state.uploads_paused = True
+            self.state.pauses += 1
             log.info("uploads_paused", down_seconds=round(down_seconds, 1), closed=closed,
                      detail="the replica is away: Litestream's databases are closed (their WAL held by the "
                             "supervisor) until it answers, then the backlog goes up as one file per database")
@@ -107,7 +111,7 @@ class Outages:
 
     async def _unpause_later(self, proc: asyncio.subprocess.Process) -> None:
         await asyncio.sleep(PAUSE_MAX_SECONDS)
-        if self.paused is proc and self.child is not None and self.child.proc is proc:
+        if self.paused is proc:
             log.info("uploads_unpaused", detail=f"still away after {PAUSE_MAX_SECONDS:g} s: Litestream takes the "
                                                "databases back and stages their changes locally")
             await self.reopen(list(self.config.databases), 0.0, 0.0)
@@ -138,6 +142,7 @@ class Outages:
             if control is None or child is None:
                 return
             paused, self.paused = self.paused, None
+            self.state.uploads_paused = False
             if paused is not None and paused is not child.proc:
                 paused = None  # Litestream was started again since: it opened every database itself
             if paused is None and not child.reading.is_set():

@@ -13,11 +13,11 @@ a listing that times out is abandoned and its late answer never applied. When a 
 again after failures, `on_recovered` asks Litestream to upload now instead of waiting out its
 backoff.
 
-Its pace adapts: every `--lag-interval` while anything is pending, every half second to a second
-while the replica cannot be listed, and, while nothing changes and nothing waits, twice as long
-after each quiet round up to IDLE_MAX_INTERVAL_SECONDS; a change to a database file (the kernel
-tells: supervisor/core/inotify.py) ends the wait at once, so an idle sidecar sleeps and a busy one is
-probed as before.
+Its pace adapts: every `--lag-interval` while anything is pending; every half second to a second
+while the replica cannot be listed, less often as an outage lasts (failing_wait); and, while
+nothing changes and nothing waits, twice as long after each quiet round up to
+IDLE_MAX_INTERVAL_SECONDS. A change to a database file (the kernel tells: supervisor/core/inotify.py)
+ends the wait at once, so an idle sidecar sleeps and a busy one is probed as before.
 """
 
 from __future__ import annotations
@@ -45,8 +45,13 @@ log = get_logger("lag")
 IDLE_RELIST_SECONDS = 60.0
 LISTING_TIMEOUT_SECONDS = 30.0
 # While the replica cannot be listed, look again every half second to a second (jittered: a hundred
-# sidecars do not come back in step): its return is noticed within a second.
+# sidecars do not come back in step): its return is noticed within a second. From
+# FAILING_FAST_SECONDS of outage on, the wait grows with it, up to FAILING_SLOWEST times that: a
+# store that is away for long is not asked ~1.3 times a second by every sidecar, and its return
+# is seen spread over up to a tenth of the outage.
 FAILING_INTERVAL_SECONDS = (0.5, 1.0)
+FAILING_FAST_SECONDS = 10.0
+FAILING_SLOWEST = 5.0
 # Nothing changed, nothing waits: the wait doubles after each quiet round, up to this (a change to
 # the database ends it at once; the replica is listed at least every IDLE_RELIST_SECONDS anyway).
 IDLE_MAX_INTERVAL_SECONDS = 60.0
@@ -199,9 +204,10 @@ class LagProbe:
                 await self.on_round()
             changed = any(d.changes != before.get(name) for name, d in self.state.databases.items())
             self.quiet_rounds = self.quiet_rounds + 1 if self.quiet() and not changed else 0
-            failing = any(d.probe_error for d in self.state.databases.values())
-            wait = next_wait(self.interval, self.quiet_rounds, failing,
-                             random.uniform(*FAILING_INTERVAL_SECONDS))  # noqa: S311
+            now = time.time()
+            down = max((now - (d.probe_ok_at or now) for d in self.state.databases.values() if d.probe_error),
+                       default=None)
+            wait = next_wait(self.interval, self.quiet_rounds, down is not None, failing_wait(down or 0.0))
             if not self.quiet_rounds:
                 await asyncio.sleep(wait)
                 continue
@@ -282,6 +288,12 @@ def lag_since(unstaged_since: float | None, unsent_since: float | None, now: flo
     uploaded (a pure function)."""
     oldest = min((t for t in (unstaged_since, unsent_since) if t is not None), default=None)
     return 0.0 if oldest is None else max(0.0, now - oldest)
+
+
+def failing_wait(down_seconds: float, rand: Callable[[float, float], float] = random.uniform) -> float:
+    """Seconds until the next listing while the replica has failed for `down_seconds` (pure)."""
+    stretch = min(max(1.0, down_seconds / FAILING_FAST_SECONDS), FAILING_SLOWEST)
+    return rand(*FAILING_INTERVAL_SECONDS) * stretch
 
 
 def next_wait(interval: float, quiet_rounds: int, failing: bool, failing_wait: float) -> float:
