@@ -150,15 +150,19 @@ class Outages:
             if paused is not None:
                 dbs = list(self.config.databases)
             started = time.monotonic()
+            step = "hold"
             try:
                 await child.hold()
                 result = None
                 for one in dbs:
+                    step = f"stop {one.name}"
                     await control.stop(one.path, CATCH_UP_STOP_SECONDS)
+                    step = f"start {one.name}"
                     await control.start(one.path, CATCH_UP_STOP_SECONDS)
+                    step = f"sync {one.name}"
                     result = await control.stage(one.path, CATCH_UP_STOP_SECONDS)
             except (ControlError, TimeoutError) as e:
-                log.warning("catch_up_restart", dbs=[d.name for d in dbs], error=str(e) or "timed out",
+                log.warning("catch_up_restart", dbs=[d.name for d in dbs], step=step, error=str(e) or "timed out",
                             detail="the database could not be reopened: Litestream is restarted (the WAL held "
                                    "meanwhile)")
                 await child.restart("catch up after the replica came back", kill=True)
