@@ -64,7 +64,7 @@ def reads_only_forwarder(pod: Pod) -> Iterator[ReadsOnlyForwarder]:
 def test_after_a_catch_up_that_failed_rows_still_reach_the_replica_while_it_runs(pod: Pod) -> None:
     """Invariant: once S3 takes writes again, every committed row reaches the replica while the
     sidecar runs (and reports ready). Here S3 is down 5 s, then takes reads but not writes for 40 s
-    (the catch-up's reopen fails in its `stop`), then is fully back."""
+    (the probe's listing works again: the catch-up runs while uploads still fail), then is fully back."""
     with reads_only_forwarder(pod) as fwd:
         # a long TTL so the 40 s without writes does not fence (a fence restarts Litestream and would
         # hide the finding); the default TTL hides it only when lease writes fail with the uploads
@@ -78,7 +78,10 @@ def test_after_a_catch_up_that_failed_rows_still_reach_the_replica_while_it_runs
         time.sleep(5)
         fwd.reads_only = True
         fwd.restore()
-        sup.wait_for(lambda: sup.count("catch_up_restart") >= 1, 90, "the catch-up's reopen to fail")
+        # the reopen fails in its `stop` (a Litestream running through the outage) or, after a pause,
+        # succeeds while Litestream's uploads still fail: either way the catch-up ends
+        sup.wait_for(lambda: sup.count("catch_up_restart") + sup.count("caught_up") >= 1, 90,
+                     "the catch-up to end")
         time.sleep(10)
         fwd.reads_only = False  # S3 takes writes again
         committed += commit_rows(app, 1000, 20)
