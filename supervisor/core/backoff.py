@@ -19,5 +19,6 @@ class Backoff:
 
     def delay(self, attempt: int, rand: Callable[[float, float], float] = random.uniform) -> float:
         """Seconds to wait before retry number `attempt` (1 = the first retry)."""
-        base = min(self.initial_seconds * 2 ** max(0, attempt - 1), self.max_seconds)
+        # the exponent bounded: a float 2**1024 overflows, and a store can be away for days
+        base = min(self.initial_seconds * 2 ** min(max(0, attempt - 1), 60), self.max_seconds)
         return base * rand(1 - self.jitter, 1 + self.jitter)

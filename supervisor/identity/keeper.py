@@ -42,17 +42,20 @@ def refresh_delay(creds: Credentials, margin_seconds: float, now: float | None =
 
 
 def next_delay(creds: Credentials | None, failures: int, margin_seconds: float, backoff: Backoff,
-               now: float | None = None, rand: Callable[[float, float], float] = random.uniform) -> float:
+               now: float | None = None, rand: Callable[[float, float], float] = random.uniform,
+               refused: bool = False) -> float:
     """When to try the next exchange: on schedule, or after `failures` failed ones with backoff.
 
     While the current credentials are still valid, a retry never waits past half of what is
     left; once they are gone, capped backoff with jitter (never a fixed one second), the cap at
-    most EXPIRED_RETRY_MAX_SECONDS.
+    most EXPIRED_RETRY_MAX_SECONDS unless STS `refused` the last exchange.
     """
     now = time.time() if now is None else now
     if failures:
         left = creds.seconds_left(now) if creds is not None else 0.0
         if left <= 0:
+            if refused:  # not an outage: asking again soon changes nothing
+                return backoff.delay(failures, rand)
             cap = min(backoff.max_seconds, EXPIRED_RETRY_MAX_SECONDS)
             return replace(backoff, max_seconds=cap).delay(failures, rand)
         return min(backoff.delay(failures, rand), max(backoff.initial_seconds, left / 2))
@@ -196,9 +199,10 @@ class CredentialKeeper:
     async def run(self) -> None:
         """Refresh forever (until cancelled)."""
         failures = 0
+        refused = False
         while True:
             creds = self._current
-            delay = next_delay(creds, failures, self.settings.refresh_margin_seconds, self.backoff)
+            delay = next_delay(creds, failures, self.settings.refresh_margin_seconds, self.backoff, refused=refused)
             self._obtained.clear()
             woken = await self._sleep(delay)
             if woken == "obtained":
@@ -212,6 +216,7 @@ class CredentialKeeper:
                 failures = 0 if fresh.seconds_left() > 0 else failures + 1
             except SupervisorError as e:
                 failures += 1
+                refused = isinstance(e, (CredentialsRefused, TokenError))
                 current = self._current
                 if current is None or current.seconds_left() <= 0:
                     log.error("credentials_expired", error=str(e), attempts=failures,

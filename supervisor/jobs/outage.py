@@ -65,59 +65,86 @@ class Outages:
     # the Litestream process whose databases a pause closed (None: not paused); one started since
     # opened them all itself
     paused: asyncio.subprocess.Process | None
+    # set when a pause ended at PAUSE_MAX_SECONDS with the store still away: no new pause until it answers
+    pause_spent: bool
     reopening: asyncio.Lock  # a pause and a reopen never interleave their socket calls
     outage_tasks: set[asyncio.Task[None]]
+    pause_limit: asyncio.Task[None] | None
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
         self.outage_tasks.add(task)
         task.add_done_callback(self.outage_tasks.discard)
+        return task
 
     def cancel_outage_work(self) -> None:
         """At shutdown: no pause or reopen runs beside the final upload (which covers a paused database
-        with `-once`)."""
+        with `-once`); the probe may still call in until it is cancelled: `shutting_down` stops those."""
         self.probe.cancel_pending()
         for task in list(self.outage_tasks):
             task.cancel()
 
-    def on_replica_failing(self, db: Database, down_seconds: float) -> None:
-        """Called by the lag probe after every failed listing."""
-        if down_seconds > LONG_OUTAGE_SECONDS and self.paused is None and not self.reopening.locked():
-            self._spawn(self.pause(down_seconds), "pause")
+    def on_replica_failing(self, db: Database, failing_seconds: float) -> None:
+        """Called by the lag probe after every failed listing, with how long this database's listings
+        have failed. Every database's replica must be failing: one broken replica pauses nothing."""
+        if failing_seconds <= LONG_OUTAGE_SECONDS or self.paused is not None or self.pause_spent \
+                or self.state.shutting_down or self.reopening.locked():
+            return
+        if all(d.probe_error for d in self.state.databases.values()):
+            self._spawn(self.pause(failing_seconds), "pause")
 
-    async def pause(self, down_seconds: float) -> None:
+    def _same_child(self, proc: asyncio.subprocess.Process) -> bool:
+        """The Litestream a pause or reopen began with still runs, may upload, and is not being stopped."""
+        child = self.child
+        return child is not None and child.proc is proc and proc.returncode is None and child.allowed.is_set() \
+            and not child.stopping.is_set() and not self.state.shutting_down
+
+    async def pause(self, failing_seconds: float) -> None:
         async with self.reopening:
             control, child = self.control, self.child
             if control is None or child is None or self.paused is not None or not child.reading.is_set():
                 return  # Litestream away already (fenced, restarting): nothing uploads
             proc = child.proc
-            if proc is None or proc.returncode is not None:
+            if proc is None or not self._same_child(proc):
                 return
             await child.hold()
+            unheld = await asyncio.to_thread(child.guard.unheld)
+            if unheld or not self._same_child(proc):
+                # without our read lock a closed database's WAL could restart under nobody: no pause
+                if self._same_child(proc) and child.proc is proc:
+                    await asyncio.to_thread(child.guard.release)
+                    child.reading.set()
+                log.info("pause_skipped", unheld=unheld, detail="the WAL guard does not hold every database, "
+                         "or Litestream changed meanwhile: Litestream keeps running through the outage")
+                return
+            closed: list[str] = []
             for db in self.config.databases:
+                if not self._same_child(proc):
+                    break  # a Litestream started since holds its own; the reopen finds it changed
                 # Litestream answers an error (its final upload failed: the store is away) and closes
                 # the database all the same; whatever it did, our read lock stays and the reopen
                 # (stop, start) sorts it out
                 with contextlib.suppress(ControlError, TimeoutError):
                     await control.stop(db.path, PAUSE_STOP_SECONDS)
-            try:
-                open_now = [str(d.get("path")) for d in await control.databases() if d.get("status") == "open"]
-            except (ControlError, TimeoutError):
-                open_now = ["?"]
-            closed = [db.name for db in self.config.databases if str(db.path) not in open_now]
+            with contextlib.suppress(ControlError, TimeoutError):
+                stopped = {str(d.get("path")) for d in await control.databases()
+                           if d.get("status") in ("stopped", "closed")}
+                closed = [db.name for db in self.config.databases if str(db.path) in stopped]
             self.paused = proc
             self.state.uploads_paused = True
             self.state.pauses += 1
-            log.info("uploads_paused", down_seconds=round(down_seconds, 1), closed=closed,
+            log.info("uploads_paused", failing_seconds=round(failing_seconds, 1), closed=closed,
                      detail="the replica is away: Litestream's databases are closed (their WAL held by the "
                             "supervisor) until it answers, then the backlog goes up as one file per database")
-        self._spawn(self._unpause_later(proc), "pause-limit")
+            self.pause_limit = self._spawn(self._unpause_later(proc), "pause-limit")
 
     async def _unpause_later(self, proc: asyncio.subprocess.Process) -> None:
         await asyncio.sleep(PAUSE_MAX_SECONDS)
         if self.paused is proc:
+            self.pause_spent = True  # until the store answers again (catch_up)
             log.info("uploads_unpaused", detail=f"still away after {PAUSE_MAX_SECONDS:g} s: Litestream takes the "
                                                "databases back and stages their changes locally")
+            self.pause_limit = None  # this task: not cancelled by its own reopen
             await self.reopen(list(self.config.databases), 0.0, 0.0)
 
     async def catch_up(self, db: Database, down_seconds: float = 0.0) -> None:
@@ -131,8 +158,11 @@ class Outages:
         closed. It all starts after a random part of the outage's length (catch_up_delay): a
         hundred sidecars back together spread their backlogs and lease renewals rather than
         landing them in the same second."""
+        self.pause_spent = False
         delay = catch_up_delay(down_seconds)
         await asyncio.sleep(delay)
+        if self.state.shutting_down:
+            return
         for lease in self.leases.values():
             lease.renew_now()  # a lease renewals failed for: confirmed now, uploads resume at once if fenced
         if self.paused is not None:
@@ -143,22 +173,38 @@ class Outages:
     async def reopen(self, dbs: list[Database], down_seconds: float, delay: float) -> None:
         async with self.reopening:
             control, child = self.control, self.child
-            if control is None or child is None:
+            if control is None or child is None or self.state.shutting_down:
                 return
             paused, self.paused = self.paused, None
             self.state.uploads_paused = False
+            limit, self.pause_limit = self.pause_limit, None
+            if limit is not None:
+                limit.cancel()
             if paused is not None and paused is not child.proc:
                 paused = None  # Litestream was started again since: it opened every database itself
             if paused is None and not child.reading.is_set():
                 return  # Litestream away (fenced, restarting): the next one uploads everything
+            proc = child.proc
+            if proc is None or not self._same_child(proc):
+                return
             if paused is not None:
                 dbs = list(self.config.databases)
             started = time.monotonic()
             step = "hold"
             try:
                 await child.hold()
+                # A start through the socket continues from Litestream's last position without the
+                # checks of a process start (walguard.prepare): only safe while our read lock kept
+                # each WAL from restarting and the file is the one Litestream opened.
+                unsafe = await asyncio.to_thread(child.guard.unheld) + [
+                    d.name for d in dbs if child.inodes.get(d.name) not in (None, _inode(d))]
+                if unsafe:
+                    raise ControlError(f"not reopened in place: {', '.join(sorted(set(unsafe)))} unguarded or "
+                                       "replaced since Litestream opened it (a restart checks the WAL first)")
                 result = None
                 for one in dbs:
+                    if not self._same_child(proc):
+                        raise ControlError("Litestream changed during the reopen")
                     step = f"stop {one.name}"
                     await control.stop(one.path, CATCH_UP_STOP_SECONDS)
                     step = f"start {one.name}"
@@ -169,9 +215,10 @@ class Outages:
                 log.warning("catch_up_restart", dbs=[d.name for d in dbs], step=step, error=str(e) or "timed out",
                             detail="the database could not be reopened: Litestream is restarted (the WAL held "
                                    "meanwhile)")
-                await child.restart("catch up after the replica came back", kill=True)
+                if not self.state.shutting_down:
+                    await child.restart("catch up after the replica came back", kill=True)
                 return
-            if child.proc is not None and child.proc.returncode is None:
+            if self._same_child(proc):
                 await asyncio.to_thread(child.guard.release)
                 child.reading.set()
             log.info("caught_up", dbs=[d.name for d in dbs], how="reopen", paused=paused is not None,
@@ -180,3 +227,10 @@ class Outages:
                      down_seconds=round(down_seconds, 1), spread_seconds=round(delay, 3))
         for one in dbs:
             await self.probe.probe(one, force=True)
+
+
+def _inode(db: Database) -> int | None:
+    try:
+        return db.path.stat().st_ino
+    except OSError:
+        return None

@@ -79,6 +79,8 @@ class Replicator(Shutdown, Outages):
         self.paused: asyncio.subprocess.Process | None = None
         self.reopening = asyncio.Lock()
         self.outage_tasks: set[asyncio.Task[None]] = set()
+        self.pause_limit: asyncio.Task[None] | None = None
+        self.pause_spent = False
 
     async def startup(self) -> bool:
         host, port = self.settings.replicate.health_addr

@@ -113,6 +113,16 @@ class WalGuard:
             self._held[db.name] = (con, _inode(db.path))
         return list(self._held)
 
+    def unheld(self) -> list[str]:
+        """WAL-mode databases this guard does not hold a read transaction on (their file as it is now):
+        while Litestream has one of them closed, its WAL may be checkpointed and restarted."""
+        out = []
+        for db in self.databases:
+            held = None if self.disabled else self._held.get(db.name)
+            if (held is None or held[1] != _inode(db.path)) and walfile.is_wal_mode(db.path):
+                out.append(db.name)
+        return out
+
     @staticmethod
     def _close(con: Any) -> None:
         with contextlib.suppress(apsw.Error):

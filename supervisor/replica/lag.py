@@ -80,7 +80,7 @@ class LagProbe:
         self.state = state
         self.interval = interval_seconds
         self.on_recovered = on_recovered
-        self.on_failing = on_failing  # after every failed listing, with how long the replica has been away
+        self.on_failing = on_failing  # after every failed listing, with how long listings have failed
         self.inotify = inotify  # the process's: idle waits end at a change to a database
         self._last_key: dict[str, str | None] = {}
         self._pending: dict[str, deque[Seen]] = {}
@@ -90,6 +90,7 @@ class LagProbe:
         self._watch_warned = False
         self.on_round: Callable[[], Awaitable[None]] | None = None  # after every round (the file check)
         self._seeded: dict[str, str] = {}
+        self._failing_since: dict[str, float] = {}  # the first failed listing of the current outage
         for db in config.databases:
             state.databases.setdefault(db.name, DatabaseState(db.name))
 
@@ -168,8 +169,12 @@ class LagProbe:
         )
         if error and not current.probe_error:
             log.warning("replica_probe_failed", db=name, error=error)
-        if error and not local_unknown and self.on_failing is not None and current.probe_ok_at is not None:
-            self.on_failing(db, now - current.probe_ok_at)
+        if error is None:
+            self._failing_since.pop(name, None)
+        elif not local_unknown:
+            since = self._failing_since.setdefault(name, now)
+            if self.on_failing is not None:
+                self.on_failing(db, now - since)
         elif current.probe_error and not error:
             log.info("replica_probe_recovered", db=name)
             if self.on_recovered is not None:  # upload now: Litestream's own backoff may wait ~50 s more

@@ -116,7 +116,8 @@ def _issue29_results() -> dict:
             "verify_cpu_seconds": 1.3, "verify_peak_scratch_bytes": 100_000_000, "shutdown_exit_code": 0,
             "shutdown_seconds": 2.0, "final_check_seconds": 1.0, "final_check_share": 0.5}
     t = list(range(300))
-    peak = {"peak_per_second": 90, "ratio_to_steady": 1.8, "peak_at_seconds_after": 1}
+    peak = {"peak_per_second": 90, "ratio_to_steady": 1.8, "peak_at_seconds_after": 1, "ratio_to_steady_peak": 0.9,
+            "peak_without_compaction_per_second": 80, "ratio_without_compaction_to_steady": 1.6}
     samples = [{"t": i * 5.0, "rss_mb": 44.0, "litestream_rss_mb": 40.0, "fds": 20, "litestream_fds": 15,
                 "threads": 2, "cpu_seconds": i * 0.1, "litestream_cpu_seconds": i * 0.1} for i in range(40)]
     return {"catchup": {"outage_seconds": 10, "runs": 3, "goal_seconds": 3.0, "supervisor": runs,
@@ -132,6 +133,7 @@ def _issue29_results() -> dict:
             "herd": {"sidecars": 50, "default_ttl_sidecars": 5, "started_in_seconds": 20, "steady_seconds": 60,
                      "marks": {"steady": 0, "s3_cut": 60, "s3_back": 90, "sts_cut": 165, "sts_back": 210, "end": 300},
                      "steady_requests_per_second": 50.0, "steady_requests_per_second_per_sidecar": 1.0,
+                     "steady_peak_per_second": 100, "steady_peak_without_compaction_per_second": 60,
                      "steady_by_who_per_second": {"supervisor": 10.0, "litestream": 40.0},
                      "probe_latency_p50_ms": 3.0, "probe_latency_p99_ms": 9.0, "steady_errors": 0,
                      "after_s3_outage": peak, "after_sts_outage": peak, "caught_up_after_s3_seconds": 4.0,

@@ -93,6 +93,11 @@ def test_once_credentials_are_gone_a_retry_never_waits_a_minute() -> None:
     assert next_delay(None, 20, 900, b, now=100, rand=lambda lo, hi: 1.0) == EXPIRED_RETRY_MAX_SECONDS
     valid = creds(0, 1000)
     assert next_delay(valid, 20, 900, b, now=100, rand=lambda lo, hi: 1.0) == 60  # 900 s left: long backoff
+    # refused (a bad token, a role that trusts no one): not an outage, the long backoff
+    assert next_delay(None, 20, 900, b, now=100, rand=lambda lo, hi: 1.0, refused=True) == 60
+    # days of outage: no float overflow (attempt 1025 raised OverflowError and ended the keeper)
+    assert next_delay(None, 5000, 900, b, now=100, rand=lambda lo, hi: 1.0) == EXPIRED_RETRY_MAX_SECONDS
+    assert Backoff(0.5, 5.0).delay(100_000, lambda lo, hi: 1.0) == 5.0
 
 
 def test_retries_while_still_valid_never_wait_past_half_of_what_is_left() -> None:
@@ -153,7 +158,8 @@ def test_a_catch_up_waits_its_share_before_renewing_or_reopening(monkeypatch: py
     async def reopen(dbs: list[object], down: float, spread: float) -> None:
         reopened.append(time.monotonic())
 
-    owner = SimpleNamespace(leases={"a": lease}, control=None, child=None, paused=None, reopen=reopen)
+    owner = SimpleNamespace(leases={"a": lease}, control=None, child=None, paused=None, reopen=reopen,
+                            state=SimpleNamespace(shutting_down=False), pause_spent=False)
 
     async def scenario() -> float:
         started = time.monotonic()
