@@ -167,14 +167,14 @@ class LagProbe:
             last_upload_at=last_upload, probe_ok_at=now if error is None else current.probe_ok_at,
             probe_error=error, changes=changes, changed_at=changed_at, unstaged_since=unstaged_since,
         )
-        if error and not current.probe_error:
-            log.warning("replica_probe_failed", db=name, error=error)
         if error is None:
             self._failing_since.pop(name, None)
         elif not local_unknown:
             since = self._failing_since.setdefault(name, now)
             if self.on_failing is not None:
                 self.on_failing(db, now - since)
+        if error and not current.probe_error:
+            log.warning("replica_probe_failed", db=name, error=error)
         elif current.probe_error and not error:
             log.info("replica_probe_recovered", db=name)
             if self.on_recovered is not None:  # upload now: Litestream's own backoff may wait ~50 s more
