@@ -212,6 +212,7 @@ class CredentialKeeper:
             self._wake.clear()
             try:
                 fresh = await self.exchange(reason, Budget(self.aws.sts_timeout_seconds * 2, "STS timeout"))
+                refused = False
                 # Expired on arrival (a clock far off, no Date header): back off, do not loop every second.
                 failures = 0 if fresh.seconds_left() > 0 else failures + 1
             except SupervisorError as e:

@@ -87,17 +87,16 @@ class Outages:
     def on_replica_failing(self, db: Database, failing_seconds: float) -> None:
         """Called by the lag probe after every failed listing, with how long this database's listings
         have failed. Every database's replica must be failing: one broken replica pauses nothing."""
-        if failing_seconds <= LONG_OUTAGE_SECONDS or self.paused is not None or self.pause_spent \
-                or self.state.shutting_down or self.reopening.locked():
+        if self.paused is not None or self.pause_spent or self.state.shutting_down or self.reopening.locked():
             return
-        if all(d.probe_error for d in self.state.databases.values()):
+        if all(self.probe.failing_seconds(d.name) > LONG_OUTAGE_SECONDS for d in self.config.databases):
             self._spawn(self.pause(failing_seconds), "pause")
 
     def _same_child(self, proc: asyncio.subprocess.Process) -> bool:
         """The Litestream a pause or reopen began with still runs, may upload, and is not being stopped."""
         child = self.child
         return child is not None and child.proc is proc and proc.returncode is None and child.allowed.is_set() \
-            and not child.stopping.is_set() and not self.state.shutting_down
+            and not child.stopping.is_set() and not child.restarting and not self.state.shutting_down
 
     async def pause(self, failing_seconds: float) -> None:
         async with self.reopening:
@@ -108,8 +107,12 @@ class Outages:
             if proc is None or not self._same_child(proc):
                 return
             await child.hold()
-            unheld = await asyncio.to_thread(child.guard.unheld)
+            try:
+                unheld = await asyncio.to_thread(child.guard.unheld)
+            except OSError as e:
+                unheld = [str(e)]
             if unheld or not self._same_child(proc):
+                self.pause_spent = True  # not again this outage: each try takes and drops the guard
                 # without our read lock a closed database's WAL could restart under nobody: no pause
                 if self._same_child(proc) and child.proc is proc:
                     await asyncio.to_thread(child.guard.release)
@@ -126,6 +129,8 @@ class Outages:
                 # (stop, start) sorts it out
                 with contextlib.suppress(ControlError, TimeoutError):
                     await control.stop(db.path, PAUSE_STOP_SECONDS)
+            if not self._same_child(proc):
+                return  # a Litestream started since opened every database: nothing is paused
             with contextlib.suppress(ControlError, TimeoutError):
                 stopped = {str(d.get("path")) for d in await control.databases()
                            if d.get("status") in ("stopped", "closed")}
@@ -145,7 +150,7 @@ class Outages:
             log.info("uploads_unpaused", detail=f"still away after {PAUSE_MAX_SECONDS:g} s: Litestream takes the "
                                                "databases back and stages their changes locally")
             self.pause_limit = None  # this task: not cancelled by its own reopen
-            await self.reopen(list(self.config.databases), 0.0, 0.0)
+            await self.reopen(list(self.config.databases), 0.0, 0.0, after_pause=True)
 
     async def catch_up(self, db: Database, down_seconds: float = 0.0) -> None:
         """The replica answers again: upload now, not when Litestream's backoff lets it try again.
@@ -158,23 +163,25 @@ class Outages:
         closed. It all starts after a random part of the outage's length (catch_up_delay): a
         hundred sidecars back together spread their backlogs and lease renewals rather than
         landing them in the same second."""
-        self.pause_spent = False
         delay = catch_up_delay(down_seconds)
         await asyncio.sleep(delay)
+        self.pause_spent = False  # the store answered: a new outage may pause again
         if self.state.shutting_down:
             return
         for lease in self.leases.values():
             lease.renew_now()  # a lease renewals failed for: confirmed now, uploads resume at once if fenced
         if self.paused is not None:
-            await self.reopen(list(self.config.databases), down_seconds, delay)
+            await self.reopen(list(self.config.databases), down_seconds, delay, after_pause=True)
         elif down_seconds > LONG_OUTAGE_SECONDS:
             await self.reopen([db], down_seconds, delay)
 
-    async def reopen(self, dbs: list[Database], down_seconds: float, delay: float) -> None:
+    async def reopen(self, dbs: list[Database], down_seconds: float, delay: float, after_pause: bool = False) -> None:
         async with self.reopening:
             control, child = self.control, self.child
             if control is None or child is None or self.state.shutting_down:
                 return
+            if after_pause and self.paused is None:
+                return  # another catch-up (or the pause's limit) reopened them meanwhile
             paused, self.paused = self.paused, None
             self.state.uploads_paused = False
             limit, self.pause_limit = self.pause_limit, None
@@ -211,7 +218,7 @@ class Outages:
                     await control.start(one.path, CATCH_UP_STOP_SECONDS)
                     step = f"sync {one.name}"
                     result = await control.stage(one.path, CATCH_UP_SYNC_SECONDS)
-            except (ControlError, TimeoutError) as e:
+            except (ControlError, TimeoutError, OSError) as e:
                 log.warning("catch_up_restart", dbs=[d.name for d in dbs], step=step, error=str(e) or "timed out",
                             detail="the database could not be reopened: Litestream is restarted (the WAL held "
                                    "meanwhile)")

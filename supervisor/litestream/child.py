@@ -142,6 +142,10 @@ class ChildSupervisor:
             await asyncio.to_thread(self.guard.release)
             self.reading.set()
 
+    @property
+    def restarting(self) -> bool:
+        return self._restart is not None
+
     async def restart(self, reason: str, *, kill: bool = False) -> None:
         """Stop the running Litestream and start another (not a death: no backoff, not counted).
         `kill`: at once, no final sync (it would wait on what the restart is meant to cut short);

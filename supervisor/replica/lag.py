@@ -167,9 +167,9 @@ class LagProbe:
             last_upload_at=last_upload, probe_ok_at=now if error is None else current.probe_ok_at,
             probe_error=error, changes=changes, changed_at=changed_at, unstaged_since=unstaged_since,
         )
-        if error is None:
+        if error is None or local_unknown:  # the meta dir unreadable is not the replica away
             self._failing_since.pop(name, None)
-        elif not local_unknown:
+        else:
             since = self._failing_since.setdefault(name, now)
             if self.on_failing is not None:
                 self.on_failing(db, now - since)
@@ -182,6 +182,11 @@ class LagProbe:
                 task = asyncio.create_task(self.on_recovered(db, down))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    def failing_seconds(self, name: str) -> float:
+        """How long this database's replica listings have failed (0 while they work)."""
+        since = self._failing_since.get(name)
+        return 0.0 if since is None else time.time() - since
 
     def cancel_pending(self) -> None:
         """At shutdown: no catch-up started by a recovery runs beside the final upload."""

@@ -56,6 +56,7 @@ class FakeChild:
         self.allowed.set()
         self.stopping = asyncio.Event()
         self.restarts: list[str] = []
+        self.restarting = False
 
     async def hold(self) -> None:
         self.reading.clear()
@@ -80,7 +81,9 @@ class Owner(Outages):
         self.leases = {}
         self.child = FakeChild(list(unheld), inodes)  # type: ignore[assignment]
         self.control = FakeControl()  # type: ignore[assignment]
-        self.probe = SimpleNamespace(probe=self._probed, cancel_pending=lambda: None)  # type: ignore[assignment]
+        self.failing = {name: 30.0 for name in names}
+        self.probe = SimpleNamespace(probe=self._probed, cancel_pending=lambda: None,  # type: ignore[assignment]
+                                     failing_seconds=lambda name: self.failing[name])
         self.paused = None
         self.pause_spent = False
         self.reopening = asyncio.Lock()
@@ -96,12 +99,13 @@ def test_a_pause_needs_every_replica_failing_for_a_while_and_none_after_the_limi
     async def scenario() -> list[bool]:
         seen = []
         owner = Owner(tmp_path, ("a.db", "b.db"))
-        owner.state.databases["b.db"].probe_error = None  # one replica broken, the other fine
+        owner.failing["b.db"] = 0.0  # one replica broken, the other fine
         owner.on_replica_failing(owner.dbs[0], 30.0)
         seen.append(bool(owner.outage_tasks))
-        owner.state.databases["b.db"].probe_error = "S3 unreachable"
-        owner.on_replica_failing(owner.dbs[0], 2.0)  # a blip: two listings within 3 s
+        owner.failing["b.db"] = 2.0  # a blip on the other: two listings within 3 s
+        owner.on_replica_failing(owner.dbs[0], 30.0)
         seen.append(bool(owner.outage_tasks))
+        owner.failing["b.db"] = 30.0
         owner.pause_spent = True  # the 120 s limit ended a pause; the store has not answered since
         owner.on_replica_failing(owner.dbs[0], 30.0)
         seen.append(bool(owner.outage_tasks))
