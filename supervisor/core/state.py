@@ -90,8 +90,6 @@ class State:
     # written by the lifecycle (replicate.py)
     started: bool = False
     shutting_down: bool = False
-    uploads_paused: bool = False  # Litestream's databases closed through a replica outage (jobs/outage.py)
-    pauses: int = 0
     # written by the health server's heartbeat task (time.monotonic())
     loop_heartbeat: float = field(default_factory=time.monotonic)
 

@@ -48,10 +48,6 @@ class StateCollector(Collector):
                                 value=1 if s.child_running else 0)
         yield CounterMetricFamily(P + "litestream_restarts", "Litestream child restarts after unexpected exits.",
                                   value=s.child_restarts)
-        yield GaugeMetricFamily(P + "uploads_paused", "1 while Litestream's databases are closed through a replica "
-                                "outage (reopened when it answers).", value=1 if s.uploads_paused else 0)
-        yield CounterMetricFamily(P + "uploads_pauses", "Replica outages through which uploads were paused.",
-                                  value=s.pauses)
         lag = GaugeMetricFamily(P + "replication_lag_seconds",
                                 "Age of the oldest change of the database not yet in the replica, staged by "
                                 "Litestream or not (0 when caught up).", labels=["db"])

@@ -64,7 +64,7 @@ class Replicator(Shutdown, Outages):
         self.inotify = Inotify.open()
         self.probe = LagProbe(self.service.s3, lambda: self.service.keeper.current is not None, self.config,
                               self.state, settings.replicate.lag_interval_seconds, on_recovered=self.catch_up,
-                              on_failing=self.on_replica_failing, inotify=self.inotify)
+                              inotify=self.inotify)
         self.processes = ProcessTable()
         self.leases = leases_for(settings, list(self.config.databases), self.service.s3, self.state,
                                  settings.adopt_replica_from)
@@ -76,11 +76,7 @@ class Replicator(Shutdown, Outages):
         self.child_config = Path()
         self.app: asyncio.subprocess.Process | None = None
         self.tasks: dict[str, asyncio.Task[Any]] = {}
-        self.paused: asyncio.subprocess.Process | None = None
         self.reopening = asyncio.Lock()
-        self.outage_tasks: set[asyncio.Task[None]] = set()
-        self.pause_limit: asyncio.Task[None] | None = None
-        self.pause_spent = False
 
     async def startup(self) -> bool:
         host, port = self.settings.replicate.health_addr

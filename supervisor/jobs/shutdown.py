@@ -163,9 +163,7 @@ class Shutdown:
         if self.signals.force.is_set():
             return False
         late = [db.name for db in self.config.databases if positions.unstaged(db)]
-        # a pause's close may still be under way in Litestream (its uploader retrying against a store
-        # that was away): the daemon's own shutdown then uploads nothing for that database
-        if daemon_up and synced and all(synced.values()) and not late and not self.state.uploads_paused:
+        if daemon_up and synced and all(synced.values()) and not late:
             return True
         if not any(has_data(db.path) for db in self.config.databases):
             return True

@@ -72,7 +72,6 @@ class LagProbe:
     def __init__(self, s3: Callable[[Database], Any], has_credentials: Callable[[], bool],
                  config: LitestreamConfig, state: State, interval_seconds: float,
                  on_recovered: Callable[[Database, float], Awaitable[None]] | None = None,
-                 on_failing: Callable[[Database, float], None] | None = None,
                  inotify: Inotify | None = None) -> None:
         self.s3 = s3
         self.has_credentials = has_credentials
@@ -80,7 +79,6 @@ class LagProbe:
         self.state = state
         self.interval = interval_seconds
         self.on_recovered = on_recovered
-        self.on_failing = on_failing  # after every failed listing, with how long listings have failed
         self.inotify = inotify  # the process's: idle waits end at a change to a database
         self._last_key: dict[str, str | None] = {}
         self._pending: dict[str, deque[Seen]] = {}
@@ -90,7 +88,6 @@ class LagProbe:
         self._watch_warned = False
         self.on_round: Callable[[], Awaitable[None]] | None = None  # after every round (the file check)
         self._seeded: dict[str, str] = {}
-        self._failing_since: dict[str, float] = {}  # the first failed listing of the current outage
         for db in config.databases:
             state.databases.setdefault(db.name, DatabaseState(db.name))
 
@@ -167,12 +164,6 @@ class LagProbe:
             last_upload_at=last_upload, probe_ok_at=now if error is None else current.probe_ok_at,
             probe_error=error, changes=changes, changed_at=changed_at, unstaged_since=unstaged_since,
         )
-        if error is None or local_unknown:  # the meta dir unreadable is not the replica away
-            self._failing_since.pop(name, None)
-        else:
-            since = self._failing_since.setdefault(name, now)
-            if self.on_failing is not None:
-                self.on_failing(db, now - since)
         if error and not current.probe_error:
             log.warning("replica_probe_failed", db=name, error=error)
         elif current.probe_error and not error:
@@ -182,11 +173,6 @@ class LagProbe:
                 task = asyncio.create_task(self.on_recovered(db, down))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-
-    def failing_seconds(self, name: str) -> float:
-        """How long this database's replica listings have failed (0 while they work)."""
-        since = self._failing_since.get(name)
-        return 0.0 if since is None else time.time() - since
 
     def cancel_pending(self) -> None:
         """At shutdown: no catch-up started by a recovery runs beside the final upload."""

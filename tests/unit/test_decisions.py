@@ -155,11 +155,11 @@ def test_a_catch_up_waits_its_share_before_renewing_or_reopening(monkeypatch: py
     lease = SimpleNamespace(renew_now=lambda: renewed.append(time.monotonic()))
     reopened: list[float] = []
 
-    async def reopen(dbs: list[object], down: float, spread: float) -> None:
+    async def reopen(db: object, down: float, spread: float) -> None:
         reopened.append(time.monotonic())
 
-    owner = SimpleNamespace(leases={"a": lease}, control=None, child=None, paused=None, reopen=reopen,
-                            state=SimpleNamespace(shutting_down=False), pause_spent=False)
+    owner = SimpleNamespace(leases={"a": lease}, control=None, child=None, reopen=reopen,
+                            state=SimpleNamespace(shutting_down=False))
 
     async def scenario() -> float:
         started = time.monotonic()
