@@ -189,7 +189,8 @@ def bench_herd(bed: Bed, work: Path, n: int, default_ttl: int, steady_seconds: f
                 key = f"{e.get('event')}: {e.get('reason') or e.get('returncode')}"
                 restart_reasons[key] = restart_reasons.get(key, 0) + 1
             elif e.get("event") == "catch_up_restart":
-                key = f"catch_up_restart: {str(e.get('step', '')).split(' ')[0]} {str(e.get('error'))[:80]}"
+                # the step, and Litestream's own words without the pod's path
+                key = f"catch_up_restart: {e.get('step')}: {str(e.get('error')).rsplit(': ', 1)[-1][:60]}"
                 restart_reasons[key] = restart_reasons.get(key, 0) + 1
     log("herd: restoring every replica to count rows")
     with ThreadPoolExecutor(2) as pool:
