@@ -91,8 +91,10 @@ def test_sts_down_past_credential_expiry_then_recovers(pod: Pod) -> None:
         sup.scrape()
         assert sup.terminate() == 0, sup.output()[-3000:]
         # never restarted for a refresh; only a lease fence (an outage past the fence time) stops it,
-        # and it resumes once the lease is confirmed again
-        assert sup.count("litestream_started") == 1 + sup.count("lease_fenced")
+        # and it resumes once the lease is confirmed again. The catch-up's documented fallback may too:
+        # Litestream 0.5.17's close through the socket can outlast its 10 s while its SDK is still
+        # fetching credentials again after they lapsed (CI: "get credentials: request canceled")
+        assert sup.count("litestream_started") == 1 + sup.count("lease_fenced") + sup.count("catch_up_restart")
         assert sup.count("lease_fenced") == sup.count("lease_confirmed") and sup.count("litestream_died") == 0
     finally:
         sts.stop()
