@@ -99,7 +99,7 @@ class Outages:
                 # checks of a process start (walguard.prepare): only safe while our read lock keeps
                 # the WAL from restarting and the file is the one Litestream opened.
                 unsafe = await asyncio.to_thread(child.guard.unheld)
-                if child.inodes.get(db.name) not in (None, _inode(db)):
+                if child.file_changed(db.name, db.path):
                     unsafe.append(db.name)
                 if unsafe:
                     raise ControlError(f"not reopened in place: {', '.join(sorted(set(unsafe)))} unguarded or "
@@ -126,9 +126,3 @@ class Outages:
                      txid=f"{result.txid:016x}", down_seconds=round(down_seconds, 1), spread_seconds=round(delay, 3))
         await self.probe.probe(db, force=True)
 
-
-def _inode(db: Database) -> int | None:
-    try:
-        return db.path.stat().st_ino
-    except OSError:
-        return None

@@ -182,12 +182,9 @@ class Replicator(Shutdown, Outages):
         if self.child is None or not self.child.reading.is_set():
             return
         for db in self.config.databases:
-            opened = self.child.inodes.get(db.name)
-            try:
-                now = db.path.stat().st_ino
-            except FileNotFoundError:
+            if not db.path.exists():
                 continue  # deleted: wait for the new file, never restart onto nothing
-            if opened is not None and now != opened:
+            if self.child.file_changed(db.name, db.path):
                 self.state.db_replacements += 1
                 log.warning("db_replaced", db=db.name, detail="the database file was replaced under Litestream; "
                             "restarting it onto the new file (a full snapshot follows)")

@@ -18,6 +18,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from supervisor.core.backoff import Backoff
@@ -28,7 +29,7 @@ from supervisor.core.state import LitestreamError, State
 from supervisor.litestream import process
 from supervisor.litestream.control import Control, ControlError
 from supervisor.litestream.process import ProcessTable
-from supervisor.litestream.walguard import WalGuard
+from supervisor.litestream.walguard import WalGuard, inode
 
 log = get_logger("child")
 HEALTHY_RUN_SECONDS = 60.0
@@ -135,12 +136,14 @@ class ChildSupervisor:
             if pending:
                 await asyncio.sleep(READ_LOCK_POLL_SECONDS)
         if proc.returncode is None and proc is self.proc:
-            self.inodes = {}
-            for db in self.guard.databases:
-                with contextlib.suppress(OSError):
-                    self.inodes[db.name] = db.path.stat().st_ino
+            self.inodes = {db.name: n for db in self.guard.databases if (n := inode(db.path)) is not None}
             await asyncio.to_thread(self.guard.release)
             self.reading.set()
+
+    def file_changed(self, name: str, path: Path) -> bool:
+        """The database's file is not the one this Litestream opened (replaced, or gone)."""
+        opened = self.inodes.get(name)
+        return opened is not None and opened != inode(path)
 
     @property
     def restarting(self) -> bool:

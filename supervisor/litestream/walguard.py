@@ -67,7 +67,8 @@ def needs_snapshot(position: ltx.Header, wal: walfile.WalHeader | None,
     return index.backfilled == index.frames > read_frames
 
 
-def _inode(path: Path) -> int | None:
+def inode(path: Path) -> int | None:
+    """The file's inode now (None: not there)."""
     try:
         return path.stat().st_ino
     except OSError:
@@ -92,7 +93,7 @@ class WalGuard:
         for db in [] if self.disabled else self.databases:
             held = self._held.get(db.name)
             if held is not None:
-                if held[1] == _inode(db.path):
+                if held[1] == inode(db.path):
                     continue
                 self._close(self._held.pop(db.name)[0])
             if not walfile.is_wal_mode(db.path):
@@ -110,7 +111,7 @@ class WalGuard:
                 log.warning("wal_guard_failed", db=db.name, error=str(e),
                             detail="the WAL may restart while Litestream is away; the next start checks for it")
                 continue
-            self._held[db.name] = (con, _inode(db.path))
+            self._held[db.name] = (con, inode(db.path))
         return list(self._held)
 
     def unheld(self) -> list[str]:
@@ -119,7 +120,7 @@ class WalGuard:
         out = []
         for db in self.databases:
             held = None if self.disabled else self._held.get(db.name)
-            if (held is None or held[1] != _inode(db.path)) and walfile.is_wal_mode(db.path):
+            if (held is None or held[1] != inode(db.path)) and walfile.is_wal_mode(db.path):
                 out.append(db.name)
         return out
 

@@ -56,6 +56,9 @@ class FakeChild:
         self.restarting = False
         self.restarts: list[str] = []
 
+    def file_changed(self, name: str, path: Path) -> bool:
+        return self.inodes.get(name) not in (None, path.stat().st_ino)
+
     async def hold(self) -> None:
         self.reading.clear()
 
