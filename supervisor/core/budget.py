@@ -7,13 +7,11 @@ one Budget created by the command and passed down cannot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Callable
 
 from supervisor.core.errors import OutOfTime, Unreachable
-
-T = TypeVar("T")
 
 
 class Budget:
@@ -37,17 +35,13 @@ class Budget:
             raise OutOfTime(f"{what}: gave up after {self.option} {self.seconds:g}s")
         return self.left()
 
-    async def run(self, awaitable: Awaitable[T], what: str) -> T:
-        """Await within what is left; OutOfTime naming `what` when the budget runs out."""
+    @contextlib.asynccontextmanager
+    async def limit(self, what: str) -> AsyncIterator[None]:
+        """`async with budget.limit(what):` the block runs within what is left; OutOfTime naming
+        `what` when the budget runs out (before the block starts, or during it)."""
         try:
-            left = self.check(what)
-        except OutOfTime:
-            close = getattr(awaitable, "close", None)
-            if close is not None:
-                close()  # never awaited: say so to the coroutine, not to the user
-            raise
-        try:
-            return await asyncio.wait_for(awaitable, left)
+            async with asyncio.timeout(self.check(what)):
+                yield
         except TimeoutError:
             raise OutOfTime(f"{what}: no answer within {self.option} {self.seconds:g}s") from None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -97,12 +97,19 @@ class CredentialKeeper:
             early = headstart.take(headstart.Request(self.aws, self.endpoint, self.role_arn, token.value,
                                                      self.policy))
             if early is not None:
-                call: Awaitable[Credentials] = self._answered_ahead(early, token)
+                call: Coroutine[Any, Any, Credentials] = self._answered_ahead(early, token)
                 sent = early.sent
             else:
                 call = self._exchange(token)
                 sent = time.monotonic()
-            creds = await (budget.run(call, f"STS at {self.endpoint}") if budget is not None else call)
+            if budget is None:
+                creds = await call
+            else:
+                try:
+                    async with budget.limit(f"STS at {self.endpoint}"):
+                        creds = await call
+                finally:
+                    call.close()  # never awaited when the budget was spent already: not the user's news
             if creds.seconds_left() <= 0:
                 # Served to no one (the broker answers 503) and, taken, refreshed every second:
                 # a failed exchange instead, retried with backoff. (A skewed clock is already
@@ -140,7 +147,7 @@ class CredentialKeeper:
                                "server's terms, but fix the clock (NTP): tokens and signatures fail beyond minutes")
         return creds
 
-    def _exchange(self, token: tokens.Token) -> Awaitable[Credentials]:
+    def _exchange(self, token: tokens.Token) -> Coroutine[Any, Any, Credentials]:
         if self._client is None:
             self._client = sts.new_client(self.aws, self.endpoint)
         return asyncio.to_thread(sts.exchange, self._client, self.aws, self.endpoint, self.role_arn, token,

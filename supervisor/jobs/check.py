@@ -172,7 +172,8 @@ async def _lease_step(store: LeaseStore, settings: Settings, report: Report) -> 
         report.skip("lease", "--lease off: nothing keeps two pods from writing this replica")
         return
     try:
-        seen = await Budget(settings.timeout_seconds).run(asyncio.to_thread(store.read), store.location)
+        async with Budget(settings.timeout_seconds).limit(store.location):
+            seen = await asyncio.to_thread(store.read)
     except SupervisorError as e:
         report.fail("lease", str(e))
         return
@@ -244,18 +245,19 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
                 where = db.replica.location
                 client = service.s3(db)
                 try:
-                    found = await Budget(settings.timeout_seconds).run(
-                        asyncio.to_thread(replicas.layout, client, db.replica), where)
+                    async with Budget(settings.timeout_seconds).limit(where):
+                        found = await asyncio.to_thread(replicas.layout, client, db.replica)
                 except SupervisorError as e:
                     report.fail("replica", str(e))
                     continue
                 if not clock_done:
                     clock_done = True
                     try:
-                        headers = await Budget(settings.timeout_seconds).run(asyncio.to_thread(
-                            lambda c=client, d=db: c.list_objects_v2(Bucket=d.replica.bucket, Prefix=d.replica.prefix,
-                                                                   MaxKeys=1)["ResponseMetadata"]["HTTPHeaders"]),
-                            f"clock check against {where}")
+                        async with Budget(settings.timeout_seconds).limit(f"clock check against {where}"):
+                            headers = await asyncio.to_thread(
+                                lambda c=client, d=db: c.list_objects_v2(
+                                    Bucket=d.replica.bucket, Prefix=d.replica.prefix,
+                                    MaxKeys=1)["ResponseMetadata"]["HTTPHeaders"])
                         _clock_step(headers, report)
                     except SupervisorError as e:
                         report.fail("clock", str(e))

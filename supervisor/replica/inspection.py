@@ -31,7 +31,8 @@ async def inspect_replica(service: CredentialService, db: Database, budget: Budg
     while True:
         try:
             client = service.s3(db)
-            found = await budget.run(asyncio.to_thread(replicas.layout, client, db.replica), where)
+            async with budget.limit(where):
+                found = await asyncio.to_thread(replicas.layout, client, db.replica)
             if found.truncated:
                 log.warning("replica_listing_truncated", db=db.name, objects=found.objects,
                             detail="more objects than one look lists: its newest transaction and gaps are not "

@@ -20,18 +20,7 @@ from supervisor.core.budget import Budget
 from supervisor.core.errors import LeaseConflict, LeaseHeld, LeaseLost, SupervisorError, Unreachable
 from supervisor.core.logs import get_logger
 from supervisor.core.state import LeaseState
-from supervisor.replica.lease import (
-    Identity,
-    LeaseBody,
-    LeaseStore,
-    Observed,
-    fence_after,
-    held_error,
-    judge,
-    other_owner,
-    other_workload_error,
-    renew_timeout,
-)
+from supervisor.replica.lease import Identity, LeaseBody, LeaseStore, Observed, held_error, other_workload_error
 from supervisor.replica.tenure import (
     FENCE,
     LOST,
@@ -44,10 +33,13 @@ from supervisor.replica.tenure import (
     Taken,
     Tenure,
     Tick,
+    admit,
     after_conflict,
     deadline,
     decide,
+    fence_after,
     next_attempt,
+    renew_timeout,
 )
 
 log = get_logger("lease")
@@ -55,6 +47,7 @@ WAIT_POLL_SECONDS = 2.0
 
 
 Callback = Callable[[], Awaitable[None]]
+StoreCheck = asyncio.Future[object] | None  # the store's conditional-write probe, when run beside acquire
 
 
 async def _nothing() -> None:
@@ -82,7 +75,6 @@ class Lease:
         # restore must not erase what protects the replica from another workload (exit 17).
         self.owner = me.owner
         self.position: Callable[[], int] = lambda: 0
-        self._probe: asyncio.Future[object] | None = None
         self._writing = asyncio.Lock()  # one renewer at a time, shutdown's extra renewal included
         self._wake = asyncio.Event()  # renew now (the replica answers again after an outage)
         self._fence: Callback = _nothing
@@ -93,7 +85,8 @@ class Lease:
         return self.tenure.confirmed_at if self.tenure else None
 
     async def _call(self, budget: Budget, fn: Callable[..., object], *args: object, **kw: object) -> Any:
-        return await budget.run(asyncio.to_thread(fn, *args, **kw), self.store.location)
+        async with budget.limit(self.store.location):
+            return await asyncio.to_thread(fn, *args, **kw)
 
     def _body(self, released: bool = False) -> LeaseBody:
         now = time.time()
@@ -104,12 +97,13 @@ class Lease:
 
     # -- acquire ----------------------------------------------------------------------------------
 
-    async def acquire(self, budget: Budget, *, verify_later: bool = False) -> None:
+    async def acquire(self, budget: Budget, *, verify_later: bool = False) -> StoreCheck:
         """Hold the lease, waiting (within the budget) for another holder to release it or expire.
 
         The store probe (supervisor/replica/lease.py) must pass before the lease is written; with
         `verify_later` (restore, where time counts) it runs beside the looks at the lease, the lease
-        is written at once and the caller awaits `verified()` before it commits anything."""
+        is written at once, and the caller awaits what this returns (LeaseUnsupported if the store
+        failed the probe) before it commits anything."""
         started = self.clock()
         probe: asyncio.Future[object] | None = None
         if self.check_store and verify_later:
@@ -120,19 +114,7 @@ class Lease:
             if probe is not None:
                 probe.add_done_callback(lambda f: f.cancelled() or f.exception())  # reported: the other error
             raise
-        self._probe = probe
-
-    async def verified(self) -> None:
-        """After acquire(verify_later=True): raises LeaseUnsupported if the store failed the probe."""
-        probe, self._probe = self._probe, None
-        if probe is not None:
-            await probe
-
-    def _refuse_other_owner(self, seen: Observed) -> None:
-        other = other_owner(seen.body, self.me)
-        if other is None or other == self.adopt_from:
-            return
-        raise other_workload_error(self.store.location, other, self.me.owner)
+        return probe
 
     async def _acquire(self, budget: Budget, started: float, sequential_probe: bool) -> None:
         waiting_logged: str | None = None
@@ -142,11 +124,13 @@ class Lease:
         while True:
             try:
                 seen: Observed = await self._call(budget, self.store.read)
-                self._refuse_other_owner(seen)
+                verdict = admit(seen, self.me, self.adopt_from)
+                if verdict == "other":
+                    assert seen.body is not None and seen.body.owner is not None
+                    raise other_workload_error(self.store.location, seen.body.owner, self.me.owner)
                 if seen.body is not None:
                     self.replica_txid = max(self.replica_txid, seen.body.replica_txid)
                     self.owner = self.me.owner or seen.body.owner
-                verdict = judge(seen, self.me)
                 if verdict == "held":
                     assert seen.body is not None
                     held_by = seen

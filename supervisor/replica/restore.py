@@ -121,15 +121,16 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
                       budget: Budget, require_replica: bool, lease: Lease | None = None,
                       if_local_behind: str = "refuse", on_held: Callable[[Lease], None] = lambda _: None) -> Outcome:
     started = time.monotonic()
+    store_check = None
     if lease is not None:
         # Before anything is inspected: the previous holder's final upload must be in the replica.
-        await lease.acquire(budget, verify_later=True)
+        store_check = await lease.acquire(budget, verify_later=True)
         on_held(lease)  # renewed from now on: a restore may outlast the lease's TTL
 
     async def verified() -> None:
         """The store passed the lease's probe: before any outcome is final or any file renamed."""
-        if lease is not None:
-            await lease.verified()
+        if store_check is not None:
+            await store_check
 
     removed = remove_stale_temps(db.path)
     if removed:

@@ -16,9 +16,53 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from supervisor.core.backoff import Backoff
-from supervisor.replica.lease import Identity, Observed, fence_after
+from supervisor.replica.lease import Identity, LeaseBody, Observed
 
 RETRY = Backoff(initial_seconds=0.5, max_seconds=5.0)
+
+
+def judge(seen: Observed, me: Identity) -> str:
+    """free | mine | released | expired | held: what acquire may do (a pure decision)."""
+    body = seen.body
+    if body is None:
+        return "free"
+    if body.instance == me.instance or (me.pod_uid is not None and body.pod_uid == me.pod_uid):
+        return "mine"
+    if body.released:
+        return "released"
+    if seen.age_seconds > body.ttl_seconds:
+        return "expired"
+    return "held"
+
+
+def fence_after(ttl_seconds: float) -> float:
+    """Seconds after the last confirmed renewal was *sent* at which this pod must have stopped
+    uploading: the TTL minus a margin for stopping Litestream and for clock rate differences. A
+    timer enforces it, whatever a renewal in flight is doing."""
+    return max(ttl_seconds / 2, ttl_seconds - max(5.0, ttl_seconds * 0.2))
+
+
+def renew_timeout(ttl_seconds: float) -> float:
+    """How long one renewal may take before it counts as failed: half the fence margin (and at
+    most a renewal period), so fence_after + renew_timeout < TTL by construction: a renewal sent
+    just before the fence is decided before another pod could take the lease."""
+    return min(ttl_seconds / 3, (ttl_seconds - fence_after(ttl_seconds)) / 2)
+
+
+def admit(seen: Observed, me: Identity, adopt_from: str | None = None) -> str:
+    """One look at the lease while acquiring: `judge`'s verdict, or "other" when the replica
+    belongs to another workload that this pod does not adopt on purpose (--adopt-replica-from)."""
+    other = other_owner(seen.body, me)
+    if other is not None and other != adopt_from:
+        return "other"
+    return judge(seen, me)
+
+
+def other_owner(body: LeaseBody | None, me: Identity) -> str | None:
+    """The other workload a replica belongs to, or None (ours, unknown on either side, or no lease)."""
+    if body is None or body.owner is None or me.owner is None:
+        return None
+    return body.owner if body.owner != me.owner else None
 
 
 class Phase(Enum):

@@ -115,8 +115,8 @@ class Verifier:
         """Until the replica holds `txid`, seen from the replica's side (Litestream uploads within its
         sync interval; a socket sync -wait would endanger its read lock: supervisor/litestream/control.py)."""
         while not budget.spent:
-            found = await budget.run(asyncio.to_thread(replicas.layout, self.service.s3(db), db.replica),
-                                     db.replica.location)
+            async with budget.limit(db.replica.location):
+                found = await asyncio.to_thread(replicas.layout, self.service.s3(db), db.replica)
             if found.max_txid >= txid:
                 return True
             await asyncio.sleep(min(1.0, budget.left()))
@@ -158,8 +158,8 @@ class Verifier:
                 if not await self.uploaded(db, txid, window):
                     snapshot = None
                     not_compared = f"the replica did not get transaction {txid:016x} within the time given"
-        size = await budget.run(asyncio.to_thread(_size_estimate, self.service.s3(db), db.replica),
-                                db.replica.location)
+        async with budget.limit(db.replica.location):
+            size = await asyncio.to_thread(_size_estimate, self.service.s3(db), db.replica)
         self.check_space(db, size)
         tmp = self.scratch_for(db) / f".{db.path.name}.verify-{random_secrets.token_hex(4)}"
         at: dict[str, Any] = {"txid": txid} if txid is not None else {"timestamp": timestamp} if timestamp else {}

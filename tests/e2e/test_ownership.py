@@ -18,7 +18,7 @@ import pytest
 
 from supervisor.core import workload as workloads
 from supervisor.core.errors import ExitCode
-from supervisor.replica.lease import fence_after
+from supervisor.replica.tenure import fence_after
 from tests.bed.pod import Pod, Writer, connect, row_ids
 from tests.bed.replicas import commit_rows, forget_local, replica_row_ids, role_s3
 

@@ -15,14 +15,8 @@ from supervisor.core.errors import LeaseConflict, LeaseUnsupported
 from supervisor.identity import s3
 from supervisor.identity.credentials import Credentials
 from supervisor.litestream.config import Replica
-from supervisor.replica.lease import (
-    Identity,
-    LeaseBody,
-    LeaseStore,
-    Observed,
-    fence_after,
-    judge,
-)
+from supervisor.replica.lease import Identity, LeaseBody, LeaseStore, Observed
+from supervisor.replica.tenure import fence_after, judge
 from tests.unit import recorded
 
 ME = Identity("app-0", "prod", "uid-a", "inst-a")

@@ -16,7 +16,7 @@ import pytest
 from supervisor.core.budget import Budget
 from supervisor.core.errors import LeaseConflict, LeaseLost
 from supervisor.core.state import LeaseState
-from supervisor.replica.lease import Identity, LeaseBody, Observed, fence_after, renew_timeout
+from supervisor.replica.lease import Identity, LeaseBody, Observed
 from supervisor.replica.leaseholder import Lease
 from supervisor.replica.tenure import (
     FENCE,
@@ -30,6 +30,8 @@ from supervisor.replica.tenure import (
     Tick,
     deadline,
     decide,
+    fence_after,
+    renew_timeout,
 )
 
 TTL = 30.0
