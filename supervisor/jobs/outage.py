@@ -19,7 +19,7 @@ from supervisor.core.logs import get_logger
 from supervisor.core.state import State
 from supervisor.litestream.child import ChildSupervisor
 from supervisor.litestream.config import Database, LitestreamConfig
-from supervisor.litestream.control import Control, ControlError
+from supervisor.litestream.control import Control, ControlError, ControlRefused
 from supervisor.replica.lag import LagProbe
 from supervisor.replica.leaseholder import Lease
 
@@ -107,9 +107,18 @@ class Outages:
                 if not self._same_child(proc):
                     raise ControlError("Litestream changed during the reopen")
                 step = "stop"
-                await control.stop(db.path, CATCH_UP_STOP_SECONDS)
+                try:
+                    await control.stop(db.path, CATCH_UP_STOP_SECONDS)
+                except ControlRefused as e:
+                    # An answer, not silence: Litestream (0.5.15 on) closes the database whatever
+                    # its final upload did (credentials fetched too late, a store still busy); the
+                    # start below opens it with a fresh uploader that sends the same backlog.
+                    log.info("catch_up_stop_refused", db=db.name, error=str(e),
+                             detail="the close's final upload failed; opening it again")
                 step = "start"
-                await control.start(db.path, CATCH_UP_STOP_SECONDS)
+                status = await control.start(db.path, CATCH_UP_STOP_SECONDS)
+                if status != "started":  # still open: its uploader is the stuck one, or a half-closed one
+                    raise ControlError(f"litestream start {db.path}: {status}, not started")
                 step = "sync"
                 result = await control.stage(db.path, CATCH_UP_SYNC_SECONDS)
             except (ControlError, TimeoutError, OSError) as e:

@@ -33,6 +33,10 @@ class ControlError(SupervisorError):
     """The control socket did not answer, or Litestream refused (its message, one line)."""
 
 
+class ControlRefused(ControlError):
+    """Litestream answered, with an error: the request ran to its end on its side."""
+
+
 @dataclass(frozen=True)
 class SyncResult:
     status: str  # synced | synced_local | no_change
@@ -81,14 +85,14 @@ class Control:
         """Turn what the WAL holds into LTX files now (no upload; the time limit is ours)."""
         status, answer = await self.request("POST", "/sync", {"path": str(db)}, timeout_seconds)
         if status != 200:
-            raise ControlError(f"litestream sync {db}: {answer.get('error') or f'HTTP {status}'}")
+            raise ControlRefused(f"litestream sync {db}: {answer.get('error') or f'HTTP {status}'}")
         return SyncResult(str(answer.get("status")), int(answer.get("txid") or 0),
                           int(answer.get("replicated_txid") or 0))
 
     async def _path_call(self, action: str, body: dict[str, Any], timeout_seconds: float) -> str:
         status, answer = await self.request("POST", f"/{action}", body, timeout_seconds + 2)
         if status != 200:
-            raise ControlError(f"litestream {action} {body['path']}: {answer.get('error') or f'HTTP {status}'}")
+            raise ControlRefused(f"litestream {action} {body['path']}: {answer.get('error') or f'HTTP {status}'}")
         return str(answer.get("status"))
 
     async def stop(self, db: Path | str, timeout_seconds: float) -> str:

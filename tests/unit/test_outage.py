@@ -12,19 +12,24 @@ from typing import Any
 
 from supervisor.core.state import State
 from supervisor.jobs.outage import Outages
+from supervisor.litestream.control import ControlError, ControlRefused
 
 
 class FakeControl:
-    def __init__(self) -> None:
+    def __init__(self, stop_error: ControlError | None = None, start_status: str = "started") -> None:
         self.calls: list[str] = []
+        self.stop_error = stop_error
+        self.start_status = start_status
 
     async def stop(self, path: Path, timeout: float) -> str:
         self.calls.append("stop")
+        if self.stop_error is not None:
+            raise self.stop_error
         return "stopped"
 
     async def start(self, path: Path, timeout: float) -> str:
         self.calls.append("start")
-        return "started"
+        return self.start_status
 
     async def stage(self, path: Path, timeout: float) -> Any:
         self.calls.append("sync")
@@ -129,3 +134,27 @@ def test_a_catch_up_in_shutdown_does_nothing(tmp_path: Path) -> None:
     owner.state.shutting_down = True
     asyncio.run(owner.catch_up(owner.db, 30.0))  # type: ignore[arg-type]
     assert owner.control.calls == [] and owner.child.restarts == []  # type: ignore[union-attr]
+
+
+def test_a_close_that_answered_with_an_error_is_opened_again_not_restarted(tmp_path: Path) -> None:
+    """The herd (issue 29): after the STS outage ten sidecars restarted Litestream because its close
+    answered 500 (its final upload failed with credentials fetched too late). That close had run to
+    its end: a start opens the database with a fresh uploader, and Litestream keeps running."""
+    owner = Owner(tmp_path)
+    owner.control = FakeControl(ControlRefused("litestream stop app.db: close database: get credentials: "
+                                               "request canceled"))  # type: ignore[assignment]
+    reopened(owner)
+    assert owner.control.calls == ["stop", "start", "sync"]  # type: ignore[union-attr]
+    assert owner.child.restarts == [] and owner.child.reading.is_set()  # type: ignore[union-attr]
+
+
+def test_a_close_that_did_not_answer_or_a_database_still_open_means_a_restart(tmp_path: Path) -> None:
+    silent = Owner(tmp_path)
+    silent.control = FakeControl(ControlError("Litestream's control socket: connection reset"))  # type: ignore[assignment]
+    assert reopened(silent).control.calls == ["stop"]  # type: ignore[union-attr]
+    assert silent.child.restarts == ["catch up after the replica came back"]  # type: ignore[union-attr]
+    (tmp_path / "b").mkdir()
+    still_open = Owner(tmp_path / "b")
+    still_open.control = FakeControl(ControlRefused("litestream stop: x"), "already_running")  # type: ignore[assignment]
+    assert reopened(still_open).control.calls == ["stop", "start"]  # type: ignore[union-attr]
+    assert still_open.child.restarts == ["catch up after the replica came back"]  # type: ignore[union-attr]
