@@ -1,60 +1,63 @@
-"""Holding one database's lease over time: acquire, then keep it until lost, released or cancelled.
+"""One database's lease: acquire it, hold it (supervisor/replica/tenure.py), release it.
 
 `Lease.acquire` reads the lease object and writes it when free, released, expired or already
-this pod's (waiting, within the budget, while another holder's is live). `Lease.keep` only
-observes and acts: one renewal at a time, each bounded by `renew_timeout`, each outcome fed to
-the pure protocol in supervisor/replica/tenure.py, which decides fence / unfence / lost; a timer
-fences at the deadline whatever a renewal in flight is doing. The object's format and the
-store's calls are supervisor/replica/lease.py; one Lease per database, supervisor/replica/leases.py.
+this pod's (waiting, within the budget, while another holder's is live); what one look at it
+allows is `admit`, a pure rule. Once acquired, `Tenancy` (tenure.py, this class's
+other half) renews, fences and unfences. The object's format and the store's calls are
+supervisor/replica/lease.py; one Lease per database, supervisor/replica/leases.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from supervisor.core.budget import Budget
-from supervisor.core.errors import LeaseConflict, LeaseHeld, LeaseLost, SupervisorError, Unreachable
+from supervisor.core.errors import LeaseConflict, LeaseHeld, SupervisorError, Unreachable
 from supervisor.core.logs import get_logger
 from supervisor.core.state import LeaseState
 from supervisor.replica.lease import Identity, LeaseBody, LeaseStore, Observed, held_error, other_workload_error
-from supervisor.replica.tenure import (
-    FENCE,
-    LOST,
-    RETRY,
-    UNFENCE,
-    Confirmed,
-    Failed,
-    Observation,
-    Phase,
-    Taken,
-    Tenure,
-    Tick,
-    admit,
-    after_conflict,
-    deadline,
-    decide,
-    fence_after,
-    next_attempt,
-    renew_timeout,
-)
+from supervisor.replica.tenure import RETRY, Callback, Phase, Tenancy, Tenure, nothing
 
 log = get_logger("lease")
 WAIT_POLL_SECONDS = 2.0
 
-
-Callback = Callable[[], Awaitable[None]]
 StoreCheck = asyncio.Future[object] | None  # the store's conditional-write probe, when run beside acquire
 
 
-async def _nothing() -> None:
-    return None
+def judge(seen: Observed, me: Identity) -> str:
+    """free | mine | released | expired | held: what acquire may do (a pure decision)."""
+    body = seen.body
+    if body is None:
+        return "free"
+    if body.instance == me.instance or (me.pod_uid is not None and body.pod_uid == me.pod_uid):
+        return "mine"
+    if body.released:
+        return "released"
+    if seen.age_seconds > body.ttl_seconds:
+        return "expired"
+    return "held"
 
 
-class Lease:
+def admit(seen: Observed, me: Identity, adopt_from: str | None = None) -> str:
+    """One look at the lease while acquiring: `judge`'s verdict, or "other" when the replica
+    belongs to another workload that this pod does not adopt on purpose (--adopt-replica-from)."""
+    other = other_owner(seen.body, me)
+    if other is not None and other != adopt_from:
+        return "other"
+    return judge(seen, me)
+
+
+def other_owner(body: LeaseBody | None, me: Identity) -> str | None:
+    """The other workload a replica belongs to, or None (ours, unknown on either side, or no lease)."""
+    if body is None or body.owner is None or me.owner is None:
+        return None
+    return body.owner if body.owner != me.owner else None
+
+
+class Lease(Tenancy):
     def __init__(self, store: LeaseStore, me: Identity, ttl_seconds: float, state: LeaseState,
                  check_store: bool = True, clock: Callable[[], float] = time.monotonic,
                  database: str | None = None, adopt_from: str | None = None) -> None:
@@ -77,8 +80,8 @@ class Lease:
         self.position: Callable[[], int] = lambda: 0
         self._writing = asyncio.Lock()  # one renewer at a time, shutdown's extra renewal included
         self._wake = asyncio.Event()  # renew now (the replica answers again after an outage)
-        self._fence: Callback = _nothing
-        self._unfence: Callback = _nothing
+        self._fence: Callback = nothing
+        self._unfence: Callback = nothing
 
     @property
     def confirmed_at(self) -> float | None:
@@ -184,131 +187,6 @@ class Lease:
 
     def _held(self, seen: Observed, budget: Budget) -> LeaseHeld:
         return held_error(self.store.location, seen, f"{budget.option} {budget.seconds:g}s")
-
-    # -- held -------------------------------------------------------------------------------------
-
-    def may_upload(self) -> bool:
-        """Held, and the newest confirmed renewal was sent less than fence_after ago."""
-        t = self.tenure
-        return t is not None and t.phase is Phase.HELD and self.clock() < deadline(t, self.ttl)
-
-    def must_fence(self) -> bool:
-        return not self.may_upload()
-
-    async def _attempt(self, timeout_seconds: float) -> Observation:
-        """One conditional renewal, bounded; its outcome as an observation (never raises)."""
-        async with self._writing:
-            sent = self.clock()
-            try:
-                etag = await asyncio.wait_for(
-                    asyncio.to_thread(self.store.write, self._body(), if_match=self.etag), timeout_seconds)
-            except TimeoutError:
-                return Failed(f"{self.store.location}: no answer within {timeout_seconds:g}s")
-            except LeaseConflict:
-                return await self._after_conflict(timeout_seconds)
-            except SupervisorError as e:
-                return Failed(str(e))
-            self.etag = etag
-            return Confirmed(sent)
-
-    async def _after_conflict(self, timeout_seconds: float) -> Observation:
-        """412: someone else's now, or ours (an earlier renewal we gave up on landed after all)."""
-        try:
-            seen: Observed = await asyncio.wait_for(asyncio.to_thread(self.store.read), timeout_seconds)
-        except (TimeoutError, SupervisorError) as e:
-            return Failed(f"{self.store.location}: changed (412) and could not be read: {e}")
-        verdict = after_conflict(seen, self.me)
-        if isinstance(verdict, Failed):
-            self.etag = seen.etag
-            log.info("lease_etag_adopted", db=self.state.db, detail="a renewal given up on was applied after all")
-        return verdict
-
-    async def _observe(self, seen: Observation) -> None:
-        """Feed the protocol one observation; carry out what it decides."""
-        assert self.tenure is not None
-        before = self.tenure
-        self.tenure, actions = decide(before, seen, self.clock(), self.ttl)
-        if isinstance(seen, Confirmed):
-            self.state.renewals["ok"] += 1
-        elif isinstance(seen, Failed) and not seen.retry_now:
-            self.state.renewals["error"] += 1
-            log.warning("lease_renewal_failed", db=self.state.db, error=seen.error, attempts=self.tenure.failures)
-        for action in actions:
-            if action == FENCE:
-                self.state.fenced = True
-                if isinstance(seen, Taken):
-                    self.state.renewals["lost"] += 1
-                    self.state.held, self.state.lost, self.state.holder = False, True, seen.holder
-                else:
-                    log.error("lease_fenced", db=self.state.db,
-                              unconfirmed_seconds=round(self.clock() - before.confirmed_at, 2),
-                              fence_after_seconds=round(fence_after(self.ttl), 2),
-                              detail="cannot prove this pod still holds the lease: Litestream stopped (no upload) "
-                                     "until a renewal succeeds")
-                await self._fence()
-            elif action == UNFENCE:
-                self.state.fenced = False
-                log.info("lease_confirmed", db=self.state.db, detail="renewal succeeded again; resuming uploads")
-                await self._unfence()
-            elif action == LOST:
-                raise LeaseLost(f"{self.store.location}: lease lost to {seen.holder}; "  # type: ignore[union-attr]
-                                "this pod stopped uploading")
-
-    async def keep(self, fence: Callback = _nothing, unfence: Callback = _nothing) -> None:
-        """Renew every TTL/3 from acquisition until cancelled; fence at the deadline; LeaseLost ends it."""
-        assert self.tenure is not None, "acquire() first"
-        self._fence, self._unfence = fence, unfence
-        due = self.tenure.confirmed_at + self.ttl / 3
-        renewal: asyncio.Task[Observation] | None = None
-        try:
-            while True:
-                now = self.clock()
-                if renewal is None and now >= due:
-                    renewal = asyncio.create_task(self._attempt(renew_timeout(self.ttl)))
-                wake = deadline(self.tenure, self.ttl) if self.tenure.phase is Phase.HELD else float("inf")
-                if renewal is None:
-                    wake = min(wake, due)
-                timeout = None if wake == float("inf") else max(0.0, wake - now)
-                if renewal is not None:
-                    await asyncio.wait({renewal}, timeout=timeout)
-                else:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout)
-                    if self._wake.is_set():
-                        self._wake.clear()
-                        due = self.clock()
-                        continue
-                if renewal is not None and renewal.done():
-                    seen = renewal.result()
-                    renewal = None
-                    await self._observe(seen)
-                    due = next_attempt(self.tenure, seen, self.clock(), self.ttl)
-                else:
-                    await self._observe(Tick())
-        finally:
-            if renewal is not None:
-                renewal.cancel()
-
-    def renew_now(self) -> None:
-        """Do not wait for the next scheduled renewal (S3 is back: a fenced pod resumes at once)."""
-        t = self.tenure
-        if t is not None and t.phase is not Phase.LOST and (t.phase is Phase.FENCED or t.failures):
-            self._wake.set()
-
-    async def confirm(self, budget: Budget) -> bool:
-        """Before one more upload (shutdown): true when the lease is provably held, after one renewal
-        if the last confirmation is not recent enough to cover what follows."""
-        if self.tenure is None or self.tenure.phase is Phase.LOST:
-            return False
-        if self.may_upload() and self.clock() + budget.left() < deadline(self.tenure, self.ttl):
-            return True
-        with_timeout = max(0.1, min(renew_timeout(self.ttl), budget.left()))
-        seen = await self._attempt(with_timeout)
-        try:
-            await self._observe(seen)
-        except LeaseLost:
-            return False
-        return self.may_upload()
 
     async def release(self, budget: Budget) -> None:
         """Hand the lease over now (after the final position is confirmed), not after a TTL."""

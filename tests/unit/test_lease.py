@@ -16,7 +16,8 @@ from supervisor.identity import s3
 from supervisor.identity.credentials import Credentials
 from supervisor.litestream.config import Replica
 from supervisor.replica.lease import Identity, LeaseBody, LeaseStore, Observed
-from supervisor.replica.tenure import fence_after, judge
+from supervisor.replica.leaseholder import judge
+from supervisor.replica.tenure import fence_after
 from tests.unit import recorded
 
 ME = Identity("app-0", "prod", "uid-a", "inst-a")
