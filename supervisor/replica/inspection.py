@@ -11,12 +11,13 @@ import asyncio
 
 from supervisor.core.backoff import Backoff
 from supervisor.core.budget import Budget
-from supervisor.core.errors import ExitCode, LocalBehind, SupervisorError, Unreachable
+from supervisor.core.errors import ExitCode, LocalBehind, ReplicaVanished, SupervisorError, Unreachable
 from supervisor.core.logs import get_logger
 from supervisor.identity.service import CredentialService
 from supervisor.litestream.config import Database
 from supervisor.replica import layout as replicas
 from supervisor.replica import ondisk
+from supervisor.replica.leaseholder import Lease
 
 log = get_logger("inspection")
 RETRY = Backoff(initial_seconds=0.5, max_seconds=10.0)
@@ -60,12 +61,23 @@ async def inspect_replica(service: CredentialService, db: Database, budget: Budg
             await asyncio.sleep(delay)
 
 
-
-
 def behind_lease(found: replicas.Layout, lease_txid: int) -> bool:
     """The replica holds less than its lease recorded as confirmed there: deleted, or missing its
     newest files (a lagging site or zone, a bucket put back from an older copy, a cleanup)."""
     return lease_txid > 0 and found.kind in ("empty", "ltx") and not found.truncated and found.max_txid < lease_txid
+
+
+def vanished(found: replicas.Layout, lease: Lease | None, where: str) -> None:
+    """A replica holding less than its lease saw in it is a deleted or damaged replica: restoring it
+    would start the app on old data (or none), and Litestream make that the replica's head."""
+    if lease is None or not behind_lease(found, lease.replica_txid):
+        return
+    holds = "is empty" if found.kind == "empty" else f"holds up to txid {found.max_txid:016x}"
+    raise ReplicaVanished(
+        f"{where} {holds}, but its lease ({lease.store.location}) records txid {lease.replica_txid:016x} confirmed "
+        "there: the replica lost its newest files (deleted by a lifecycle rule or a cleanup, a lagging site, a "
+        "bucket put back from an older copy?); refusing to start the app on older data: bring the objects back, "
+        "or delete the lease object to accept the replica as it is")
 
 
 def expected(found: replicas.Layout, lease_txid: int) -> tuple[str, int]:

@@ -30,7 +30,6 @@ from supervisor.core.errors import (
     LocalBehind,
     LocalNotSQLite,
     ReplicaError,
-    ReplicaVanished,
     RestoreFailed,
     SupervisorError,
 )
@@ -73,19 +72,6 @@ class Outcome:
     seconds: float = 0.0
 
 
-def vanished(found: replicas.Layout, lease: Lease | None, where: str) -> None:
-    """A replica holding less than its lease saw in it is a deleted or damaged replica: restoring it
-    would start the app on old data (or none), and Litestream make that the replica's head."""
-    if lease is None or not inspection.behind_lease(found, lease.replica_txid):
-        return
-    holds = "is empty" if found.kind == "empty" else f"holds up to txid {found.max_txid:016x}"
-    raise ReplicaVanished(
-        f"{where} {holds}, but its lease ({lease.store.location}) records txid {lease.replica_txid:016x} confirmed "
-        "there: the replica lost its newest files (deleted by a lifecycle rule or a cleanup, a lagging site, a "
-        "bucket put back from an older copy?); refusing to start the app on older data: bring the objects back, "
-        "or delete the lease object to accept the replica as it is")
-
-
 async def check_present(service: CredentialService, db: Database, budget: Budget, lease: Lease | None,
                         if_local_behind: str) -> tuple[bool, replicas.Layout]:
     """A SQLite file at the db path: (keep it?, the replica's layout). Kept only when it is not behind
@@ -97,7 +83,7 @@ async def check_present(service: CredentialService, db: Database, budget: Budget
     # A replica behind its lease: the local file must be as far as the lease saw, or it is refused.
     verdict = ondisk.judge(local, *inspection.expected(found, lease.replica_txid if lease else 0))
     if not verdict.keep and if_local_behind == "restore":
-        vanished(found, lease, db.replica.location)  # restoring it would not bring the newer data back
+        inspection.vanished(found, lease, db.replica.location)  # restoring it would not bring the newer data back
     if verdict.keep or if_local_behind == "keep":
         await asyncio.to_thread(integrity_check, db.path, "quick_check")
         if verdict.keep:
@@ -168,7 +154,7 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
         if known is None:
             log.info("replica_inspected", db=db.name, replica=where, layout=found.kind,
                      objects=found.objects, description=found.describe())
-        vanished(found, lease, where)
+        inspection.vanished(found, lease, where)
         if found.kind == "empty":
             if require_replica:
                 raise SupervisorError(f"{where} is empty and --require-replica is set",
