@@ -31,9 +31,10 @@ class Budget:
 
     def check(self, what: str) -> float:
         """Seconds left, or OutOfTime naming the step that ran out of time."""
-        if self.spent:
+        left = self._end - self._clock()  # one reading: never "not spent" and then 0 s left
+        if left <= 0:
             raise OutOfTime(f"{what}: gave up after {self.option} {self.seconds:g}s")
-        return self.left()
+        return left
 
     @contextlib.asynccontextmanager
     async def limit(self, what: str) -> AsyncIterator[None]:

@@ -112,9 +112,12 @@ class Outages:
                 except ControlRefused as e:
                     # An answer, not silence: Litestream (0.5.15 on) closes the database whatever
                     # its final upload did (credentials fetched too late, a store still busy); the
-                    # start below opens it with a fresh uploader that sends the same backlog.
+                    # start below opens it with a fresh uploader that sends the same backlog. Any
+                    # other refusal: the start finds it open, or fails, and Litestream is restarted.
                     log.info("catch_up_stop_refused", db=db.name, error=str(e),
-                             detail="the close's final upload failed; opening it again")
+                             detail="Litestream answered the close with an error; opening it again")
+                if not self._same_child(proc):  # fenced, restarted or stopping while it closed
+                    raise ControlError("Litestream changed during the reopen")
                 step = "start"
                 status = await control.start(db.path, CATCH_UP_STOP_SECONDS)
                 if status != "started":  # still open: its uploader is the stuck one, or a half-closed one
@@ -126,7 +129,7 @@ class Outages:
                             detail="the database could not be reopened: Litestream is restarted (the WAL held "
                                    "meanwhile)")
                 if not self.state.shutting_down:
-                    await child.restart("catch up after the replica came back", kill=True)
+                    await child.restart("catch up after the replica came back", kill=True, only=proc)
                 return
             if self._same_child(proc):
                 await asyncio.to_thread(child.guard.release)

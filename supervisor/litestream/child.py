@@ -149,12 +149,16 @@ class ChildSupervisor:
     def restarting(self) -> bool:
         return self._restart is not None
 
-    async def restart(self, reason: str, *, kill: bool = False) -> None:
+    async def restart(self, reason: str, *, kill: bool = False,
+                      only: asyncio.subprocess.Process | None = None) -> None:
         """Stop the running Litestream and start another (not a death: no backoff, not counted).
         `kill`: at once, no final sync (it would wait on what the restart is meant to cut short);
-        the guard holds the WAL, the next start continues from Litestream's last LTX file."""
+        the guard holds the WAL, the next start continues from Litestream's last LTX file.
+        `only`: restart that process, not one started since (its start checked the WAL already)."""
         proc = self.proc
         if proc is None or proc.returncode is not None or self.stopping.is_set() or self._restart is not None:
+            return
+        if only is not None and proc is not only:
             return
         self._restart = reason
         await self.hold()

@@ -19,7 +19,7 @@ import contextlib
 import os
 import secrets as random_secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,9 +73,10 @@ class Outcome:
 
 
 async def check_present(service: CredentialService, db: Database, budget: Budget, lease: Lease | None,
-                        if_local_behind: str) -> tuple[bool, replicas.Layout]:
+                        if_local_behind: str, verified: Callable[[], Awaitable[None]]) -> tuple[bool, replicas.Layout]:
     """A SQLite file at the db path: (keep it?, the replica's layout). Kept only when it is not behind
-    the replica (or the operator chose `keep`), after a quick check; `restore` moves it aside."""
+    the replica (or the operator chose `keep`), after a quick check; `restore` moves it aside (once
+    `verified`: the store passed the lease's probe)."""
     found = await inspect_replica(service, db, budget)
     log.info("replica_inspected", db=db.name, replica=db.replica.location, layout=found.kind,
              objects=found.objects, description=found.describe())
@@ -97,6 +98,7 @@ async def check_present(service: CredentialService, db: Database, budget: Budget
             f"{db.path}: refusing to start on it: {verdict.reason}; Litestream would make it the replica's new "
             "head and drop what is newer. Either --if-local-behind restore (it is moved aside, never deleted, and "
             "the replica restored) or --if-local-behind keep (it becomes the new head: a rollback)")
+    await verified()
     companions = [db.path, *(db.path.with_name(db.path.name + c) for c in COMPANIONS), db.meta_dir]
     moved = move_aside([p for p in companions if p.exists() or p.is_symlink()], stamp())
     log.warning("db_moved_aside", db=db.name, moved=moved, detail=f"--if-local-behind restore: {verdict.reason}")
@@ -118,6 +120,22 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
         if store_check is not None:
             await store_check
 
+    try:
+        return await _restore_held(service, binary, config_path, db, budget, require_replica, lease,
+                                   if_local_behind, verified, started)
+    except BaseException as e:
+        if store_check is not None:
+            refused = store_check.exception() if store_check.done() and not store_check.cancelled() else None
+            if refused is not None and not isinstance(e, asyncio.CancelledError):
+                # A store that cannot hold a lease: that, not what failed beside its probe, is the news
+                raise refused from None
+            store_check.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: never logged
+        raise
+
+
+async def _restore_held(service: CredentialService, binary: str, config_path: Path, db: Database, budget: Budget,
+                        require_replica: bool, lease: Lease | None, if_local_behind: str,
+                        verified: Callable[[], Awaitable[None]], started: float) -> Outcome:
     removed = remove_stale_temps(db.path)
     if removed:
         log.warning("stale_restore_files_removed", db=db.name, files=removed,
@@ -127,7 +145,7 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
         raise LocalNotSQLite(orphan)
     known: replicas.Layout | None = None
     if kind == "sqlite":
-        keep, known = await check_present(service, db, budget, lease, if_local_behind)
+        keep, known = await check_present(service, db, budget, lease, if_local_behind, verified)
         if keep:
             await verified()
             return Outcome(db.path, "present", known.kind)
@@ -137,6 +155,7 @@ async def restore_one(service: CredentialService, binary: str, config_path: Path
     if kind == "absent":
         stale = hazards(db)
         if stale:
+            await verified()
             moved = move_aside(stale, stamp())
             log.warning("stale_files_moved", db=db.name, moved=moved,
                         detail="files of an earlier database beside a missing one would be replayed over "

@@ -16,23 +16,34 @@ from supervisor.litestream.control import ControlError, ControlRefused
 
 
 class FakeControl:
-    def __init__(self, stop_error: ControlError | None = None, start_status: str = "started") -> None:
+    def __init__(self, stop_error: BaseException | None = None, start_status: str = "started",
+                 start_error: BaseException | None = None, stage_error: BaseException | None = None,
+                 during_stop: Any = None) -> None:
         self.calls: list[str] = []
         self.stop_error = stop_error
         self.start_status = start_status
+        self.start_error = start_error
+        self.stage_error = stage_error
+        self.during_stop = during_stop  # what happens to the child while its close runs
 
     async def stop(self, path: Path, timeout: float) -> str:
         self.calls.append("stop")
+        if self.during_stop is not None:
+            self.during_stop()
         if self.stop_error is not None:
             raise self.stop_error
         return "stopped"
 
     async def start(self, path: Path, timeout: float) -> str:
         self.calls.append("start")
+        if self.start_error is not None:
+            raise self.start_error
         return self.start_status
 
     async def stage(self, path: Path, timeout: float) -> Any:
         self.calls.append("sync")
+        if self.stage_error is not None:
+            raise self.stage_error
         return SimpleNamespace(txid=1)
 
 
@@ -67,7 +78,9 @@ class FakeChild:
     async def hold(self) -> None:
         self.reading.clear()
 
-    async def restart(self, reason: str, *, kill: bool = False) -> None:
+    async def restart(self, reason: str, *, kill: bool = False, only: Any = None) -> None:
+        if only is not None and self.proc is not only:
+            return  # as ChildSupervisor.restart: never a Litestream started since
         self.restarts.append(reason)
 
 
@@ -158,3 +171,35 @@ def test_a_close_that_did_not_answer_or_a_database_still_open_means_a_restart(tm
     still_open.control = FakeControl(ControlRefused("litestream stop: x"), "already_running")  # type: ignore[assignment]
     assert reopened(still_open).control.calls == ["stop", "start"]  # type: ignore[union-attr]
     assert still_open.child.restarts == ["catch up after the replica came back"]  # type: ignore[union-attr]
+
+
+def test_a_litestream_started_during_a_refused_close_is_neither_started_again_nor_killed(tmp_path: Path) -> None:
+    """Hostile review: a fence and unfence while the close ran 10 s start a new Litestream with the
+    database open; its start would answer already_running and the restart kill the new process."""
+    owner = Owner(tmp_path)
+
+    def replaced() -> None:
+        owner.child.proc = SimpleNamespace(returncode=None)  # type: ignore[union-attr]
+
+    owner.control = FakeControl(ControlRefused("litestream stop: close database: timeout"),  # type: ignore[assignment]
+                                during_stop=replaced)
+    reopened(owner)
+    assert owner.control.calls == ["stop"]  # type: ignore[union-attr]
+    assert owner.child.restarts == []  # type: ignore[union-attr]
+
+
+def test_every_other_failure_of_the_reopen_restarts_litestream(tmp_path: Path) -> None:
+    cases = {
+        "close timed out": (FakeControl(TimeoutError()), ["stop"]),
+        "start refused after a refused close": (FakeControl(ControlRefused("litestream stop: x"),
+                                                            start_error=ControlRefused("database not found")),
+                                                ["stop", "start"]),
+        "sync refused": (FakeControl(stage_error=ControlRefused("litestream sync: x")), ["stop", "start", "sync"]),
+    }
+    for i, (name, (control, calls)) in enumerate(cases.items()):
+        (tmp_path / str(i)).mkdir()
+        owner = Owner(tmp_path / str(i))
+        owner.control = control  # type: ignore[assignment]
+        reopened(owner)
+        assert control.calls == calls, name
+        assert owner.child.restarts == ["catch up after the replica came back"], name  # type: ignore[union-attr]
