@@ -84,11 +84,12 @@ class Replicator(Shutdown, Outages):
         self.service.address = await self.service.broker.start()
         if not await first_credentials(self.service, self.signals.stop):
             return False
-        self.service.start_background(inotify=self.inotify)
         self.child_config = self.service.child_config(socket=True)
+        environment = self.service.child_environment()
+        self.service.start_background(inotify=self.inotify)
         self.control = Control(self.service.socket_path)
         self.child = ChildSupervisor(
-            litestream.replicate_cmd(self.binary, self.child_config), self.service.child_environment(), self.state,
+            litestream.replicate_cmd(self.binary, self.child_config), environment, self.state,
             self.processes, guard=WalGuard(list(self.config.databases), disabled=self.settings.environment.get(
                 "_LITESTREAM_SUPERVISOR_TEST_NO_WAL_GUARD") == "1"), control=self.control)
         self.verifier = Verifier(self.service, self.binary, self.child_config, self.settings.verify.scratch_dir,
