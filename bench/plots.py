@@ -28,7 +28,7 @@ CAPTIONS = {
     "herd.png": "Many sidecars on one store: requests per second at the store through a 30 s S3 outage and an STS "
                 "outage past the credentials' expiry, and how many sidecars were behind",
     "soak.png": "The soak: the supervisor's RSS, open descriptors, threads and CPU through refreshes every 5 s, a "
-                "token rotation every 30 s, a steady writer and two S3 outages",
+                "token rotation every 30 s, restore drills, a steady writer and two S3 outages",
 }
 
 
@@ -200,10 +200,12 @@ def soak(data: dict[str, Any], path: Path) -> None:
         for start, end in data["outages"]:
             ax.axvspan(start / 60, end / 60, color="#d62728", alpha=0.12)
         ax.axvline(data["warm_up_seconds"] / 60, color="#7f7f7f", linestyle=":", linewidth=1)
+        for drill in data.get("drills", []):
+            ax.axvline(drill["t"] / 60, color="#2ca02c", alpha=0.35, linewidth=0.8)
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
-    axes[-1].set_xlabel("minutes (shaded: S3 outages; dotted: end of warm-up)")
+    axes[-1].set_xlabel("minutes (shaded: S3 outages; green: restore drills; dotted: end of warm-up)")
     axes[0].set_title(f"Soak, {data['minutes']:g} min: {data['refreshes']:.0f} refreshes, "
                       f"{data['rotations']:.0f} token rotations")
     fig.tight_layout()
