@@ -133,3 +133,35 @@ def test_a_backlog_that_takes_more_than_30s_to_upload_does_not_stop_replication(
         rc = sup.terminate()
     assert not missing, (f"{len(missing)} committed rows never reached the replica in the 60 s after the uplink was "
                          f"fast again (first {missing[:5]}); /readyz {status}; catch_up_restart x{failed}; exit {rc}")
+
+
+def test_a_close_litestream_answers_with_an_error_is_opened_again_not_restarted(pod: Pod) -> None:
+    """Issue 29's herd: every Litestream restart after an outage was a `/stop` that Litestream
+    answered with an error (its close's final upload failed). Litestream 0.5.15+ closes the
+    database all the same, so the reopen goes on with `/start`. Here the close cannot upload (S3
+    takes reads, not writes): the real Litestream answers the stop with an error, the start opens
+    the database again, Litestream is never restarted, and every row reaches the replica."""
+    with reads_only_forwarder(pod) as fwd:
+        sup = pod.start_replicate("--lease-ttl", "150", env=pod.env(AWS_ENDPOINT_URL_STS=pod.bed.endpoint))
+        sup.wait_ready()
+        app = connect(pod.db())
+        committed = commit_rows(app, 1, 20)
+        replica_catches_up(pod, committed, timeout=30)
+        fwd.cut()
+        committed += commit_rows(app, 100, 20)
+        time.sleep(6)  # longer than LONG_OUTAGE_SECONDS: the catch-up reopens the database
+        fwd.reads_only = True
+        fwd.restore()
+        sup.wait_for(lambda: sup.count("caught_up") + sup.count("catch_up_restart") >= 1, 90, "the catch-up")
+        refused = [e for e in sup.events() if e.get("event") == "catch_up_stop_refused"]
+        fwd.reads_only = False
+        committed += commit_rows(app, 1000, 20)
+        replica_catches_up(pod, committed, timeout=60)
+        starts, restarts = sup.count("litestream_started"), sup.count("catch_up_restart")
+        reopened = sup.count("caught_up", how="reopen")
+        app.close()
+        rc = sup.terminate()
+    assert refused and "close database" in str(refused[0].get("error")), refused
+    assert (reopened, restarts, starts) == (1, 0, 1), (reopened, restarts, starts)
+    assert rc == 0
+    restore_and_compare(pod, committed)
