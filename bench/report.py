@@ -118,25 +118,25 @@ ISSUE_29 = [
     "difference measured |", "",
     "These rows come from short runs on a 2-core, 24 GB machine that another test run shared: `python -m bench "
     "--only idle,requests,herd,soak,catchup --budget-seconds 90 --herd-steady-seconds 30 --minutes 3 "
-    "--catchup-runs 3`; the herd again at the final code (`--only herd --herd-steady-seconds 30`); the soak "
-    "row is a 2 h run (`python -m bench --only soak --minutes 120`, of the code before the keeper and probe "
-    "changes above, which touch neither memory nor threads). The long soak is `python -m bench --only soak "
-    "--minutes 240` (about 4 h 10 min with the bed); the goals it checks are RSS within 1 MB per 1,000 "
-    "refreshes after warm-up, descriptors and threads flat, 0 Litestream restarts, 0 rows lost.", "",
-    "Not met yet (open in issue 29): the herd's peak second after S3's return is 4.7x the steady mean "
-    "(255/s, mostly Litestream's level-0 backlog: 155 PUTs) and after STS's 6.6x (357/s, Litestream's "
-    "level-1 compaction of that backlog). The steady state has such peaks itself: Litestream compacts "
-    "level 1 at every 30 s of the wall clock in every sidecar at once (218/s, 4x the mean, in the steady "
-    "window), so against the steady state's own peak the returns are 1.2x and 1.6x. Getting under 2x the "
-    "mean needs Litestream's backlog sent as fewer files (the pause above) and its compaction not aligned "
-    "to the wall clock; 10 Litestream restarts in the 120 s TTL group, each a reopen whose `stop` timed out "
-    "while Litestream uploaded the backlog. The long soak (2 h: 1,440 refreshes, 239 rotations, two "
-    "outages, 71,265 rows, 0 lost, 0 restarts) gives RSS 4.5 MB per 1,000 refreshes by its slope, above "
-    "the 1 MB goal, but the series is a step, not a slope: 47.5-48.1 MB for the first 57 minutes (600 "
-    "refreshes and the first outage), one step of +3.3 MB at minute 57 with one more descriptor (14 -> "
-    "15) and a third thread for a moment, then 51.8 MB flat for 60 minutes (720 refreshes and the second "
-    "outage) and 52.2 MB at the end. What the step is (a worker thread's heap, a second pooled connection) "
-    "is not known yet; a 4 h run would show whether it repeats.", "",
+    "--catchup-runs 3`; the herd again at the final code (`--only herd`, at 625ba69); the soak row is a 2 h "
+    "run (`python -m bench --only soak --minutes 120`, the last stop's, with the default hourly restore drill). The "
+    "long soak is `python -m bench --only soak --minutes 240` (about 4 h 10 min with the bed); the goals it "
+    "checks are RSS within 1 MB per 1,000 refreshes after warm-up, descriptors and threads flat, 0 Litestream "
+    "restarts, 0 rows lost.", "",
+    "Not met yet (open in issue 29): the herd's peak second after S3's return is 5.3x the steady mean (292/s; "
+    "Litestream's level-0 backlog, one file per second of outage, met its level-1 compaction: 225/s, 4.1x, "
+    "without that) and after STS's 2.8x (152/s). The steady state has such peaks itself: Litestream compacts "
+    "level 1 at every 30 s of the wall clock in every sidecar at once (238/s, 4.4x the mean, in the steady "
+    "window), so against the steady state's own peak the returns are 1.2x and 0.64x; the supervisors' own "
+    "requests are 24 and 20 of those seconds. Under 2x the mean needs Litestream's backlog drained over about "
+    "the outage's own length (a catch-up as slow as the outage: recovery time traded for the store's peak) or "
+    "sent as fewer files (the pause above). The soak's RSS: the 2 h run's one step of +3.3 MB at minute 57 "
+    "came with 1.3 s of CPU and a short-lived thread: the first hourly restore drill loading SQLite and the "
+    "comparison; its second drill (minute 112) added 0.4 MB. The soak now drills every 5 minutes and counts "
+    "the warm-up until the first drill has run; a 2 h run of it (at 53a89a8) ended at minute 80 when its "
+    "15 s outage passed the lease's fence (now 10 s outages; the sampler follows a restarted Litestream), "
+    "its supervisor's RSS (sampled apart each minute) 50.0 MB at minute 28, 50.8 MB through the first outage "
+    "and 51.2 MB at minute 80. That run is to be repeated.", "",
 ]
 
 

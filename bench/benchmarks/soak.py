@@ -172,7 +172,8 @@ def rows(r: dict[str, Any]) -> list[Row]:
     s = r["soak"]
     return [
         (f"soak ({s['minutes']:g} min: 10 s credentials, a token rotation every 30 s, a restore drill every "
-         f"{s.get('drill_interval_seconds', 3600):g} s, a 10/s writer, two {OUTAGE_SECONDS:g} s S3 outages): "
+         f"{s.get('drill_interval_seconds', 3600):g} s, a 10/s writer, two "
+         f"{s['outages'][0][1] - s['outages'][0][0]:g} s S3 outages): "
          "refreshes; RSS per 1,000 refreshes (drift after warm-up)",
          f"{s['refreshes']:.0f}; {s['rss_mb_per_1000_refreshes']} MB ({s['rss_drift_mb']:+} MB)",
          f"Litestream's RSS drift {s['litestream_rss_drift_mb']:+} MB", ""),
