@@ -10,6 +10,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -61,23 +62,30 @@ def reads_only_forwarder(pod: Pod) -> Iterator[ReadsOnlyForwarder]:
         pod.write_config()
 
 
+def down_then_reads_only(pod: Pod, fwd: ReadsOnlyForwarder, down_seconds: float) -> tuple[Any, Any, list[int]]:
+    """A sidecar with a long lease TTL (the time without writes must not fence: a fence restarts
+    Litestream and would hide what is tested) replicates 20 rows; S3 is then down `down_seconds`
+    under 20 more, and comes back taking reads but not writes. (sidecar, app connection, committed)"""
+    sup = pod.start_replicate("--lease-ttl", "150", env=pod.env(AWS_ENDPOINT_URL_STS=pod.bed.endpoint))
+    sup.wait_ready()
+    app = connect(pod.db())
+    committed = commit_rows(app, 1, 20)
+    replica_catches_up(pod, committed, timeout=30)
+    fwd.cut()
+    committed += commit_rows(app, 100, 20)
+    time.sleep(down_seconds)
+    fwd.reads_only = True
+    fwd.restore()
+    return sup, app, committed
+
+
 def test_after_a_catch_up_that_failed_rows_still_reach_the_replica_while_it_runs(pod: Pod) -> None:
     """Invariant: once S3 takes writes again, every committed row reaches the replica while the
     sidecar runs (and reports ready). Here S3 is down 5 s, then takes reads but not writes for 40 s
     (the probe's listing works again: the catch-up runs while uploads still fail), then is fully back."""
     with reads_only_forwarder(pod) as fwd:
-        # a long TTL so the 40 s without writes does not fence (a fence restarts Litestream and would
-        # hide the finding); the default TTL hides it only when lease writes fail with the uploads
-        sup = pod.start_replicate("--lease-ttl", "150", env=pod.env(AWS_ENDPOINT_URL_STS=pod.bed.endpoint))
-        sup.wait_ready()
-        app = connect(pod.db())
-        committed = commit_rows(app, 1, 20)
-        replica_catches_up(pod, committed, timeout=30)
-        fwd.cut()
-        committed += commit_rows(app, 100, 20)
-        time.sleep(5)
-        fwd.reads_only = True
-        fwd.restore()
+        # the default TTL hides the finding only when lease writes fail with the uploads
+        sup, app, committed = down_then_reads_only(pod, fwd, 5)
         # the reopen fails in its `stop` (a Litestream running through the outage) or, after a pause,
         # succeeds while Litestream's uploads still fail: either way the catch-up ends
         sup.wait_for(lambda: sup.count("catch_up_restart") + sup.count("caught_up") >= 1, 90,
@@ -142,16 +150,7 @@ def test_a_close_litestream_answers_with_an_error_is_opened_again_not_restarted(
     takes reads, not writes): the real Litestream answers the stop with an error, the start opens
     the database again, Litestream is never restarted, and every row reaches the replica."""
     with reads_only_forwarder(pod) as fwd:
-        sup = pod.start_replicate("--lease-ttl", "150", env=pod.env(AWS_ENDPOINT_URL_STS=pod.bed.endpoint))
-        sup.wait_ready()
-        app = connect(pod.db())
-        committed = commit_rows(app, 1, 20)
-        replica_catches_up(pod, committed, timeout=30)
-        fwd.cut()
-        committed += commit_rows(app, 100, 20)
-        time.sleep(6)  # longer than LONG_OUTAGE_SECONDS: the catch-up reopens the database
-        fwd.reads_only = True
-        fwd.restore()
+        sup, app, committed = down_then_reads_only(pod, fwd, 6)  # > LONG_OUTAGE_SECONDS: a reopen
         sup.wait_for(lambda: sup.count("caught_up") + sup.count("catch_up_restart") >= 1, 90, "the catch-up")
         refused = [e for e in sup.events() if e.get("event") == "catch_up_stop_refused"]
         fwd.reads_only = False
