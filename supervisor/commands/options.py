@@ -56,9 +56,11 @@ COMMON = [
     option("--log-level", envvar=env("LOG_LEVEL"), type=click.Choice(LEVELS), default="info", show_default=True),
     option("--log-format", envvar=env("LOG_FORMAT"), type=click.Choice(["auto", "json", "console"]),
             default="auto", show_default=True, help="auto: console on a TTY, JSON lines otherwise."),
-    option("--session-policy", envvar=env("SESSION_POLICY"), type=click.Choice(["on", "off"]), default="on",
-            show_default=True, help="Send an inline session policy so the credentials reach only the replicas' "
-            "prefixes and leases (off: the role's whole policy, for stores that reject session policies)."),
+    option("--session-policy", envvar=env("SESSION_POLICY"), type=click.Choice(["auto", "on", "off"]),
+            default="auto", show_default=True, help="Send an inline session policy so the credentials reach only "
+            "the replicas' prefixes and leases. auto: replicate drops it where the store then refuses Litestream's "
+            "batch deletes (Ceph RGW 16), so expired files can go; on: keep it regardless; off: the role's whole "
+            "policy, for stores that reject session policies."),
 ]
 
 

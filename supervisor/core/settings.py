@@ -113,6 +113,9 @@ class Settings:
     lease_ttl_seconds: float = 30.0
     # Narrow the credentials to the replicas' prefixes and leases with an inline session policy.
     session_policy: bool = True
+    # Keep it even where the store refuses Litestream's batch deletes under it (--session-policy on);
+    # auto drops it then, so expired files can go (identity/deletes.py).
+    strict_session_policy: bool = False
     # --db + --bucket: the Litestream config comes from flags; litestream.yml is not read.
     one_db: OneDatabase | None = None
     # The workload this pod belongs to (a Deployment's, Rollout's or ReplicaSet's name, a StatefulSet
@@ -260,7 +263,8 @@ def build(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> S
             txid=_txid(options.get("txid")),
             timestamp=options.get("timestamp") or None),
         adopt_replica_from=options.get("adopt_replica_from") or None,
-        session_policy=(options.get("session_policy") or "on") == "on",
+        session_policy=(options.get("session_policy") or "auto") != "off",
+        strict_session_policy=options.get("session_policy") == "on",
         environment=MappingProxyType(dict(env)),
     )
 

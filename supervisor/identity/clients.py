@@ -16,6 +16,7 @@ RSS), so the slim files are written once, at install time (`python -m supervisor
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -32,7 +33,8 @@ import botocore.session
 # What the supervisor calls; an operation missing here is an AttributeError on the client,
 # which every test of the feature that calls it would show.
 OPERATIONS: dict[str, frozenset[str]] = {
-    "s3": frozenset({"ListObjectsV2", "GetObject", "PutObject", "HeadObject", "DeleteObject", "HeadBucket"}),
+    "s3": frozenset({"ListObjectsV2", "GetObject", "PutObject", "HeadObject", "DeleteObject", "DeleteObjects",
+                       "HeadBucket"}),
     "sts": frozenset({"AssumeRoleWithWebIdentity", "GetCallerIdentity"}),
 }
 DROPPED_KEYS = frozenset({"documentation", "documentationUrl"})
@@ -92,7 +94,7 @@ def write_slim_data(target: Path = DATA_DIR) -> None:
             data, _ = loader.load_data_with_path(name)
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / f"{name}.json").write_text(json.dumps(data, separators=(",", ":")))
-        (tmp / "VERSION").write_text(botocore.__version__)
+        (tmp / "VERSION").write_text(stamp())
         os.chmod(tmp, 0o755)  # noqa: S103 (mkdtemp makes it 0700; the image runs as another user)
         old = target.with_name(target.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -104,9 +106,16 @@ def write_slim_data(target: Path = DATA_DIR) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def stamp() -> str:
+    """What the slim files were cut for: botocore's version and the operations kept (a file cut
+    before an operation was added would lack it: AttributeError on the client)."""
+    kept = ",".join(f"{service}:{op}" for service in sorted(OPERATIONS) for op in sorted(OPERATIONS[service]))
+    return f"{botocore.__version__} {hashlib.sha256(kept.encode()).hexdigest()[:16]}"
+
+
 def slim_data_dir() -> Path | None:
     try:
-        return DATA_DIR if (DATA_DIR / "VERSION").read_text() == botocore.__version__ else None
+        return DATA_DIR if (DATA_DIR / "VERSION").read_text() == stamp() else None
     except OSError:
         return None
 

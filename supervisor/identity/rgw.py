@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import ClientError
 
 from supervisor.core.errors import ExitCode, SupervisorError
-from supervisor.identity.scope import object_arn
+from supervisor.identity.scope import batch_delete, object_arn
 
 
 def compact(doc: object) -> str:
@@ -107,7 +107,7 @@ class Plan:
         return {"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{self.bucket}"]},
             {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-             "Resource": [object_arn(self.bucket, f"{prefix}*")]}]}
+             "Resource": [*batch_delete(self.bucket), object_arn(self.bucket, f"{prefix}*")]}]}
 
 
 def _code(error: ClientError) -> str:

@@ -24,6 +24,16 @@ def object_arn(bucket: str, key_pattern: str) -> str:
     return f"arn:aws:s3:::{bucket}/{key_pattern.replace(':', '?')}"
 
 
+def batch_delete(bucket: str) -> list[str]:
+    """What Litestream's retention needs beside the object ARNs: the bucket's own ARN. Ceph RGW
+    (Pacific) authorizes a DeleteObjects (POST ?delete) as s3:DeleteObject on the bucket, then each
+    key as s3:DeleteObject on its object: without it every expired file stays forever, while each
+    key is still checked against the prefix. Reads and writes name objects, never the bucket, so the
+    entry widens nothing else. MinIO and AWS check only the keys; it shares the objects' statement
+    because MinIO refuses a statement whose object actions name no object."""
+    return [f"arn:aws:s3:::{bucket}"]
+
+
 def session_policy(databases: Iterable[Database], read_only: bool = False) -> str | None:
     """Compact JSON (RGW's form parser breaks on whitespace), or None when too large to send.
     `read_only` (verify): list and read the replicas, nothing more (not even their leases)."""
@@ -42,7 +52,7 @@ def session_policy(databases: Iterable[Database], read_only: bool = False) -> st
         objects = sorted({object_arn(bucket, key) for r in replicas
                           for key in (f"{r.path}/*", r.lease_key, r.lease_probe_key)})
         statements.append({"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                           "Resource": objects})
+                           "Resource": [*batch_delete(bucket), *objects]})
     if not statements:
         return None
     policy = json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))

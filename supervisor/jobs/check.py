@@ -202,6 +202,22 @@ def _on_disk_step(db: Database, found: replicas.Layout, report: Report) -> None:
                     "--if-local-behind restore or keep")
 
 
+async def _deletes_step(service: CredentialService, settings: Settings, report: Report) -> None:
+    """Would Litestream's retention delete? As replicate asks it, session policy fallback included."""
+    try:
+        refusal = await service.check_deletes(Budget(settings.timeout_seconds))
+    except SupervisorError as e:
+        report.skip("deletes", str(e))
+        return
+    if refusal is not None:
+        report.fail("deletes", f"{refusal.where()}: a batch delete was refused ({refusal.code}): {refusal.explain()}")
+    elif service.policy_dropped:
+        report.ok("deletes", "refused under the session policy; replicate trades the token again without it "
+                  "(--session-policy auto) and the store then accepts Litestream's batch deletes")
+    else:
+        report.ok("deletes", "the store accepts Litestream's batch deletes (DeleteObjects) under the replicas")
+
+
 async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
     report = Report(echo)
     config = None
@@ -270,6 +286,7 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
                     report.ok("replica", detail)
                     _on_disk_step(db, found, report)
                 await _lease_step(LeaseStore(lambda c=client: c, db.replica), settings, report)
+            await _deletes_step(service, settings, report)
     finally:
         if service is not None:
             await service.close()

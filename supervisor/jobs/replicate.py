@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.core.budget import Budget
-from supervisor.core.errors import ExitCode, LeaseLost, SupervisorError
+from supervisor.core.errors import ExitCode, LeaseLost, SupervisorError, Unreachable
 from supervisor.core.inotify import Inotify
 from supervisor.core.logs import get_logger
 from supervisor.core.memory import release_memory
@@ -48,6 +48,7 @@ from supervisor.replica.verify import Verifier
 log = get_logger("replicate")
 FOREVER = 10 * 365 * 24 * 3600.0
 RELEASE_AFTER_SECONDS = 5.0
+DELETE_CHECK_SECONDS = 10.0
 
 
 class Replicator(Shutdown, Outages):
@@ -84,6 +85,10 @@ class Replicator(Shutdown, Outages):
         self.service.address = await self.service.broker.start()
         if not await first_credentials(self.service, self.signals.stop):
             return False
+        try:
+            await self.service.check_deletes(Budget(DELETE_CHECK_SECONDS, "the batch-delete check"))
+        except Unreachable as e:  # the store does not answer now: the lease and the lag probe say so
+            log.info("batch_delete_unchecked", error=str(e))
         self.child_config = self.service.child_config(socket=True)
         environment = self.service.child_environment()
         self.service.start_background(inotify=self.inotify)

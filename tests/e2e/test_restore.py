@@ -168,7 +168,7 @@ def test_check_passes_and_names_the_failing_step(pod: Pod) -> None:
     push_with_litestream(pod, pod.db())
     good = pod.run("check")
     assert good.returncode == 0, good.output
-    for step in ("config", "litestream", "token", "role", "sts", "clock", "replica", "lease"):
+    for step in ("config", "litestream", "token", "role", "sts", "clock", "replica", "lease", "deletes"):
         assert f"[ok]   {step}" in good.output
     assert "arn:minio:iam:::role/oxnUw3DAuQF1uggjXGxI2AmW8IA" in good.output  # what MinIO would use
     assert "Litestream 0.5 (LTX files)" in good.output

@@ -92,7 +92,8 @@ def test_slim_clients_send_and_parse_exactly_what_full_ones_do(tmp_path: Path, m
 def test_slim_files_are_small_versioned_and_replaced_whole(tmp_path: Path) -> None:
     target = tmp_path / "data"
     clients.write_slim_data(target)
-    assert (target / "VERSION").read_text() == botocore.__version__
+    assert (target / "VERSION").read_text() == clients.stamp()
+    assert clients.stamp().startswith(botocore.__version__ + " ")
     sizes = {p.name: p.stat().st_size for p in target.rglob("*.json")}
     assert set(sizes) == {"endpoints.json", "service-2.json"} and max(sizes.values()) < 200_000
     (target / "stale").write_text("x")
@@ -108,15 +109,28 @@ def test_a_slim_dir_of_another_botocore_version_is_not_used(tmp_path: Path, monk
     assert clients.slim_data_dir() is None
 
 
+def test_a_slim_dir_cut_for_other_operations_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files cut before an operation was added lack it (the client would have no such method)."""
+    monkeypatch.setattr(clients, "DATA_DIR", tmp_path / "data")
+    fewer = {**clients.OPERATIONS, "s3": clients.OPERATIONS["s3"] - {"DeleteObjects"}}
+    monkeypatch.setattr(clients, "OPERATIONS", fewer)
+    clients.write_slim_data(tmp_path / "data")
+    monkeypatch.undo()
+    monkeypatch.setattr(clients, "DATA_DIR", tmp_path / "data")
+    assert clients.slim_data_dir() is None
+
+
 def test_every_operation_the_supervisor_calls_is_kept() -> None:
     """The operations called in supervisor/ (by method name) are all in the slim models."""
     import re
 
     from botocore import xform_name
 
-    source = "\n".join(p.read_text() for p in Path(clients.__file__).parent.glob("*.py"))
-    called = set(re.findall(r"\.(list_objects_v2|get_object|put_object|head_object|delete_object|head_bucket|"
-                            r"assume_role_with_web_identity|get_caller_identity)\(", source))
+    loader = botocore.loaders.Loader()
+    operations = {xform_name(op) for service, version in (("s3", "2006-03-01"), ("sts", "2011-06-15"))
+                  for op in loader.load_service_model(service, "service-2", version)["operations"]}
+    source = "\n".join(p.read_text() for p in Path(clients.__file__).parents[1].rglob("*.py"))
+    called = set(re.findall(r"\.([a-z_0-9]+)\(", source)) & operations
     called |= set(re.findall(r'get_paginator\("([a-z_0-9]+)"\)', source))
     kept = {xform_name(op) for ops in clients.OPERATIONS.values() for op in ops}
     assert called and called <= kept

@@ -1,0 +1,73 @@
+"""Can Litestream's retention delete with these credentials? One batch delete, tried at start.
+
+Litestream removes expired files with DeleteObjects (POST ?delete, up to 1,000 keys a request),
+never one by one. A store can take single deletes and refuse that: Ceph RGW 16 refuses every key
+of a batch under any inline session policy. Litestream only logs it, every few seconds, and the
+replica grows by a file per second of writes, for ever. So the sidecar asks the store itself
+before Litestream starts: a DeleteObjects of one key under the replica's path that nothing ever
+writes. It removes nothing; its answer says whether the retention's would go through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from supervisor.core.errors import Unreachable
+from supervisor.litestream.config import Database
+
+# Under the replica's path, where Litestream's retention deletes, but never one of its files.
+PROBE_NAME = ".litestream-supervisor-delete-check"
+
+
+@dataclass
+class Refusal:
+    bucket: str
+    key: str
+    code: str  # the store's word: AccessDenied, or what it said instead
+    under_policy: bool = True  # asked with credentials narrowed by the session policy
+
+    def where(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def explain(self) -> str:
+        fix = ("the store refuses them under the session policy (Ceph RGW 16 does under any): "
+               "set --session-policy auto or off" if self.under_policy else
+               f"allow s3:DeleteObject on arn:aws:s3:::{self.bucket} and on the replica's keys in the role's policy")
+        return f"Litestream's retention cannot remove expired files, so the replica grows without end; {fix}"
+
+
+def probe_key(db: Database) -> str:
+    return f"{db.replica.path}/{PROBE_NAME}" if db.replica.path else PROBE_NAME
+
+
+def one_per_bucket(databases: list[Database]) -> list[Database]:
+    """The session policy and the role speak per bucket: one probe each is enough."""
+    seen: dict[str, Database] = {}
+    for db in databases:
+        seen.setdefault(db.replica.bucket, db)
+    return list(seen.values())
+
+
+def refused(client: Any, db: Database) -> Refusal | None:
+    """None when the store would delete under the replica's path; the refusal otherwise, of the
+    whole request or of the key. Unreachable when it could not be asked."""
+    key = probe_key(db)
+    try:
+        answer = client.delete_objects(Bucket=db.replica.bucket,
+                                       Delete={"Objects": [{"Key": key}], "Quiet": False})
+    except ClientError as e:
+        status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        code = str((e.response.get("Error") or {}).get("Code") or status)
+        if status in (401, 403):
+            return Refusal(db.replica.bucket, key, code)
+        raise Unreachable(f"s3://{db.replica.bucket}/{key}: the batch-delete check was answered {code}") from None
+    except BotoCoreError as e:
+        raise Unreachable(f"s3://{db.replica.bucket}/{key}: the batch-delete check got no answer "
+                          f"({type(e).__name__})") from None
+    errors = answer.get("Errors") or []
+    if errors:
+        return Refusal(db.replica.bucket, key, str(errors[0].get("Code") or "refused"))
+    return None
