@@ -126,22 +126,29 @@ class CredentialService:
         if refusal is None:
             return None
         if self.keeper.policy is not None and not self.settings.strict_session_policy:
-            log.warning("session_policy_dropped", where=refusal.where(), code=refusal.code,
-                        detail="the store refuses batch deletes (DeleteObjects) under an inline session policy, "
-                               "as Ceph RGW 16 does under any; the credentials now carry the role's own policy "
-                               "so Litestream's retention can remove expired files (--session-policy on keeps it)")
             policy, self.keeper.policy = self.keeper.policy, None
             try:
                 await self.keeper.exchange("session_policy_dropped", budget)
-            except SupervisorError as e:
-                self.keeper.policy = policy
-                log.warning("session_policy_kept", error=str(e), detail="the exchange without it failed")
+                without = await self._refused_delete(budget)
+            except SupervisorError as e:  # STS refused it, or the store stopped answering meanwhile
+                self.keeper.policy = policy  # narrow again from the next refresh on
+                log.warning("session_policy_kept", error=str(e), detail="the check without it did not complete")
             else:
-                refusal = await self._refused_delete(budget)
-                if refusal is None:
+                if without is None:
                     self.policy_dropped = True
+                    log.warning("session_policy_dropped", where=refusal.where(), code=refusal.code,
+                                detail="the store refuses batch deletes (DeleteObjects) under an inline session "
+                                       "policy, as Ceph RGW 16 does under any; the credentials now carry the role's "
+                                       "own policy so Litestream's retention can remove expired files "
+                                       "(--session-policy on keeps it)")
                     return None
-        refusal.under_policy = self.keeper.policy is not None
+                # the role refuses too: wider credentials would buy nothing, so narrow them again
+                refusal, self.keeper.policy = without, policy
+                with contextlib.suppress(SupervisorError):  # else the next refresh narrows them
+                    await self.keeper.exchange("session_policy_restored", budget)
+                refusal.under_policy = False
+        else:
+            refusal.under_policy = self.keeper.policy is not None
         log.warning("batch_delete_refused", where=refusal.where(), code=refusal.code, detail=refusal.explain())
         return refusal
 

@@ -85,3 +85,76 @@ def test_the_session_policy_names_the_bucket_for_batch_deletes_and_keys_for_the_
     read_only = json.loads(scope.session_policy([DB], read_only=True) or "{}")
     assert all("arn:aws:s3:::bucket" not in s["Resource"] for s in read_only["Statement"]
                if "s3:GetObject" in s["Action"])
+
+
+def service_on_rgw16(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, *,
+                     role_refuses: bool = False, exchange_fails: bool = False) -> tuple[Any, list[str | None]]:
+    """A CredentialService before Litestream starts, in front of a store that refuses batch deletes
+    under any session policy (RGW 16), and also without one if `role_refuses`."""
+    from supervisor.core import settings
+    from supervisor.core.errors import CredentialsRefused
+    from supervisor.core.state import State
+    from supervisor.identity.service import CredentialService
+    from supervisor.litestream.config import LitestreamConfig
+
+    s = settings.build({"session_policy": mode}, {"AWS_ROLE_ARN": "arn:r",
+                                                  "AWS_WEB_IDENTITY_TOKEN_FILE": str(tmp_path / "token")})
+    service = CredentialService(s, State(), LitestreamConfig(tmp_path / "litestream.yml", {}, (DB,)))
+    exchanged: list[str | None] = []
+
+    async def exchange(reason: str, budget: Any = None) -> None:
+        exchanged.append(service.keeper.policy)
+        if exchange_fails:
+            raise CredentialsRefused("STS refused: AccessDenied")
+
+    monkeypatch.setattr(service.keeper, "exchange", exchange)
+    monkeypatch.setattr(service, "s3", lambda db: object())
+    monkeypatch.setattr(deletes, "refused", lambda client, db: deletes.Refusal(db.replica.bucket, "k", "AccessDenied")
+                        if service.keeper.policy is not None or role_refuses else None)
+    return service, exchanged
+
+
+def check(service: Any) -> Any:
+    import asyncio
+
+    from supervisor.core.budget import Budget
+
+    return asyncio.run(service.check_deletes(Budget(5)))
+
+
+def test_auto_trades_again_without_the_policy_where_the_store_refuses_under_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    service, exchanged = service_on_rgw16(tmp_path, monkeypatch, "auto")
+    assert service.keeper.policy is not None
+    assert check(service) is None
+    assert exchanged == [None] and service.keeper.policy is None and service.policy_dropped
+
+
+def test_on_keeps_the_policy_and_says_what_it_costs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    service, exchanged = service_on_rgw16(tmp_path, monkeypatch, "on")
+    refusal = check(service)
+    assert exchanged == [] and service.keeper.policy is not None and not service.policy_dropped
+    assert refusal is not None and "--session-policy auto" in refusal.explain()
+
+
+def test_a_failed_exchange_without_the_policy_keeps_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    service, exchanged = service_on_rgw16(tmp_path, monkeypatch, "auto", exchange_fails=True)
+    policy = service.keeper.policy
+    refusal = check(service)
+    assert exchanged == [None] and service.keeper.policy == policy and not service.policy_dropped
+    assert refusal is not None and refusal.under_policy
+
+
+def test_a_role_that_refuses_too_is_named_as_what_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    service, exchanged = service_on_rgw16(tmp_path, monkeypatch, "auto", role_refuses=True)
+    policy = service.keeper.policy
+    refusal = check(service)
+    assert refusal is not None and not refusal.under_policy and not service.policy_dropped
+    # wider credentials bought nothing: narrowed again
+    assert exchanged == [None, policy] and service.keeper.policy == policy
+    assert "in the role's policy" in refusal.explain()
+
+
+def test_off_never_sends_a_policy_and_asks_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    service, exchanged = service_on_rgw16(tmp_path, monkeypatch, "off")
+    assert service.keeper.policy is None and check(service) is None and exchanged == []
