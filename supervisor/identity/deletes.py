@@ -10,14 +10,22 @@ writes. It removes nothing; its answer says whether the retention's would go thr
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from supervisor.core.errors import Unreachable
+from supervisor.core.budget import Budget
+from supervisor.core.errors import SupervisorError, Unreachable
+from supervisor.core.logs import get_logger
 from supervisor.litestream.config import Database
 
+if TYPE_CHECKING:
+    from supervisor.identity.service import CredentialService
+
+log = get_logger("service")
 # Under the replica's path, where Litestream's retention deletes, but never one of its files.
 PROBE_NAME = ".litestream-supervisor-delete-check"
 
@@ -70,4 +78,57 @@ def refused(client: Any, db: Database) -> Refusal | None:
     errors = answer.get("Errors") or []
     if errors:
         return Refusal(db.replica.bucket, key, str(errors[0].get("Code") or "refused"))
+    return None
+
+
+@dataclass(frozen=True)
+class Settled:
+    refusal: Refusal | None  # the refusal that stands: Litestream's retention cannot delete
+    dropped: bool = False  # the session policy was dropped so that it can
+
+
+async def settle(service: CredentialService, budget: Budget) -> Settled:
+    """Before Litestream starts: may its retention delete? Where the store refuses under the session
+    policy, --session-policy auto trades the token again without it (the role's own policy, which
+    rgw-setup keeps to the service account's prefix) if that lets it delete; `on` keeps the policy,
+    and the warning. Never fails a start (no row is at risk); Unreachable when the store does not
+    answer, OutOfTime past the budget."""
+    keeper = service.keeper
+    refusal = await _refused(service, budget)
+    if refusal is None:
+        return Settled(None)
+    if keeper.policy is not None and not service.settings.strict_session_policy:
+        policy, keeper.policy = keeper.policy, None
+        try:
+            await keeper.exchange("session_policy_dropped", budget)
+            without = await _refused(service, budget)
+        except SupervisorError as e:  # STS refused it, or the store stopped answering meanwhile
+            keeper.policy = policy  # narrow again from the next refresh on
+            log.warning("session_policy_kept", error=str(e), detail="the check without it did not complete")
+        else:
+            if without is None:
+                log.warning("session_policy_dropped", where=refusal.where(), code=refusal.code,
+                            detail="the store refuses batch deletes (DeleteObjects) under an inline session "
+                                   "policy, as Ceph RGW 16 does under any; the credentials now carry the role's "
+                                   "own policy so Litestream's retention can remove expired files "
+                                   "(--session-policy on keeps it)")
+                return Settled(None, dropped=True)
+            # the role refuses too: wider credentials would buy nothing, so narrow them again
+            refusal, keeper.policy = without, policy
+            with contextlib.suppress(SupervisorError):  # else the next refresh narrows them
+                await keeper.exchange("session_policy_restored", budget)
+            refusal.under_policy = False
+    else:
+        refusal.under_policy = keeper.policy is not None
+    log.warning("batch_delete_refused", where=refusal.where(), code=refusal.code, detail=refusal.explain())
+    return Settled(refusal)
+
+
+async def _refused(service: CredentialService, budget: Budget) -> Refusal | None:
+    assert service.config is not None
+    for db in one_per_bucket(list(service.config.databases)):
+        async with budget.limit(f"the batch-delete check on {db.replica.bucket}"):
+            refusal = await asyncio.to_thread(refused, service.s3(db), db)
+        if refusal is not None:
+            return refusal
     return None

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from supervisor.core.budget import Budget
-from supervisor.core.errors import SupervisorError
 from supervisor.core.logs import get_logger
 from supervisor.core.settings import Settings, require_web_identity
 from supervisor.core.state import State
-from supervisor.identity import deletes, s3
+from supervisor.identity import s3
 from supervisor.identity import token as tokens
 from supervisor.identity.broker import BrokerAddress, CredentialsBroker
 from supervisor.identity.credentials import Credentials
@@ -60,7 +59,6 @@ class CredentialService:
         self._socket_dir: Path | None = None
         self._clients: dict[tuple[str, str], Any] = {}
         self._clients_lock = threading.Lock()
-        self.policy_dropped = False  # by check_deletes: the store refused batch deletes under it
 
     async def start(self, budget: Budget, *, watch_token: bool = True) -> Credentials:
         """Obtain the first credentials (within the budget), then keep them fresh in the background."""
@@ -114,52 +112,6 @@ class CredentialService:
             path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self._workdir.rmdir()
-
-    async def check_deletes(self, budget: Budget) -> deletes.Refusal | None:
-        """Before Litestream starts: may its retention delete (see deletes.py)? Where the store
-        refuses under the session policy, --session-policy auto trades the token again without it
-        (the role's own policy, which rgw-setup keeps to the service account's prefix), so expired
-        files go; `on` keeps the policy, and the warning. The refusal that stands, if any: it never
-        fails a start, no row is at risk."""
-        assert self.config is not None
-        refusal = await self._refused_delete(budget)
-        if refusal is None:
-            return None
-        if self.keeper.policy is not None and not self.settings.strict_session_policy:
-            policy, self.keeper.policy = self.keeper.policy, None
-            try:
-                await self.keeper.exchange("session_policy_dropped", budget)
-                without = await self._refused_delete(budget)
-            except SupervisorError as e:  # STS refused it, or the store stopped answering meanwhile
-                self.keeper.policy = policy  # narrow again from the next refresh on
-                log.warning("session_policy_kept", error=str(e), detail="the check without it did not complete")
-            else:
-                if without is None:
-                    self.policy_dropped = True
-                    log.warning("session_policy_dropped", where=refusal.where(), code=refusal.code,
-                                detail="the store refuses batch deletes (DeleteObjects) under an inline session "
-                                       "policy, as Ceph RGW 16 does under any; the credentials now carry the role's "
-                                       "own policy so Litestream's retention can remove expired files "
-                                       "(--session-policy on keeps it)")
-                    return None
-                # the role refuses too: wider credentials would buy nothing, so narrow them again
-                refusal, self.keeper.policy = without, policy
-                with contextlib.suppress(SupervisorError):  # else the next refresh narrows them
-                    await self.keeper.exchange("session_policy_restored", budget)
-                refusal.under_policy = False
-        else:
-            refusal.under_policy = self.keeper.policy is not None
-        log.warning("batch_delete_refused", where=refusal.where(), code=refusal.code, detail=refusal.explain())
-        return refusal
-
-    async def _refused_delete(self, budget: Budget) -> deletes.Refusal | None:
-        assert self.config is not None
-        for db in deletes.one_per_bucket(list(self.config.databases)):
-            async with budget.limit(f"the batch-delete check on {db.replica.bucket}"):
-                refusal = await asyncio.to_thread(deletes.refused, self.s3(db), db)
-            if refusal is not None:
-                return refusal
-        return None
 
     def child_environment(self) -> dict[str, str]:
         assert self.address is not None, "start() first"

@@ -22,7 +22,7 @@ from supervisor.core.errors import ExitCode, SupervisorError
 from supervisor.core.settings import Settings
 from supervisor.core.signals import Signals
 from supervisor.core.state import State
-from supervisor.identity import minio
+from supervisor.identity import deletes, minio
 from supervisor.identity import token as tokens
 from supervisor.identity.credentials import Credentials
 from supervisor.identity.service import CredentialService
@@ -205,13 +205,14 @@ def _on_disk_step(db: Database, found: replicas.Layout, report: Report) -> None:
 async def _deletes_step(service: CredentialService, settings: Settings, report: Report) -> None:
     """Would Litestream's retention delete? As replicate asks it, session policy fallback included."""
     try:
-        refusal = await service.check_deletes(Budget(settings.timeout_seconds))
+        settled = await deletes.settle(service, Budget(settings.timeout_seconds))
     except SupervisorError as e:
         report.skip("deletes", str(e))
         return
-    if refusal is not None:
+    if settled.refusal is not None:
+        refusal = settled.refusal
         report.fail("deletes", f"{refusal.where()}: a batch delete was refused ({refusal.code}): {refusal.explain()}")
-    elif service.policy_dropped:
+    elif settled.dropped:
         report.ok("deletes", "refused under the session policy; replicate trades the token again without it "
                   "(--session-policy auto) and the store then accepts Litestream's batch deletes")
     else:

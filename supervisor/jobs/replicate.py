@@ -26,6 +26,7 @@ from supervisor.core.settings import Settings
 from supervisor.core.signals import Signals
 from supervisor.core.state import State
 from supervisor.health.server import HealthServer
+from supervisor.identity import deletes
 from supervisor.identity.service import CredentialService
 from supervisor.jobs.outage import Outages
 from supervisor.jobs.shutdown import Shutdown
@@ -86,7 +87,7 @@ class Replicator(Shutdown, Outages):
         if not await first_credentials(self.service, self.signals.stop):
             return False
         try:
-            await self.service.check_deletes(Budget(DELETE_CHECK_SECONDS, "the batch-delete check"))
+            await deletes.settle(self.service, Budget(DELETE_CHECK_SECONDS, "the batch-delete check"))
         except Unreachable as e:  # the store does not answer now: the lease and the lag probe say so
             log.info("batch_delete_unchecked", error=str(e))
         self.child_config = self.service.child_config(socket=True)

@@ -119,37 +119,40 @@ def check(service: Any) -> Any:
 
     from supervisor.core.budget import Budget
 
-    return asyncio.run(service.check_deletes(Budget(5)))
+    return asyncio.run(deletes.settle(service, Budget(5)))
 
 
 def test_auto_trades_again_without_the_policy_where_the_store_refuses_under_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     service, exchanged = service_on_rgw16(tmp_path, monkeypatch, "auto")
     assert service.keeper.policy is not None
-    assert check(service) is None
-    assert exchanged == [None] and service.keeper.policy is None and service.policy_dropped
+    assert check(service) == deletes.Settled(None, dropped=True)
+    assert exchanged == [None] and service.keeper.policy is None
 
 
 def test_on_keeps_the_policy_and_says_what_it_costs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     service, exchanged = service_on_rgw16(tmp_path, monkeypatch, "on")
-    refusal = check(service)
-    assert exchanged == [] and service.keeper.policy is not None and not service.policy_dropped
+    settled = check(service)
+    refusal = settled.refusal
+    assert exchanged == [] and service.keeper.policy is not None and not settled.dropped
     assert refusal is not None and "--session-policy auto" in refusal.explain()
 
 
 def test_a_failed_exchange_without_the_policy_keeps_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     service, exchanged = service_on_rgw16(tmp_path, monkeypatch, "auto", exchange_fails=True)
     policy = service.keeper.policy
-    refusal = check(service)
-    assert exchanged == [None] and service.keeper.policy == policy and not service.policy_dropped
+    settled = check(service)
+    refusal = settled.refusal
+    assert exchanged == [None] and service.keeper.policy == policy and not settled.dropped
     assert refusal is not None and refusal.under_policy
 
 
 def test_a_role_that_refuses_too_is_named_as_what_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     service, exchanged = service_on_rgw16(tmp_path, monkeypatch, "auto", role_refuses=True)
     policy = service.keeper.policy
-    refusal = check(service)
-    assert refusal is not None and not refusal.under_policy and not service.policy_dropped
+    settled = check(service)
+    refusal = settled.refusal
+    assert refusal is not None and not refusal.under_policy and not settled.dropped
     # wider credentials bought nothing: narrowed again
     assert exchanged == [None, policy] and service.keeper.policy == policy
     assert "in the role's policy" in refusal.explain()
@@ -157,4 +160,4 @@ def test_a_role_that_refuses_too_is_named_as_what_to_fix(tmp_path: Path, monkeyp
 
 def test_off_never_sends_a_policy_and_asks_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     service, exchanged = service_on_rgw16(tmp_path, monkeypatch, "off")
-    assert service.keeper.policy is None and check(service) is None and exchanged == []
+    assert service.keeper.policy is None and check(service) == deletes.Settled(None) and exchanged == []
