@@ -71,6 +71,7 @@ class State:
     last_sts_error: str | None = None
     last_sts_result: str | None = None  # ok | refused | unavailable: the newest exchange's outcome
     credential_refreshes: int = 0
+    session_policy: bool = False  # the served credentials are narrowed by the inline session policy
     token_rotations: int = 0
     # written by the child supervisor
     child_running: bool = False

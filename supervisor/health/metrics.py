@@ -42,6 +42,11 @@ class StateCollector(Collector):
         yield last
         yield CounterMetricFamily(P + "credential_refreshes", "Credentials replaced after the first.",
                                   value=s.credential_refreshes)
+        yield GaugeMetricFamily(P + "session_policy",
+                                "1 while the served credentials are narrowed to the replicas by the inline "
+                                "session policy; 0 with the role's whole policy (--session-policy off, or "
+                                "auto where the store refuses batch deletes under it).",
+                                value=1 if s.session_policy else 0)
         yield CounterMetricFamily(P + "token_rotations", "Token rotations seen in the token directory.",
                                   value=s.token_rotations)
         yield GaugeMetricFamily(P + "litestream_up", "1 while the Litestream child runs.",

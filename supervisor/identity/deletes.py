@@ -30,20 +30,37 @@ log = get_logger("service")
 PROBE_NAME = ".litestream-supervisor-delete-check"
 
 
+# Answers that say nothing about the policy: the check could not tell (the next start asks again).
+NOT_AN_ANSWER = frozenset({
+    "RequestTimeTooSkewed", "SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken",
+    "TokenRefreshRequired", "RequestExpired", "RequestTimeout", "SlowDown", "InternalError", "ServiceUnavailable",
+})
+DENIED = frozenset({"AccessDenied", "AllAccessDisabled"})
+
+
 @dataclass
 class Refusal:
     bucket: str
     key: str
     code: str  # the store's word: AccessDenied, or what it said instead
     under_policy: bool = True  # asked with credentials narrowed by the session policy
+    denied: bool = True  # a permission refusal (else the store cannot do it: NotImplemented, NoSuchBucket...)
+    fix: str | None = None  # what to do, where the general advice does not fit
 
     def where(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
     def explain(self) -> str:
-        fix = ("the store refuses them under the session policy (Ceph RGW 16 does under any): "
-               "set --session-policy auto or off" if self.under_policy else
-               f"allow s3:DeleteObject on arn:aws:s3:::{self.bucket} and on the replica's keys in the role's policy")
+        if self.fix is not None:
+            fix = self.fix
+        elif not self.denied:
+            fix = (f"the store answered {self.code} to a DeleteObjects under the replica's path: check that "
+                   f"bucket {self.bucket} exists and that the store supports batch deletes")
+        elif self.under_policy:
+            fix = ("the store refuses them under the session policy (Ceph RGW 16 does under any): "
+                   "set --session-policy auto or off")
+        else:
+            fix = f"allow s3:DeleteObject on arn:aws:s3:::{self.bucket} and on the replica's keys in the role's policy"
         return f"Litestream's retention cannot remove expired files, so the replica grows without end; {fix}"
 
 
@@ -69,16 +86,24 @@ def refused(client: Any, db: Database) -> Refusal | None:
     except ClientError as e:
         status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         code = str((e.response.get("Error") or {}).get("Code") or status)
-        if status in (401, 403):
-            return Refusal(db.replica.bucket, key, code)
-        raise Unreachable(f"s3://{db.replica.bucket}/{key}: the batch-delete check was answered {code}") from None
+        return _judged(db, key, code, status)
     except BotoCoreError as e:
         raise Unreachable(f"s3://{db.replica.bucket}/{key}: the batch-delete check got no answer "
                           f"({type(e).__name__})") from None
-    errors = answer.get("Errors") or []
-    if errors:
-        return Refusal(db.replica.bucket, key, str(errors[0].get("Code") or "refused"))
+    for error in answer.get("Errors") or []:
+        code = str(error.get("Code") or "refused")
+        if code != "NoSuchKey":  # nothing there to delete is what a delete wants
+            return _judged(db, key, code, 0)
     return None
+
+
+def _judged(db: Database, key: str, code: str, status: int) -> Refusal | None:
+    """A refusal when the answer says Litestream's deletes cannot go through; Unreachable when it
+    says nothing about that (a clock, a signature, a busy or failing store)."""
+    if code in NOT_AN_ANSWER or (status >= 500 and status != 501):
+        raise Unreachable(f"s3://{db.replica.bucket}/{key}: the batch-delete check was answered {code}")
+    denied = code in DENIED or status in (401, 403)
+    return Refusal(db.replica.bucket, key, code, denied=denied)
 
 
 @dataclass(frozen=True)
@@ -97,14 +122,18 @@ async def settle(service: CredentialService, budget: Budget) -> Settled:
     refusal = await _refused(service, budget)
     if refusal is None:
         return Settled(None)
-    if keeper.policy is not None and not service.settings.strict_session_policy:
+    refusal.under_policy = keeper.policy is not None
+    if refusal.denied and refusal.under_policy and not service.settings.strict_session_policy:
         policy, keeper.policy = keeper.policy, None
+        widened = False
         try:
-            await keeper.exchange("session_policy_dropped", budget)
+            await keeper.exchange("session_policy_dropped", budget, refresh=False)
+            widened = True
             without = await _refused(service, budget)
         except SupervisorError as e:  # STS refused it, or the store stopped answering meanwhile
-            keeper.policy = policy  # narrow again from the next refresh on
-            log.warning("session_policy_kept", error=str(e), detail="the check without it did not complete")
+            without = None
+            refusal.fix = (f"the check without the session policy did not complete ({e}); the next start "
+                           "asks again (--session-policy off drops the policy)")
         else:
             if without is None:
                 log.warning("session_policy_dropped", where=refusal.where(), code=refusal.code,
@@ -113,13 +142,12 @@ async def settle(service: CredentialService, budget: Budget) -> Settled:
                                    "own policy so Litestream's retention can remove expired files "
                                    "(--session-policy on keeps it)")
                 return Settled(None, dropped=True)
-            # the role refuses too: wider credentials would buy nothing, so narrow them again
-            refusal, keeper.policy = without, policy
-            with contextlib.suppress(SupervisorError):  # else the next refresh narrows them
-                await keeper.exchange("session_policy_restored", budget)
+            refusal = without  # the role refuses too: wider credentials would buy nothing
             refusal.under_policy = False
-    else:
-        refusal.under_policy = keeper.policy is not None
+        keeper.policy = policy
+        if widened:  # narrow them again now (else at the next refresh)
+            with contextlib.suppress(SupervisorError):
+                await keeper.exchange("session_policy_restored", budget, refresh=False)
     log.warning("batch_delete_refused", where=refusal.where(), code=refusal.code, detail=refusal.explain())
     return Settled(refusal)
 

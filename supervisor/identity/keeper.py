@@ -89,8 +89,9 @@ class CredentialKeeper:
     def current(self) -> Credentials | None:
         return self._current
 
-    async def exchange(self, reason: str, budget: Budget | None = None) -> Credentials:
-        """Read the token and trade it once (within the budget); record the outcome in State."""
+    async def exchange(self, reason: str, budget: Budget | None = None, *, refresh: bool = True) -> Credentials:
+        """Read the token and trade it once (within the budget); record the outcome in State. Not a
+        `refresh` when the same credentials are traded for others at start (the session policy)."""
         try:
             token = tokens.read(self.token_file)
             self._token_fingerprint = token.fingerprint
@@ -133,8 +134,9 @@ class CredentialKeeper:
         self.state.last_sts_error = None
         self.state.credentials_expiration = creds.expiration
         self.state.credentials_obtained_at = creds.obtained_at
-        if not first:
+        if not first and refresh:
             self.state.credential_refreshes += 1
+        self.state.session_policy = self.policy is not None
         self._obtained.set()
         # sts_seconds: the exchange's round trip (a slow STS delays every pod's start and each refresh)
         log.info("credentials_obtained", reason=reason, expires=creds.expiration_iso,

@@ -256,6 +256,7 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
     try:
         if config is None or service is None or creds is None:
             report.skip("replica", "needs a valid config and credentials")
+            report.skip("deletes", "needs a valid config and credentials")
         else:
             clock_done = False
             for db in config.databases:

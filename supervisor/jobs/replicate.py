@@ -86,13 +86,8 @@ class Replicator(Shutdown, Outages):
         self.service.address = await self.service.broker.start()
         if not await first_credentials(self.service, self.signals.stop):
             return False
-        try:
-            await deletes.settle(self.service, Budget(DELETE_CHECK_SECONDS, "the batch-delete check"))
-        except Unreachable as e:  # the store does not answer now: the lease and the lag probe say so
-            log.info("batch_delete_unchecked", error=str(e))
         self.child_config = self.service.child_config(socket=True)
         environment = self.service.child_environment()
-        self.service.start_background(inotify=self.inotify)
         self.control = Control(self.service.socket_path)
         self.child = ChildSupervisor(
             litestream.replicate_cmd(self.binary, self.child_config), environment, self.state,
@@ -101,6 +96,11 @@ class Replicator(Shutdown, Outages):
         self.verifier = Verifier(self.service, self.binary, self.child_config, self.settings.verify.scratch_dir,
                                  self.control, gentle=True)
         await self.child.hold()  # until Litestream holds its own: the app may be writing already
+        try:  # before the refreshes start: it may trade the token again itself
+            await deletes.settle(self.service, Budget(DELETE_CHECK_SECONDS, "the batch-delete check"))
+        except Unreachable as e:  # the store does not answer now: the lease and the lag probe say so
+            log.info("batch_delete_unchecked", error=str(e))
+        self.service.start_background(inotify=self.inotify)
         if self.settings.replicate.exec_command:
             self.restoring = True
             from supervisor.replica import restore as restorer  # --exec only: the sidecar need not load it

@@ -176,6 +176,8 @@ def test_check_passes_and_names_the_failing_step(pod: Pod) -> None:
     bad = pod.run("check")
     assert bad.returncode == ExitCode.CHECK_FAILED
     assert "[FAIL] token" in bad.output and "[FAIL] sts" in bad.output
+    # every step is named, run or not (a hostile review: deletes vanished when STS failed)
+    assert "[skip] replica" in bad.output and "[skip] deletes" in bad.output
     pod.projector.rotate()
     pod.write_config(endpoint=f"http://127.0.0.1:{free_port()}")
     down = pod.run("check", "--timeout", "3")

@@ -54,11 +54,35 @@ def test_a_refusal_of_the_key_or_of_the_request_is_a_refusal(answer: Any, code: 
     assert refusal.where() == "s3://bucket/apps/app.db/.litestream-supervisor-delete-check"
 
 
-@pytest.mark.parametrize("answer", [client_error(503, "SlowDown"),
-                                    EndpointConnectionError(endpoint_url="http://127.0.0.1:1")])
-def test_no_answer_is_not_a_refusal(answer: Exception) -> None:
+@pytest.mark.parametrize("answer", [
+    client_error(503, "SlowDown"), client_error(500, "InternalError"),
+    EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
+    # 403s about the request, not the permission: no reason to widen the credentials
+    client_error(403, "RequestTimeTooSkewed"), client_error(403, "SignatureDoesNotMatch"),
+    client_error(403, "InvalidAccessKeyId"), client_error(400, "ExpiredToken"),
+    # a key the store failed on, not refused
+    {"Errors": [{"Key": "k", "Code": "InternalError"}]}, {"Errors": [{"Key": "k", "Code": "SlowDown"}]},
+])
+def test_no_answer_about_the_permission_is_not_a_refusal(answer: Any) -> None:
+    """(A hostile review: a skewed clock or a busy store was read as a refusal and widened the
+    credentials.)"""
     with pytest.raises(Unreachable, match="batch-delete check"):
         deletes.refused(Store(answer), DB)
+
+
+@pytest.mark.parametrize(("answer", "code"), [
+    (client_error(501, "NotImplemented"), "NotImplemented"), (client_error(404, "NoSuchBucket"), "NoSuchBucket"),
+    (client_error(400, "MalformedXML"), "MalformedXML"),
+])
+def test_a_store_that_cannot_batch_delete_is_said_to_and_is_no_policy_matter(answer: Any, code: str) -> None:
+    """(A hostile review: these were logged as "unchecked" at info, while the replica would grow.)"""
+    refusal = deletes.refused(Store(answer), DB)
+    assert refusal is not None and refusal.code == code and not refusal.denied
+    assert f"answered {code}" in refusal.explain() and "session-policy" not in refusal.explain()
+
+
+def test_a_key_already_absent_is_deleted() -> None:
+    assert deletes.refused(Store({"Errors": [{"Key": "k", "Code": "NoSuchKey"}]}), DB) is None
 
 
 def test_the_fix_named_depends_on_whether_a_session_policy_was_in_force() -> None:
@@ -88,7 +112,8 @@ def test_the_session_policy_names_the_bucket_for_batch_deletes_and_keys_for_the_
 
 
 def service_on_rgw16(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, *,
-                     role_refuses: bool = False, exchange_fails: bool = False) -> tuple[Any, list[str | None]]:
+                     role_refuses: bool = False, exchange_fails: bool = False, store_gone_after: bool = False,
+                     code: str = "AccessDenied") -> tuple[Any, list[str | None]]:
     """A CredentialService before Litestream starts, in front of a store that refuses batch deletes
     under any session policy (RGW 16), and also without one if `role_refuses`."""
     from supervisor.core import settings
@@ -102,15 +127,22 @@ def service_on_rgw16(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str,
     service = CredentialService(s, State(), LitestreamConfig(tmp_path / "litestream.yml", {}, (DB,)))
     exchanged: list[str | None] = []
 
-    async def exchange(reason: str, budget: Any = None) -> None:
+    async def exchange(reason: str, budget: Any = None, *, refresh: bool = True) -> None:
+        assert not refresh  # trading the same token again at start is no refresh
         exchanged.append(service.keeper.policy)
         if exchange_fails:
             raise CredentialsRefused("STS refused: AccessDenied")
 
     monkeypatch.setattr(service.keeper, "exchange", exchange)
     monkeypatch.setattr(service, "s3", lambda db: object())
-    monkeypatch.setattr(deletes, "refused", lambda client, db: deletes.Refusal(db.replica.bucket, "k", "AccessDenied")
-                        if service.keeper.policy is not None or role_refuses else None)
+    def refused(client: Any, db: Database) -> deletes.Refusal | None:
+        if exchanged and store_gone_after:
+            raise Unreachable("the batch-delete check got no answer")
+        if service.keeper.policy is not None or role_refuses:
+            return deletes.Refusal(db.replica.bucket, "k", code, denied=code == "AccessDenied")
+        return None
+
+    monkeypatch.setattr(deletes, "refused", refused)
     return service, exchanged
 
 
@@ -145,6 +177,26 @@ def test_a_failed_exchange_without_the_policy_keeps_it(tmp_path: Path, monkeypat
     refusal = settled.refusal
     assert exchanged == [None] and service.keeper.policy == policy and not settled.dropped
     assert refusal is not None and refusal.under_policy
+    # (a hostile review: it told an auto user to "set --session-policy auto")
+    assert "did not complete (STS refused: AccessDenied)" in refusal.explain()
+    assert "set --session-policy auto" not in refusal.explain()
+
+
+def test_a_store_gone_after_the_wider_exchange_narrows_the_credentials_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    service, exchanged = service_on_rgw16(tmp_path, monkeypatch, "auto", store_gone_after=True)
+    policy = service.keeper.policy
+    settled = check(service)
+    assert exchanged == [None, policy] and service.keeper.policy == policy and not settled.dropped
+    assert settled.refusal is not None and "did not complete" in settled.refusal.explain()
+
+
+def test_a_store_that_cannot_batch_delete_keeps_the_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wider credentials cannot help a store without DeleteObjects: no second exchange."""
+    service, exchanged = service_on_rgw16(tmp_path, monkeypatch, "auto", code="NotImplemented")
+    settled = check(service)
+    assert exchanged == [] and service.keeper.policy is not None
+    assert settled.refusal is not None and "answered NotImplemented" in settled.refusal.explain()
 
 
 def test_a_role_that_refuses_too_is_named_as_what_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
