@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ from supervisor.identity.scope import session_policy
 from supervisor.identity.stsquery import sts_endpoint
 from supervisor.litestream import config as lsconfig
 from supervisor.litestream.binary import child_env
-from supervisor.litestream.config import Database, LitestreamConfig
+from supervisor.litestream.config import LitestreamConfig
 from supervisor.litestream.control import MAX_SOCKET_PATH, socket_config
 
 if TYPE_CHECKING:
@@ -57,8 +56,8 @@ class CredentialService:
         self._tasks: list[asyncio.Task[Any]] = []
         self._workdir = Path(tempfile.mkdtemp(prefix="litestream-supervisor-"))
         self._socket_dir: Path | None = None
-        self._clients: dict[tuple[str, str], Any] = {}
-        self._clients_lock = threading.Lock()
+        # the supervisor's own S3 calls (lag probe, lease, inspection), with the keeper's credentials
+        self.s3 = s3.S3Clients(lambda: self.keeper.current, settings.aws.ca_bundle)
 
     async def start(self, budget: Budget, *, watch_token: bool = True) -> Credentials:
         """Obtain the first credentials (within the budget), then keep them fresh in the background."""
@@ -140,20 +139,3 @@ class CredentialService:
                             "supervisor drives Litestream through a control socket of its own")
             document["socket"] = socket_config(self.socket_path)
         return lsconfig.write_child_config(document, self._workdir)
-
-    def s3(self, db: Database) -> Any:
-        """An S3 client for the replica, with the current credentials (rebuilt when they change)."""
-        creds = self.keeper.current
-        assert creds is not None
-        # A client per endpoint and addressing style, not per database: clients are not small.
-        key = (creds.access_key_id, f"{db.replica.endpoint}|{db.replica.region}|{db.replica.force_path_style}")
-        # Threads ask at once (restore's lease read beside its store probe): one builds, the others
-        # wait for it, rather than each building its own under the GIL (3 x 12 ms became 3 x 40).
-        with self._clients_lock:
-            client = self._clients.get(key)
-            if client is None:
-                if any(k[0] != creds.access_key_id for k in self._clients):
-                    self._clients.clear()
-                client = s3.s3_client(creds, db.replica, ca_bundle=self.settings.aws.ca_bundle)
-                self._clients[key] = client
-        return client

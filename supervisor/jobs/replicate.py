@@ -33,7 +33,6 @@ from supervisor.jobs.shutdown import Shutdown
 from supervisor.jobs.startup import first_credentials, stopped_before_start
 from supervisor.litestream import binary as litestream
 from supervisor.litestream import config as lsconfig
-from supervisor.litestream import process
 from supervisor.litestream.child import ChildSupervisor
 from supervisor.litestream.control import Control
 from supervisor.litestream.process import ProcessTable, become_subreaper
@@ -42,7 +41,6 @@ from supervisor.litestream.walguard import WalGuard
 from supervisor.replica import inspection
 from supervisor.replica.drills import Drills
 from supervisor.replica.lag import LagProbe
-from supervisor.replica.leaseholder import Lease
 from supervisor.replica.leases import leases_for
 from supervisor.replica.verify import Verifier
 
@@ -109,12 +107,14 @@ class Replicator(Shutdown, Outages):
                                    Budget(self.settings.timeout_seconds), require_replica=False, leases=self.leases,
                                    if_local_behind=self.settings.if_local_behind)
             self.restoring = False
-            for name, lease in self.leases.items():
-                self.keep_lease(name, lease)
-        else:
-            for name, lease in self.leases.items():  # adopts its own pod's restore's lease, or waits (not ready)
+        for name, lease in self.leases.items():  # --exec: restore took them
+            if not self.settings.replicate.exec_command:  # adopts its own pod's restore's lease, or waits
                 await lease.acquire(Budget(FOREVER, "--timeout"))
-                self.keep_lease(name, lease)  # now, not after the others: waiting for one must not expire another
+            # renewed from now on, fenced by a timer: no Litestream runs without a confirmed lease (kept
+            # at once, not after the others: waiting for one must not expire another)
+            lease.position = lambda name=name: self.state.databases[name].remote_txid
+            self.tasks[f"lease:{name}"] = asyncio.create_task(lease.keep(self.child.fence, self.child.unfence),
+                                                              name=f"lease:{name}")
         if not self.settings.replicate.exec_command:  # restore checked already with --exec
             for db in self.config.databases:
                 lease = self.leases.get(db.name)
@@ -174,13 +174,6 @@ class Replicator(Shutdown, Outages):
         log.error("task_exited", task=finished.get_name(), error=repr(error) if error else None)
         return f"task {finished.get_name()} exited"
 
-    def keep_lease(self, name: str, lease: Lease) -> None:
-        """Renewed from acquisition on, fenced by a timer: no Litestream runs without a confirmed lease."""
-        lease.position = lambda: self.state.databases[name].remote_txid
-        assert self.child is not None
-        self.tasks[f"lease:{name}"] = asyncio.create_task(lease.keep(self.child.fence, self.child.unfence),
-                                                          name=f"lease:{name}")
-
     async def check_files(self) -> None:
         """After every lag probe round (at once when a database file is renamed or recreated: the
         probe's watch wakes it). A database file replaced under Litestream (VACUUM INTO + rename,
@@ -197,19 +190,6 @@ class Replicator(Shutdown, Outages):
                             "restarting it onto the new file (a full snapshot follows)")
                 await self.child.restart("database file replaced")
                 return
-
-    async def close(self) -> None:
-        for task in self.tasks.values():
-            task.cancel()
-        for task in self.tasks.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self.child is not None and self.child.proc is not None:
-            await process.kill(self.child.proc)
-        await self.service.close()
-        await self.health.close()
-        if self.inotify is not None:
-            self.inotify.close()
 
 
 async def main(settings: Settings, signals: Signals) -> int:

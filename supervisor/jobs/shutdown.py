@@ -15,7 +15,7 @@ import signal
 from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from supervisor.core.budget import Budget
 from supervisor.core.errors import ExitCode, SupervisorError
@@ -35,6 +35,11 @@ from supervisor.replica.lag import LagProbe
 from supervisor.replica.leaseholder import Lease
 from supervisor.replica.outcome import FinalPosition, has_data, shutdown_exit_code
 from supervisor.replica.verify import Verifier
+
+if TYPE_CHECKING:
+    from supervisor.core.inotify import Inotify
+    from supervisor.health.server import HealthServer
+    from supervisor.identity.service import CredentialService
 
 log = get_logger("replicate")
 FINAL_CHECK_BYTES_PER_SECOND = 100e6
@@ -58,6 +63,9 @@ class Shutdown:
     drills: Drills | None
     app: asyncio.subprocess.Process | None
     tasks: dict[str, asyncio.Task[Any]]
+    service: CredentialService
+    health: HealthServer
+    inotify: Inotify | None
 
     async def stop_app(self, budget: Budget) -> int | None:
         """The app's whole process group: signalled, waited for within the budget, then killed; its
@@ -286,3 +294,17 @@ class Shutdown:
                                   extra=int(ExitCode.LEASE_LOST) if lost else None)
         log.info("shutdown_done", litestream_returncode=rc, exit_code=code)
         return code
+
+    async def close(self) -> None:
+        """Whatever the way out: every task and process ended, the endpoints and inotify closed."""
+        for task in self.tasks.values():
+            task.cancel()
+        for task in self.tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.child is not None and self.child.proc is not None:
+            await process.kill(self.child.proc)
+        await self.service.close()
+        await self.health.close()
+        if self.inotify is not None:
+            self.inotify.close()

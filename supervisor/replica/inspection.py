@@ -8,6 +8,7 @@ can run without restore (its own pod spec, legacy mode) or after it on a volume 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from supervisor.core.backoff import Backoff
 from supervisor.core.budget import Budget
@@ -70,14 +71,57 @@ def behind_lease(found: replicas.Layout, lease_txid: int) -> bool:
 def vanished(found: replicas.Layout, lease: Lease | None, where: str) -> None:
     """A replica holding less than its lease saw in it is a deleted or damaged replica: restoring it
     would start the app on old data (or none), and Litestream make that the replica's head."""
+    error = vanished_error(found, lease, where)
+    if error is not None:
+        raise error
+
+
+def vanished_error(found: replicas.Layout, lease: Lease | None, where: str) -> ReplicaVanished | None:
     if lease is None or not behind_lease(found, lease.replica_txid):
-        return
+        return None
     holds = "is empty" if found.kind == "empty" else f"holds up to txid {found.max_txid:016x}"
-    raise ReplicaVanished(
+    return ReplicaVanished(
         f"{where} {holds}, but its lease ({lease.store.location}) records txid {lease.replica_txid:016x} confirmed "
         "there: the replica lost its newest files (deleted by a lifecycle rule or a cleanup, a lagging site, a "
         "bucket put back from an older copy?); refusing to start the app on older data: bring the objects back, "
         "or delete the lease object to accept the replica as it is")
+
+
+@dataclass(frozen=True)
+class Look:
+    found: replicas.Layout  # the replica, as listed
+    verdict: ondisk.Verdict  # may the database on disk stay?
+
+
+async def look(service: CredentialService, db: Database, budget: Budget, lease: Lease | None,
+               restoring: bool) -> Look:
+    """restore, with a SQLite file at the db path: the replica, and whether that file may stay. One
+    `restoring` it (--if-local-behind restore) is refused here when the replica lost its newest
+    files: restoring it would not bring the newer data back."""
+    found = await listed(service, db, budget)
+    # A replica behind its lease: the local file must be as far as the lease saw, or it is refused.
+    kind, txid = expected(found, lease.replica_txid if lease else 0)
+    gone = vanished_error(found, lease, db.replica.location)
+    verdict = ondisk.judge(ondisk.local_position(db.path, db.meta_dir), kind, txid)
+    if gone is not None and restoring and not verdict.keep:
+        raise gone
+    return Look(found, verdict)
+
+
+async def to_restore(service: CredentialService, db: Database, budget: Budget, lease: Lease | None,
+                     known: replicas.Layout | None) -> replicas.Layout:
+    """restore, about to fill the db path: the replica (as `known` already, or listed now), refused
+    when it holds less than its lease saw."""
+    found = known or await listed(service, db, budget)
+    vanished(found, lease, db.replica.location)
+    return found
+
+
+async def listed(service: CredentialService, db: Database, budget: Budget) -> replicas.Layout:
+    found = await inspect_replica(service, db, budget)
+    log.info("replica_inspected", db=db.name, replica=db.replica.location, layout=found.kind,
+             objects=found.objects, description=found.describe())
+    return found
 
 
 def expected(found: replicas.Layout, lease_txid: int) -> tuple[str, int]:

@@ -43,7 +43,6 @@ from supervisor.litestream import config as lsconfig
 from supervisor.litestream.config import Database
 from supervisor.replica import inspection, ondisk
 from supervisor.replica import layout as replicas
-from supervisor.replica.inspection import inspect_replica
 from supervisor.replica.leaseholder import Lease
 from supervisor.replica.leases import leases_for
 from supervisor.replica.litestream_restore import HeldLog, run_litestream_restore
@@ -77,14 +76,8 @@ async def check_present(service: CredentialService, db: Database, budget: Budget
     """A SQLite file at the db path: (keep it?, the replica's layout). Kept only when it is not behind
     the replica (or the operator chose `keep`), after a quick check; `restore` moves it aside (once
     `verified`: the store passed the lease's probe)."""
-    found = await inspect_replica(service, db, budget)
-    log.info("replica_inspected", db=db.name, replica=db.replica.location, layout=found.kind,
-             objects=found.objects, description=found.describe())
-    local = ondisk.local_position(db.path, db.meta_dir)
-    # A replica behind its lease: the local file must be as far as the lease saw, or it is refused.
-    verdict = ondisk.judge(local, *inspection.expected(found, lease.replica_txid if lease else 0))
-    if not verdict.keep and if_local_behind == "restore":
-        inspection.vanished(found, lease, db.replica.location)  # restoring it would not bring the newer data back
+    seen = await inspection.look(service, db, budget, lease, restoring=if_local_behind == "restore")
+    found, verdict = seen.found, seen.verdict
     if verdict.keep or if_local_behind == "keep":
         await asyncio.to_thread(integrity_check, db.path, "quick_check")
         if verdict.keep:
@@ -169,11 +162,7 @@ async def _restore_held(service: CredentialService, binary: str, config_path: Pa
     spawned = time.monotonic()
     restoring = asyncio.create_task(run_litestream_restore(service, binary, config_path, db, tmp, budget, held))
     try:
-        found = known or await inspect_replica(service, db, budget)
-        if known is None:
-            log.info("replica_inspected", db=db.name, replica=where, layout=found.kind,
-                     objects=found.objects, description=found.describe())
-        inspection.vanished(found, lease, where)
+        found = await inspection.to_restore(service, db, budget, lease, known)
         if found.kind == "empty":
             if require_replica:
                 raise SupervisorError(f"{where} is empty and --require-replica is set",

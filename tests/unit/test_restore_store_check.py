@@ -18,7 +18,7 @@ import pytest
 from supervisor.core.budget import Budget
 from supervisor.core.errors import LeaseUnsupported, ReplicaError
 from supervisor.core.state import LeaseState
-from supervisor.replica import restore
+from supervisor.replica import inspection, restore
 from supervisor.replica.lease import Identity, LeaseBody
 from supervisor.replica.leaseholder import Lease
 from tests.unit.test_lease_owner_carried import MemoryStore
@@ -39,7 +39,7 @@ class Store(MemoryStore):
 
 
 def run(tmp: Path, monkeypatch: pytest.MonkeyPatch, store: Store, inspect: Any) -> Any:
-    monkeypatch.setattr(restore, "inspect_replica", inspect)
+    monkeypatch.setattr(inspection, "inspect_replica", inspect)
 
     async def nothing(*args: Any) -> None:
         return None
