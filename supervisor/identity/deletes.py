@@ -11,7 +11,6 @@ writes. It removes nothing; its answer says whether the retention's would go thr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +33,12 @@ PROBE_NAME = ".litestream-supervisor-delete-check"
 NOT_AN_ANSWER = frozenset({
     "RequestTimeTooSkewed", "SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken",
     "TokenRefreshRequired", "RequestExpired", "RequestTimeout", "SlowDown", "InternalError", "ServiceUnavailable",
+    "TooManyRequests", "Throttling", "ThrottlingException", "OperationAborted",
 })
 DENIED = frozenset({"AccessDenied", "AllAccessDisabled"})
+# The store cannot take a batch delete there at all: no permission would change that.
+CANNOT = frozenset({"NotImplemented", "NoSuchBucket", "MethodNotAllowed"})
+ABSENT = "NoSuchKey"  # nothing there to delete is what a delete wants
 
 
 @dataclass
@@ -91,72 +94,100 @@ def refused(client: Any, db: Database) -> Refusal | None:
         raise Unreachable(f"s3://{db.replica.bucket}/{key}: the batch-delete check got no answer "
                           f"({type(e).__name__})") from None
     for error in answer.get("Errors") or []:
-        code = str(error.get("Code") or "refused")
-        if code != "NoSuchKey":  # nothing there to delete is what a delete wants
-            return _judged(db, key, code, 0)
+        refusal = _judged(db, key, str(error.get("Code") or "refused"), 0)
+        if refusal is not None:
+            return refusal
     return None
 
 
 def _judged(db: Database, key: str, code: str, status: int) -> Refusal | None:
-    """A refusal when the answer says Litestream's deletes cannot go through; Unreachable when it
-    says nothing about that (a clock, a signature, a busy or failing store)."""
-    if code in NOT_AN_ANSWER or (status >= 500 and status != 501):
-        raise Unreachable(f"s3://{db.replica.bucket}/{key}: the batch-delete check was answered {code}")
-    denied = code in DENIED or status in (401, 403)
-    return Refusal(db.replica.bucket, key, code, denied=denied)
+    """A refusal when the answer says Litestream's deletes cannot go through: a permission denied
+    (AccessDenied, or a bare 401/403 with no S3 error), or a store that cannot batch delete there.
+    Anything else (a clock, a signature, throttling, a 5xx, a 400 about our own request's headers)
+    is no verdict: Unreachable."""
+    if code == ABSENT:
+        return None
+    if code in DENIED or (status in (401, 403) and code == str(status)):
+        return Refusal(db.replica.bucket, key, code)
+    if code in CANNOT or status == 501:
+        return Refusal(db.replica.bucket, key, code, denied=False)
+    raise Unreachable(f"s3://{db.replica.bucket}/{key}: the batch-delete check was answered {code}")
 
 
 @dataclass(frozen=True)
 class Settled:
-    refusal: Refusal | None  # the refusal that stands: Litestream's retention cannot delete
+    refusals: list[Refusal]  # the refusals that stand: Litestream's retention cannot delete there
     dropped: bool = False  # the session policy was dropped so that it can
 
 
 async def settle(service: CredentialService, budget: Budget) -> Settled:
-    """Before Litestream starts: may its retention delete? Where the store refuses under the session
-    policy, --session-policy auto trades the token again without it (the role's own policy, which
-    rgw-setup keeps to the service account's prefix) if that lets it delete; `on` keeps the policy,
-    and the warning. Never fails a start (no row is at risk); Unreachable when the store does not
-    answer, OutOfTime past the budget."""
+    """Before Litestream starts: may its retention delete, in every bucket? Where the store denies
+    it under the session policy, --session-policy auto trades the token again without it (the
+    role's own policy, which rgw-setup keeps to the service account's prefix) and keeps that if it
+    lets more buckets delete; `on` keeps the policy, and the warning. Never fails a start (no row
+    is at risk); Unreachable when the store gives no verdict, OutOfTime past the budget."""
     keeper = service.keeper
-    refusal = await _refused(service, budget)
-    if refusal is None:
-        return Settled(None)
-    refusal.under_policy = keeper.policy is not None
-    if refusal.denied and refusal.under_policy and not service.settings.strict_session_policy:
+    refusals = await _refusals(service, budget)
+    under = keeper.policy is not None
+    for refusal in refusals:
+        refusal.under_policy = under
+    dropped = False
+    if under and not service.settings.strict_session_policy and any(r.denied for r in refusals):
         policy, keeper.policy = keeper.policy, None
         widened = False
         try:
             await keeper.exchange("session_policy_dropped", budget, refresh=False)
             widened = True
-            without = await _refused(service, budget)
+            without = await _refusals(service, budget)
         except SupervisorError as e:  # STS refused it, or the store stopped answering meanwhile
-            without = None
-            refusal.fix = (f"the check without the session policy did not complete ({e}); the next start "
-                           "asks again (--session-policy off drops the policy)")
+            for refusal in refusals:
+                refusal.fix = (f"the check without the session policy did not complete ({e}); the next start "
+                               "asks again (--session-policy off drops the policy)")
         else:
-            if without is None:
-                log.warning("session_policy_dropped", where=refusal.where(), code=refusal.code,
+            for refusal in without:
+                refusal.under_policy = False
+            if denied(without) < denied(refusals):  # fewer buckets denied without it: keep that
+                log.warning("session_policy_dropped", where=[r.where() for r in refusals if r.denied],
+                            code=refusals[0].code,
                             detail="the store refuses batch deletes (DeleteObjects) under an inline session "
                                    "policy, as Ceph RGW 16 does under any; the credentials now carry the role's "
                                    "own policy so Litestream's retention can remove expired files "
                                    "(--session-policy on keeps it)")
-                return Settled(None, dropped=True)
-            refusal = without  # the role refuses too: wider credentials would buy nothing
-            refusal.under_policy = False
-        keeper.policy = policy
-        if widened:  # narrow them again now (else at the next refresh)
-            with contextlib.suppress(SupervisorError):
-                await keeper.exchange("session_policy_restored", budget, refresh=False)
-    log.warning("batch_delete_refused", where=refusal.where(), code=refusal.code, detail=refusal.explain())
-    return Settled(refusal)
+                refusals, dropped = without, True
+            else:
+                refusals = without  # the role refuses too: wider credentials would buy nothing
+        if not dropped:
+            keeper.policy = policy
+            if widened:  # narrowed again now; failing that, by the keeper's loop at once
+                await _narrow(service)
+    for refusal in refusals:
+        log.warning("batch_delete_refused", where=refusal.where(), code=refusal.code, detail=refusal.explain())
+    return Settled(refusals, dropped)
 
 
-async def _refused(service: CredentialService, budget: Budget) -> Refusal | None:
+def denied(refusals: list[Refusal]) -> set[str]:
+    return {r.bucket for r in refusals if r.denied}
+
+
+async def _narrow(service: CredentialService) -> None:
+    keeper = service.keeper
+    try:  # a budget of its own: the check's may be spent (the reason it ended)
+        await keeper.exchange("session_policy_restored", Budget(keeper.aws.sts_timeout_seconds * 2, "STS timeout"),
+                              refresh=False)
+    except SupervisorError as e:
+        log.warning("session_policy_not_restored", error=str(e),
+                    detail="the credentials carry the role's whole policy until the keeper's next exchange, "
+                           "tried at once")
+        keeper.exchange_soon("session_policy_restored")
+
+
+async def _refusals(service: CredentialService, budget: Budget) -> list[Refusal]:
+    """One probe per bucket, every bucket."""
     assert service.config is not None
+    found = []
     for db in one_per_bucket(list(service.config.databases)):
         async with budget.limit(f"the batch-delete check on {db.replica.bucket}"):
             refusal = await asyncio.to_thread(refused, service.s3(db), db)
         if refusal is not None:
-            return refusal
-    return None
+            found.append(refusal)
+    return found

@@ -81,6 +81,7 @@ class CredentialKeeper:
         self._current: Credentials | None = None
         self._token_fingerprint: str | None = None
         self._wake = asyncio.Event()
+        self._wake_reason: str | None = None  # why the loop was woken, when not a rotation
         # Set by every successful exchange: one made outside the loop (an S3 AccessDenied) re-plans
         # it, or its outage backoff outlives the fresh credentials while STS is up again.
         self._obtained = asyncio.Event()
@@ -179,6 +180,12 @@ class CredentialKeeper:
                 log.warning("sts_unavailable", error=str(e), retry_in=round(wait, 1))
                 await asyncio.sleep(wait)
 
+    def exchange_soon(self, reason: str) -> None:
+        """The loop exchanges at once (then with its backoff while that fails): the credentials in
+        use are not the ones wanted (a session policy to restore)."""
+        self._wake_reason = reason
+        self._wake.set()
+
     async def on_token_change(self) -> None:
         """Called by the token watcher; refreshes only when the token really changed."""
         try:
@@ -217,10 +224,13 @@ class CredentialKeeper:
             if woken == "obtained":
                 failures = 0
                 continue
-            reason = "token_rotated" if woken == "token" else "retry" if failures else "schedule"
+            reason = "retry" if failures else "schedule"
+            if woken == "token":
+                reason = self._wake_reason or "token_rotated"
             self._wake.clear()
             try:
                 fresh = await self.exchange(reason, Budget(self.aws.sts_timeout_seconds * 2, "STS timeout"))
+                self._wake_reason = None
                 refused = False
                 # Expired on arrival (a clock far off, no Date header): back off, do not loop every second.
                 failures = 0 if fresh.seconds_left() > 0 else failures + 1

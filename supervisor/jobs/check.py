@@ -209,10 +209,11 @@ async def _deletes_step(service: CredentialService, settings: Settings, report: 
     except SupervisorError as e:
         report.skip("deletes", str(e))
         return
-    if settled.refusal is not None:
-        refusal = settled.refusal
+    for refusal in settled.refusals:
         report.fail("deletes", f"{refusal.where()}: a batch delete was refused ({refusal.code}): {refusal.explain()}")
-    elif settled.dropped:
+    if settled.refusals:
+        return
+    if settled.dropped:
         report.ok("deletes", "refused under the session policy; replicate trades the token again without it "
                   "(--session-policy auto) and the store then accepts Litestream's batch deletes")
     else:

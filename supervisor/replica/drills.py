@@ -105,4 +105,4 @@ class Drills:
                 await self.drill(db)
             # a drill reads a replica's worth of pages through SQLite and frees them; glibc kept
             # them: the 2 h soak's RSS stepped 1-2 MB at drills and held there for an hour
-            release_memory()
+            await asyncio.to_thread(release_memory)  # ms on a large heap: not on the loop

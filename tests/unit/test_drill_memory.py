@@ -31,8 +31,9 @@ def test_each_round_of_drills_ends_in_a_trim(monkeypatch: pytest.MonkeyPatch, tm
 
     async def two_rounds() -> None:
         task = asyncio.create_task(drills.run())
-        while calls.count("trim") < 2:
-            await asyncio.sleep(0)
+        async with asyncio.timeout(10):
+            while calls.count("trim") < 2 and not task.done():
+                await asyncio.sleep(0.01)
         task.cancel()
 
     asyncio.run(two_rounds())

@@ -75,3 +75,35 @@ def test_out_of_band_exchange_replans_the_loop(monkeypatch: pytest.MonkeyPatch) 
     calls: list[float] = []
     keeper = make_keeper(monkeypatch, sts_up, calls)
     asyncio.run(scenario(keeper, sts_up, calls))
+
+
+def test_exchange_soon_wakes_the_loop_with_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch-delete check could not narrow the credentials again (its budget spent): the loop
+    does it at once, not at the next scheduled refresh (a hostile review of the check)."""
+    calls: list[float] = []
+    keeper = make_keeper(monkeypatch, [True], calls)
+    reasons: list[str] = []
+    exchange = keeper.exchange
+
+    async def recorded(reason: str, budget: Any = None, **kw: Any) -> Credentials:
+        reasons.append(reason)
+        return await exchange(reason, budget, **kw)
+
+    monkeypatch.setattr(keeper, "exchange", recorded)
+
+    async def go() -> None:
+        await keeper.exchange("start", Budget(5, "STS"))
+        loop = asyncio.create_task(keeper.run())
+        try:
+            await asyncio.sleep(0.1)
+            keeper.exchange_soon("session_policy_restored")
+            async with asyncio.timeout(5):
+                while len(reasons) < 2:
+                    await asyncio.sleep(0.01)
+        finally:
+            loop.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
+
+    asyncio.run(go())
+    assert reasons[:2] == ["start", "session_policy_restored"]
+    assert keeper._wake_reason is None
