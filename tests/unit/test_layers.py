@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2] / "supervisor"
 # Lower layers first; a package may import its own modules and any package of a lower layer.
 LAYERS = [{"core"}, {"litestream"}, {"identity"}, {"replica"}, {"health", "admission"}, {"jobs"}, {"commands"}]
 RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
-MAX_LINES = 340  # ~300 (the lease holder is 339): a module past this is doing two jobs
+MAX_LINES = 320  # ~300 (the largest, replica/lag.py, is 311): a module past this is doing two jobs
 
 
 def modules() -> dict[str, Path]:
