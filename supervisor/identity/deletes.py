@@ -172,8 +172,7 @@ def denied(refusals: list[Refusal]) -> set[str]:
 async def _narrow(service: CredentialService) -> None:
     keeper = service.keeper
     try:  # a budget of its own: the check's may be spent (the reason it ended)
-        await keeper.exchange("session_policy_restored", Budget(keeper.aws.sts_timeout_seconds * 2, "STS timeout"),
-                              refresh=False)
+        await keeper.exchange("session_policy_restored", keeper.exchange_budget(), refresh=False)
     except SupervisorError as e:
         log.warning("session_policy_not_restored", error=str(e),
                     detail="the credentials carry the role's whole policy until the keeper's next exchange, "

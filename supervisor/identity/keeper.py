@@ -180,6 +180,10 @@ class CredentialKeeper:
                 log.warning("sts_unavailable", error=str(e), retry_in=round(wait, 1))
                 await asyncio.sleep(wait)
 
+    def exchange_budget(self) -> Budget:
+        """One exchange off the start path: a connect and a read, each up to the STS timeout."""
+        return Budget(self.aws.sts_timeout_seconds * 2, "STS timeout")
+
     def exchange_soon(self, reason: str) -> None:
         """The loop exchanges at once (then with its backoff while that fails): the credentials in
         use are not the ones wanted (a session policy to restore)."""
@@ -229,7 +233,7 @@ class CredentialKeeper:
                 reason = self._wake_reason or "token_rotated"
             self._wake.clear()
             try:
-                fresh = await self.exchange(reason, Budget(self.aws.sts_timeout_seconds * 2, "STS timeout"))
+                fresh = await self.exchange(reason, self.exchange_budget())
                 self._wake_reason = None
                 refused = False
                 # Expired on arrival (a clock far off, no Date header): back off, do not loop every second.
