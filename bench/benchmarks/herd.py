@@ -203,8 +203,8 @@ def bench_herd(bed: Bed, work: Path, n: int, default_ttl: int, steady_seconds: f
     by_who = {who: per_second(records, t0, marks["end"], who=who) for who in ("supervisor", "litestream")}
     steady = series[:int(steady_seconds)]
     steady_rate = statistics.mean(steady)
-    # Litestream's own level-1 compaction (GET the level-0 files, PUT one, LIST the levels) runs at
-    # every 30 s of the wall clock in every sidecar at once: a peak of the steady state itself
+    # Litestream's own compaction (GET the level-0 files, PUT one, LIST the levels): with the same
+    # intervals every sidecar's ran in one second (levels.py now gives each intervals of its own)
     compacting = [r for r in records if r.who == "litestream"
                   and (r.op, r.what) in (("GET", "ltx"), ("PUT", "ltx"), ("LIST", "level"))]
     without = [a - b for a, b in zip(series, per_second(compacting, t0, marks["end"]), strict=True)]
@@ -286,8 +286,8 @@ def rows(r: dict[str, Any]) -> list[Row]:
          f"{h['steady_by_who_per_second']['litestream']} /s", ""),
         ("herd: probe listing latency p50 / p99; errors in steady state",
          f"{h['probe_latency_p50_ms']} ms / {h['probe_latency_p99_ms']} ms; {h['steady_errors']}", "", ""),
-        ("herd, steady: the peak second (Litestream's level-1 compaction: every 30 s of the wall clock, in every "
-         "sidecar at once); the peak second without those requests",
+        ("herd, steady: the peak second (x the mean); the peak second without Litestream's compaction requests "
+         "(each sidecar compacts at moments of its own: supervisor/litestream/levels.py)",
          f"{h['steady_peak_per_second']} /s ({round(h['steady_peak_per_second'] / h['steady_requests_per_second'], 2)}"
          f"x the mean); {h['steady_peak_without_compaction_per_second']} /s", "", ""),
         ("herd: 30 s S3 outage: peak requests/s after the return (x steady mean; x steady peak); without "
