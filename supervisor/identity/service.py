@@ -133,7 +133,9 @@ class CredentialService:
 
     def child_config(self, *, socket: bool = False, spread_levels: bool = False) -> Path:
         """The config Litestream runs with; for the sidecar's own Litestream (`replicate`), with our
-        control socket and, unless litestream.yml names them, compaction levels of its own."""
+        control socket and, unless litestream.yml names them, compaction levels of its own. One file
+        per kind: `replicate --exec` writes the sidecar's, restores (writing the other), then starts
+        Litestream, which must find its socket."""
         assert self.config is not None
         document = lsconfig.child_document(self.config)
         if spread_levels and (intervals := levels.spread(document)) is not None:
@@ -146,4 +148,4 @@ class CredentialService:
                 log.warning("litestream_socket_replaced", detail="litestream.yml's `socket:` is replaced: the "
                             "supervisor drives Litestream through a control socket of its own")
             document["socket"] = socket_config(self.socket_path)
-        return lsconfig.write_child_config(document, self._workdir)
+        return lsconfig.write_child_config(document, self._workdir, "replicate.yml" if socket else "restore.yml")

@@ -242,14 +242,14 @@ def child_document(config: LitestreamConfig) -> dict[str, Any]:
     return copy.deepcopy(config.document)
 
 
-def write_child_config(doc: dict[str, Any], directory: Path) -> Path:
+def write_child_config(doc: dict[str, Any], directory: Path, name: str = "litestream.yml") -> Path:
     """Write atomically, mode 0600, into a private directory."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".litestream-", suffix=".yml", dir=directory)
     try:
         with os.fdopen(fd, "w") as f:
             yaml.safe_dump(doc, f, sort_keys=False)
-        final = directory / "litestream.yml"
+        final = directory / name
         os.replace(tmp, final)
         return final
     except BaseException:

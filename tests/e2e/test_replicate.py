@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from supervisor.core.errors import ExitCode
 from tests.bed.net import Forwarder, free_port
@@ -177,6 +178,32 @@ def test_second_signal_stops_at_once(pod: Pod) -> None:
         took = time.monotonic() - started
     assert rc == ExitCode.FINAL_SYNC_UNCONFIRMED, sup.output()[-3000:]
     assert took < 10 and sup.count("forced_stop") == 1 and sup.count("litestream_kill") == 1
+
+
+def test_exec_mode_runs_litestream_with_its_socket_and_hands_the_wal_over(pod: Pod) -> None:
+    """--exec restores before it starts Litestream: the restore's config must not replace the
+    sidecar's. It did: Litestream ran without its control socket, the supervisor's read lock on the
+    database (held until Litestream holds its own) was never released, and the WAL could not restart."""
+    make_db(pod.db(), 50)
+    push_with_litestream(pod, pod.db())
+    forget_local(pod.db())
+    sup = pod.start_replicate("--exec", "sleep 600")
+    try:
+        sup.wait_for(lambda: sup.get("/readyz")[0] == 200, 60, "ready")
+        cmdline = Path(f"/proc/{sup.litestream_pid()}/cmdline").read_bytes().split(b"\0")
+        config = yaml.safe_load(Path(cmdline[cmdline.index(b"-config") + 1].decode()).read_text())
+        assert config["socket"]["enabled"] is True and Path(config["socket"]["path"]).is_socket()
+        assert len(config["levels"]) == 3  # this sidecar's own compaction moments
+        inodes = {os.stat(f"{pod.db()}{suffix}").st_ino for suffix in ("", "-shm")}
+
+        def guard_released() -> bool:  # no POSIX lock of the supervisor's left on the database's files
+            held = [line.split() for line in Path("/proc/locks").read_text().splitlines()]
+            return not any(f[4] == str(sup.proc.pid) and int(f[5].rsplit(":", 1)[1]) in inodes for f in held
+                           if len(f) > 5 and f[1] == "POSIX")
+        sup.wait_for(guard_released, 20, "the WAL guard's read lock handed over to Litestream")
+    finally:
+        sup.terminate(timeout=30)
+    assert sup.count("final_position_confirmed") == 1, sup.output()[-3000:]
 
 
 def test_exec_mode_sigterm_during_restore_leaves_nothing(pod: Pod) -> None:
