@@ -106,11 +106,13 @@ ISSUE_29 = [
     "all such answers: Litestream (0.5.15 on) closes the database whatever its final upload did, and that "
     "upload had failed on a connection the outage left dead or with credentials fetched too late | herd: 0 "
     "restarts in the 120 s-TTL group in two runs (was 10); peak after STS's return 152/s (was 357/s) |",
-    "| each sidecar's Litestream gets the default compaction levels (30 s, 5 min, 1 h) lengthened by its own "
-    "random part of 5% (supervisor/litestream/levels.py), unless litestream.yml sets `levels:` | Litestream "
-    "0.5.17 compacts each level at `now.Truncate(interval) + interval` on the wall clock, so every sidecar on "
-    "a store compacted level 1 in the same second every 30 s | herd, steady: the peak second 84/s, 1.5x the "
-    "mean (was 238/s, 4.4x) |",
+    "| each sidecar's Litestream gets the default compaction levels (30 s, 5 min, 1 h) lengthened, and the "
+    "daily snapshot shortened, by its own random part of 5% in nanoseconds (supervisor/litestream/schedule.py), "
+    "where litestream.yml names none | Litestream 0.5.17 compacts each level and snapshots at "
+    "`now.Truncate(interval) + interval` on the wall clock, so every sidecar on a store compacted level 1 in "
+    "the same second every 30 s, and snapshotted its whole database at 00:00 UTC | herd, steady: the peak "
+    "second 84/s, 1.5x the mean (was 238/s, 4.4x); the snapshots of 50 sidecars at most 1 a second (a "
+    "unit-test model of Litestream's schedule: was 50 at midnight) |",
     "| restore drills give the freed heap back (malloc_trim(0) after each round, off the event loop) | in a 2 h "
     "soak the supervisor's RSS stepped 1-2 MB at drills and held: 1.09 MB per 1,000 refreshes | 2 h soak: 0.04 "
     "MB per 1,000 refreshes, flat at 50.5-52.5 MB |",

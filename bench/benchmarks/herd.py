@@ -204,7 +204,7 @@ def bench_herd(bed: Bed, work: Path, n: int, default_ttl: int, steady_seconds: f
     steady = series[:int(steady_seconds)]
     steady_rate = statistics.mean(steady)
     # Litestream's own compaction (GET the level-0 files, PUT one, LIST the levels): with the same
-    # intervals every sidecar's ran in one second (levels.py now gives each intervals of its own)
+    # intervals every sidecar's ran in one second (schedule.py now gives each intervals of its own)
     compacting = [r for r in records if r.who == "litestream"
                   and (r.op, r.what) in (("GET", "ltx"), ("PUT", "ltx"), ("LIST", "level"))]
     without = [a - b for a, b in zip(series, per_second(compacting, t0, marks["end"]), strict=True)]
@@ -287,7 +287,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
         ("herd: probe listing latency p50 / p99; errors in steady state",
          f"{h['probe_latency_p50_ms']} ms / {h['probe_latency_p99_ms']} ms; {h['steady_errors']}", "", ""),
         ("herd, steady: the peak second (x the mean); the peak second without Litestream's compaction requests "
-         "(each sidecar compacts at moments of its own: supervisor/litestream/levels.py)",
+         "(each sidecar compacts at moments of its own: supervisor/litestream/schedule.py)",
          f"{h['steady_peak_per_second']} /s ({round(h['steady_peak_per_second'] / h['steady_requests_per_second'], 2)}"
          f"x the mean); {h['steady_peak_without_compaction_per_second']} /s", "", ""),
         ("herd: 30 s S3 outage: peak requests/s after the return (x steady mean; x steady peak); without "

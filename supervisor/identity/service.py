@@ -24,7 +24,7 @@ from supervisor.identity.keeper import CredentialKeeper
 from supervisor.identity.scope import session_policy
 from supervisor.identity.stsquery import sts_endpoint
 from supervisor.litestream import config as lsconfig
-from supervisor.litestream import levels
+from supervisor.litestream import schedule
 from supervisor.litestream.binary import child_env
 from supervisor.litestream.config import LitestreamConfig
 from supervisor.litestream.control import MAX_SOCKET_PATH, socket_config
@@ -131,18 +131,21 @@ class CredentialService:
                         break
         return self._socket_dir / SOCKET_NAME
 
-    def child_config(self, *, socket: bool = False, spread_levels: bool = False) -> Path:
+    def child_config(self, *, socket: bool = False, spread: bool = False) -> Path:
         """The config Litestream runs with; for the sidecar's own Litestream (`replicate`), with our
-        control socket and, unless litestream.yml names them, compaction levels of its own. One file
-        per kind: `replicate --exec` writes the sidecar's, restores (writing the other), then starts
-        Litestream, which must find its socket."""
+        control socket and, where litestream.yml names none, compaction and snapshot intervals of its
+        own. One file per kind: `replicate --exec` writes the sidecar's, restores (writing the other),
+        then starts Litestream, which must find its socket."""
         assert self.config is not None
         document = lsconfig.child_document(self.config)
-        if spread_levels and (intervals := levels.spread(document)) is not None:
-            log.info("compaction_levels_spread", intervals_seconds=list(intervals),
-                     detail="Litestream's default levels, each lengthened by this sidecar's own part of 5%, "
-                            "so sidecars on one store do not compact in the same second; set `levels:` in "
-                            "litestream.yml to choose them")
+        if spread:
+            drawn = schedule.spread(document)
+            if drawn.levels or drawn.snapshot:
+                log.info("litestream_schedule_spread", levels_seconds=list(drawn.levels or ()),
+                         snapshot_seconds=drawn.snapshot,
+                         detail="Litestream compacts and snapshots on the wall clock: intervals of this "
+                                "sidecar's own keep sidecars on one store out of each other's second; "
+                                "`levels:` or `snapshot.interval` in litestream.yml are used as written")
         if socket:
             if document.get("socket"):
                 log.warning("litestream_socket_replaced", detail="litestream.yml's `socket:` is replaced: the "

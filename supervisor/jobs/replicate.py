@@ -84,7 +84,7 @@ class Replicator(Shutdown, Outages):
         self.service.address = await self.service.broker.start()
         if not await first_credentials(self.service, self.signals.stop):
             return False
-        self.child_config = self.service.child_config(socket=True, spread_levels=True)
+        self.child_config = self.service.child_config(socket=True, spread=True)
         environment = self.service.child_environment()
         self.control = Control(self.service.socket_path)
         self.child = ChildSupervisor(
