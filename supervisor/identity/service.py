@@ -139,7 +139,12 @@ class CredentialService:
         assert self.config is not None
         document = lsconfig.child_document(self.config)
         if spread:
-            drawn = schedule.spread(document)
+            if document.get("levels") in (None, []) and "levels" in document:
+                log.warning("litestream_levels_empty", detail="litestream.yml's `levels:` is empty: Litestream "
+                            "then never compacts or deletes level-0 files and the replica grows without bound; "
+                            "remove the key to use the default levels")
+            drawn = schedule.spread(document, schedule.seeded(
+                [f"{db.replica.bucket}/{db.replica.path}" for db in self.config.databases]))
             if drawn.levels or drawn.snapshot:
                 log.info("litestream_schedule_spread", levels_seconds=list(drawn.levels or ()),
                          snapshot_seconds=drawn.snapshot,

@@ -242,7 +242,7 @@ def child_document(config: LitestreamConfig) -> dict[str, Any]:
     return copy.deepcopy(config.document)
 
 
-def write_child_config(doc: dict[str, Any], directory: Path, name: str = "litestream.yml") -> Path:
+def write_child_config(doc: dict[str, Any], directory: Path, name: str) -> Path:
     """Write atomically, mode 0600, into a private directory."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".litestream-", suffix=".yml", dir=directory)

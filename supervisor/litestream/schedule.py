@@ -8,17 +8,20 @@ every one snapshots its whole database (and enforces retention: LISTs and DELETE
 With its default levels (30 s, 5 min, 1 h) fifty sidecars on one store sent it 4.4x their mean
 request rate every 30 s (bench/RESULTS.md, the herd).
 
-So each sidecar draws its own intervals, in nanoseconds (two sidecars of a thousand practically
+So each sidecar draws its own intervals (the same on every start of the same replica, seeded by
+its bucket and path: a new draw could move the snapshot boundary past the last snapshot and upload
+the whole database again at each restart), in nanoseconds (two sidecars of a thousand practically
 never draw the same one; two that meet drift apart again): the default levels lengthened by up to
-`SPREAD`, the daily snapshot shortened by up to `SPREAD` (never past the default 24 h snapshot
-retention, so a snapshot inside it always exists). Compaction and snapshots merge and copy files
-already uploaded: when they run moves no position and changes no restored content. What
-litestream.yml sets (`levels:`, even empty or null; a `snapshot.interval` anywhere) is taken as
-written.
+`SPREAD`, the daily snapshot shortened by up to `SPREAD` (up to 5% more snapshots; with the
+interval under the default 24 h retention the previous snapshot outlives each new one).
+Compaction and snapshots merge and copy files already uploaded: when they run moves no position
+and changes no restored content. What litestream.yml sets (`levels:`, even empty or null; a
+`snapshot.interval` anywhere) is taken as written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +42,12 @@ class Spread:
     snapshot: float | None
 
 
+def seeded(replicas: list[str]) -> random.Random:
+    """The same draws on every start of the sidecar of these replicas (bucket/path)."""
+    seed = hashlib.sha256("\n".join(sorted(replicas)).encode()).digest()
+    return random.Random(seed)  # noqa: S311 (spread, not secrecy)
+
+
 def spread(document: dict[str, Any], rng: random.Random | None = None) -> Spread:
     """Give `document` (a child config) intervals of its own where litestream.yml names none."""
     draw = (rng or _RANDOM).randrange
@@ -48,7 +57,7 @@ def spread(document: dict[str, Any], rng: random.Random | None = None) -> Spread
         document["levels"] = [{"interval": f"{ns}ns"} for ns in drawn]
         levels = tuple(ns / SECOND for ns in drawn)
     snapshot = None
-    top = document.get("snapshot", {})
+    top = document.get("snapshot") or {}  # Litestream reads a null `snapshot:` as its defaults
     named = "interval" in top if isinstance(top, dict) else True
     named = named or any(isinstance(db, dict) and isinstance(db.get("snapshot"), dict)
                          and "interval" in db["snapshot"] for db in document.get("dbs") or [])

@@ -99,7 +99,7 @@ def test_child_document_forces_loopback_addr_and_fills_endpoint(tmp_path: Path) 
     replica = doc["dbs"][0]["replica"]
     assert replica["endpoint"] == "http://s3.local:9000" and replica["force-path-style"] is True
     assert replica["region"] == "eu-west-1"
-    path = config.write_child_config(doc, tmp_path / "private")
+    path = config.write_child_config(doc, tmp_path / "private", "litestream.yml")
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert yaml.safe_load(path.read_text()) == doc
     assert [p.name for p in (tmp_path / "private").iterdir()] == ["litestream.yml"]
