@@ -31,7 +31,6 @@ SECOND = 10**9
 DEFAULT_LEVELS_NS = (30 * SECOND, 300 * SECOND, 3600 * SECOND)
 DEFAULT_SNAPSHOT_NS = 24 * 3600 * SECOND
 SPREAD = 0.05
-_RANDOM = random.SystemRandom()
 
 
 @dataclass(frozen=True)
@@ -48,9 +47,10 @@ def seeded(replicas: list[str]) -> random.Random:
     return random.Random(seed)  # noqa: S311 (spread, not secrecy)
 
 
-def spread(document: dict[str, Any], rng: random.Random | None = None) -> Spread:
-    """Give `document` (a child config) intervals of its own where litestream.yml names none."""
-    draw = (rng or _RANDOM).randrange
+def spread(document: dict[str, Any], rng: random.Random) -> Spread:
+    """Give `document` (a child config) intervals of its own where litestream.yml names none; `rng`
+    is `seeded(...)` for a sidecar."""
+    draw = rng.randrange
     levels = None
     if "levels" not in document:
         drawn = [base + draw(int(base * SPREAD) + 1) for base in DEFAULT_LEVELS_NS]
