@@ -208,6 +208,12 @@ def bench_herd(bed: Bed, work: Path, n: int, default_ttl: int, steady_seconds: f
     compacting = [r for r in records if r.who == "litestream"
                   and (r.op, r.what) in (("GET", "ltx"), ("PUT", "ltx"), ("LIST", "level"))]
     without = [a - b for a, b in zip(series, per_second(compacting, t0, marks["end"]), strict=True)]
+    # Everything but Litestream's level-0 uploads (the outage's backlog: committed data, one file per
+    # second with changes), against its own steady mean: what the retries and probes do on a return
+    level0 = per_second(records, t0, marks["end"], who="litestream", op="PUT", what="ltx-L0")
+    retries = [a - b for a, b in zip(series, level0, strict=True)]
+    retries_rate = statistics.mean(retries[:int(steady_seconds)])
+    supervisor_rate = statistics.mean(by_who["supervisor"][:int(steady_seconds)])
     steady_top = max(range(len(steady)), key=lambda k: steady[k])
 
     def kinds_at(at: float) -> dict[str, int]:
@@ -229,6 +235,12 @@ def bench_herd(bed: Bed, work: Path, n: int, default_ttl: int, steady_seconds: f
                 "peak_second_by_kind": kinds_at(t0 + i + top),
                 "peak_without_compaction_per_second": max(rest),
                 "ratio_without_compaction_to_steady": round(max(rest) / steady_rate, 2),
+                "level0_uploads_in_30_s": sum(level0[i:i + 30]),
+                "peak_without_level0_per_second": max(retries[i:i + int(seconds)]),
+                "ratio_without_level0_to_its_steady": round(max(retries[i:i + int(seconds)]) / retries_rate, 2),
+                "supervisors_peak_per_second": max(by_who["supervisor"][i:i + int(seconds)]),
+                "ratio_supervisors_to_their_steady": round(max(by_who["supervisor"][i:i + int(seconds)])
+                                                           / supervisor_rate, 2),
                 "first_30_s": window}
 
     probe = [r.seconds for r in records if t0 <= r.at < marks["s3_cut"] and r.who == "supervisor"
@@ -241,6 +253,7 @@ def bench_herd(bed: Bed, work: Path, n: int, default_ttl: int, steady_seconds: f
         "steady_requests_per_second_per_sidecar": round(steady_rate / n, 3),
         "steady_peak_per_second": steady[steady_top], "steady_peak_second_by_kind": kinds_at(t0 + steady_top),
         "steady_peak_without_compaction_per_second": max(without[:int(steady_seconds)]),
+        "steady_without_level0_per_second": round(retries_rate, 1),
         "steady_by_who_per_second": {w: round(statistics.mean(s[:int(steady_seconds)]), 1)
                                      for w, s in by_who.items()},
         "probe_latency_p50_ms": round(percentile(probe, 50) * 1000, 1),
@@ -299,6 +312,14 @@ def rows(r: dict[str, Any]) -> list[Row]:
          f"{sts['peak_per_second']} /s ({sts['ratio_to_steady']}x; {sts['ratio_to_steady_peak']}x); "
          f"{sts['peak_without_compaction_per_second']} /s ({sts['ratio_without_compaction_to_steady']}x); "
          f"{h['caught_up_after_sts_seconds']} s", "", ""),
+        ("herd: without Litestream's level-0 uploads (the backlog), the peak second after S3's / STS's return (x "
+         "its steady mean); the supervisors' own requests alone (x theirs)",
+         f"{s3.get('peak_without_level0_per_second', '-')} /s ({s3.get('ratio_without_level0_to_its_steady', '-')}x) / "
+         f"{sts.get('peak_without_level0_per_second', '-')} /s ({sts.get('ratio_without_level0_to_its_steady', '-')}x);"
+         f" {s3.get('supervisors_peak_per_second', '-')} /s ({s3.get('ratio_supervisors_to_their_steady', '-')}x) / "
+         f"{sts.get('supervisors_peak_per_second', '-')} /s ({sts.get('ratio_supervisors_to_their_steady', '-')}x)",
+         f"level-0 files uploaded in the 30 s after each return: {s3.get('level0_uploads_in_30_s', '-')} / "
+         f"{sts.get('level0_uploads_in_30_s', '-')}", ""),
         ("herd: Litestream restarts (120 s TTL group) / rows lost / exit 0",
          f"{h['litestream_restarts_long_ttl']} / {h['rows_lost']} of {h['rows_committed']} / "
          f"{h['exit_0']} of {h['sidecars']}", "", ""),
