@@ -13,7 +13,8 @@ a listing that times out is abandoned and its late answer never applied. When a 
 again after failures, `on_recovered` asks Litestream to upload now instead of waiting out its
 backoff.
 
-Its pace adapts: every `--lag-interval` while anything is pending; every half second to a second
+Its pace adapts: every `--lag-interval` (80-120% of it, drawn each time: sidecars on one store
+do not stay in step) while anything is pending; every half second to a second
 while the replica cannot be listed, less often as an outage lasts (failing_wait); and, while
 nothing changes and nothing waits, twice as long after each quiet round up to
 IDLE_MAX_INTERVAL_SECONDS. A change to a database file (the kernel tells: supervisor/core/inotify.py)
@@ -55,6 +56,13 @@ FAILING_SLOWEST = 5.0
 # Nothing changed, nothing waits: the wait doubles after each quiet round, up to this (a change to
 # the database ends it at once; the replica is listed at least every IDLE_RELIST_SECONDS anyway).
 IDLE_MAX_INTERVAL_SECONDS = 60.0
+# Each wait outside an outage is drawn from this share of its length: a probe that kept an exact
+# period kept its phase, so sidecars that saw a store return in the same seconds listed it in the
+# same seconds every --lag-interval for good (a 5 s comb of 20-25 requests/s, then 0-4, measured in
+# the herd). The first wait after a recovery is drawn from RECOVERED_SPREAD of the interval: the
+# phase is spread over a whole interval at once rather than drifting apart over minutes.
+PACE_SPREAD = (0.8, 1.2)
+RECOVERED_SPREAD = (0.5, 1.5)
 Seen = tuple[int, int, int, float]  # (salt-1, salt-2, WAL end, first seen): a database position
 
 
@@ -190,9 +198,10 @@ class LagProbe:
         return all(d.probe_error is None and d.unstaged_since is None and d.lag_seconds == 0
                    and d.local_txid <= d.remote_txid for d in self.state.databases.values())
 
-    async def run(self) -> None:
+    async def run(self, rand: Callable[[float, float], float] = random.uniform) -> None:
         while True:
             before = {name: d.changes for name, d in self.state.databases.items()}
+            failing_before = any(d.probe_error for d in self.state.databases.values())
             for db in self.config.databases:
                 if self.has_credentials():
                     await self.probe(db)
@@ -204,12 +213,15 @@ class LagProbe:
             down = max((now - (d.probe_ok_at or now) for d in self.state.databases.values() if d.probe_error),
                        default=None)
             wait = next_wait(self.interval, self.quiet_rounds, down is not None, failing_wait(down or 0.0))
-            if not self.quiet_rounds:
-                await asyncio.sleep(wait)
+            if down is None and failing_before:
+                await asyncio.sleep(self.interval * rand(*RECOVERED_SPREAD))
                 continue
-            # idle: the replica is still listed every IDLE_RELIST_SECONDS
+            if not self.quiet_rounds:
+                await asyncio.sleep(wait if down is not None else wait * rand(*PACE_SPREAD))
+                continue
+            # idle: the replica is still listed about every IDLE_RELIST_SECONDS
             listed = min((d.probe_ok_at or 0.0 for d in self.state.databases.values()), default=0.0)
-            wait = min(wait, max(self.interval, listed + IDLE_RELIST_SECONDS - time.time()))
+            wait = min(wait, max(self.interval, listed + IDLE_RELIST_SECONDS - time.time())) * rand(*PACE_SPREAD)
             started = time.monotonic()
             if await self.changed_within(wait):
                 self.quiet_rounds = 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -29,6 +30,9 @@ from supervisor.replica.lease import Identity, LeaseBody, LeaseStore, Observed
 
 log = get_logger("lease")
 RETRY = Backoff(initial_seconds=0.5, max_seconds=5.0)
+# A renewal every TTL/3 exactly kept its phase: sidecars whose renewals a store's return lined up
+# (each renews as soon as it answers again) renewed in the same seconds every period for good.
+RENEW_SPREAD = (0.8, 1.0)
 Callback = Callable[[], Awaitable[None]]
 
 
@@ -111,14 +115,21 @@ def decide(tenure: Tenure, seen: Observation, now: float, ttl_seconds: float) ->
     return tenure, ()
 
 
+def renewal_period(ttl_seconds: float, rand: Callable[[float, float], float] = random.uniform) -> float:
+    """Seconds from a confirmed renewal to the next: a third of the TTL, shortened by a random part of
+    RENEW_SPREAD each time (never lengthened: the fence keeps its margin)."""
+    return ttl_seconds / 3 * rand(*RENEW_SPREAD)
+
+
 def next_attempt(tenure: Tenure, seen: Observation, now: float, ttl_seconds: float,
-                 delay: Callable[[int], float] = RETRY.delay) -> float:
-    """When to renew next: every third of the TTL, sooner (with backoff) after a failure."""
+                 delay: Callable[[int], float] = RETRY.delay,
+                 rand: Callable[[float, float], float] = random.uniform) -> float:
+    """When to renew next: about every third of the TTL, sooner (with backoff) after a failure."""
     if isinstance(seen, Failed) and seen.retry_now:
         return now
     if tenure.failures:
         return now + min(ttl_seconds / 6, delay(tenure.failures))
-    return tenure.confirmed_at + ttl_seconds / 3
+    return tenure.confirmed_at + renewal_period(ttl_seconds, rand)
 
 
 def after_conflict(seen: Observed, me: Identity) -> Observation:
@@ -215,7 +226,7 @@ class Tenancy:
         """Renew every TTL/3 from acquisition until cancelled; fence at the deadline; LeaseLost ends it."""
         assert self.tenure is not None, "acquire() first"
         self._fence, self._unfence = fence, unfence
-        due = self.tenure.confirmed_at + self.ttl / 3
+        due = self.tenure.confirmed_at + renewal_period(self.ttl)
         renewal: asyncio.Task[Observation] | None = None
         try:
             while True:

@@ -4,8 +4,11 @@ replica, and an idle sidecar's probe slows down while a change to the database w
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
+import statistics
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ from typing import Any
 import pytest
 
 from supervisor.core.inotify import Inotify
-from supervisor.core.state import State
+from supervisor.core.state import DatabaseState, State
 from supervisor.litestream.config import Database, LitestreamConfig, Replica
 from supervisor.replica import lag
 from supervisor.replica.lag import LagProbe, next_wait
@@ -194,3 +197,51 @@ def test_a_long_outage_is_probed_less_often_and_its_return_seen_spread() -> None
     # 50 sidecars through a 45 s outage: under 2 listings a second each way less than before
     mid = [failing_wait(d, lambda a, b: (a + b) / 2) for d in range(0, 46)]
     assert sum(1 / w for w in mid[10:]) < 0.5 * sum(1 / 0.75 for _ in mid[10:])
+
+
+class RoundsDone(Exception):
+    pass
+
+
+def busy_waits_after_a_return(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rounds: int) -> list[float]:
+    """The real `run` loop of a sidecar under a writer whose replica just answered again after an
+    outage: the seconds it waits between its rounds (the store's requests follow them)."""
+    probe, db, state = probe_for(tmp_path, Listing([]), interval=5.0)
+    probe.has_credentials = lambda: False  # the rounds' pace is under test, not the listing
+    state.databases[db.name] = DatabaseState(db.name, probe_error="s3: unreachable", probe_ok_at=time.time() - 30)
+    waits: list[float] = []
+
+    async def writer_and_return() -> None:
+        current = state.databases[db.name]
+        state.databases[db.name] = DatabaseState(db.name, changes=current.changes + 1, probe_ok_at=time.time())
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) >= rounds:
+            raise RoundsDone
+
+    probe.on_round = writer_and_return
+    monkeypatch.setattr(lag.asyncio, "sleep", sleep)
+    with pytest.raises(RoundsDone):
+        asyncio.run(probe.run())
+    return waits
+
+
+def test_fifty_probes_that_saw_the_store_return_together_do_not_stay_in_step(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: every busy round waited exactly --lag-interval, so fifty sidecars that saw a store
+    return within the same seconds listed it in the same second every 5 s for good (the herd: a comb
+    of 20-25 requests/s and 0-4 between, for minutes after each outage)."""
+    random.seed(29)
+    starts: list[float] = []
+    for i in range(50):
+        t = 0.0
+        for wait in busy_waits_after_a_return(tmp_path / str(i), monkeypatch, 14):
+            t += wait
+            starts.append(t)
+    per_second = Counter(int(t) for t in starts if 10 <= t < 60)
+    assert sum(per_second.values()) >= 50 * 8  # every sidecar kept probing about every 5 s
+    assert max(per_second.values()) <= 22, sorted(per_second.items())  # mean 10/s; in step: 50
+    waits = busy_waits_after_a_return(tmp_path / "one", monkeypatch, 400)
+    assert 2.5 <= waits[0] <= 7.5  # the first wait after the return: anywhere in an interval
+    assert all(4.0 <= w <= 6.0 for w in waits[1:]) and 4.9 < statistics.mean(waits[1:]) < 5.1
