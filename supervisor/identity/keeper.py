@@ -30,6 +30,7 @@ log = get_logger("keeper")
 # the minute-long cap, or a herd catches up over a minute after STS returns (73 s measured). A
 # thousand pods then ask STS ~70 times a second during its outage, spread by the jitter.
 EXPIRED_RETRY_MAX_SECONDS = 15.0
+VALID_MARGIN_SECONDS = 1.0  # a request's round trip: signed before expiry, checked after it
 
 
 def refresh_delay(creds: Credentials, margin_seconds: float, now: float | None = None) -> float:
@@ -89,6 +90,11 @@ class CredentialKeeper:
     @property
     def current(self) -> Credentials | None:
         return self._current
+
+    def valid(self) -> bool:
+        """Credentials a request sent now can still be signed with and arrive before they expire
+        (the store refuses any other)."""
+        return self._current is not None and self._current.seconds_left() > VALID_MARGIN_SECONDS
 
     async def exchange(self, reason: str, budget: Budget | None = None, *, refresh: bool = True) -> Credentials:
         """Read the token and trade it once (within the budget); record the outcome in State. Not a

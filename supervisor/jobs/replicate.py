@@ -64,7 +64,7 @@ class Replicator(Shutdown, Outages):
         self.inotify = Inotify.open()
         self.probe = LagProbe(self.service.s3, lambda: self.service.keeper.current is not None, self.config,
                               self.state, settings.replicate.lag_interval_seconds, on_recovered=self.catch_up,
-                              inotify=self.inotify)
+                              inotify=self.inotify, credentials_valid=self.service.keeper.valid)
         self.processes = ProcessTable()
         self.leases = leases_for(settings, list(self.config.databases), self.service.s3, self.state,
                                  settings.adopt_replica_from)

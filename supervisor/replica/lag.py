@@ -80,9 +80,12 @@ class LagProbe:
     def __init__(self, s3: Callable[[Database], Any], has_credentials: Callable[[], bool],
                  config: LitestreamConfig, state: State, interval_seconds: float,
                  on_recovered: Callable[[Database, float], Awaitable[None]] | None = None,
-                 inotify: Inotify | None = None) -> None:
+                 inotify: Inotify | None = None, credentials_valid: Callable[[], bool] | None = None) -> None:
         self.s3 = s3
         self.has_credentials = has_credentials
+        # Credentials held but expired (STS away past their expiry): the store can only refuse a
+        # listing, so none is sent; the round still reads the local side, and the lag grows.
+        self.credentials_valid = credentials_valid or (lambda: True)
         self.config = config
         self.state = state
         self.interval = interval_seconds
@@ -145,20 +148,24 @@ class LagProbe:
                         changes=changes, changed_at=changed_at, unstaged_since=unstaged_since)
                     return
             remote_txid, last_upload, error = current.remote_txid, current.last_upload_at, None
-            try:
-                after = self._last_key.get(name) or self._seeded.get(name)
-                found = await asyncio.wait_for(asyncio.to_thread(self._list_newer, db, after), timeout_seconds)
-                if found is None and after is not None and after == self._seeded.get(name):
-                    # nothing from the seed on (the newest file deleted meanwhile): list the level whole
-                    found = await asyncio.wait_for(asyncio.to_thread(self._list_newer, db, None), timeout_seconds)
-                self._seeded.pop(name, None)
-                if found is not None:
-                    self._last_key[name] = found.key
-                    remote_txid, last_upload = max(found.txid, remote_txid), found.last_modified
-            except TimeoutError:
-                error = f"{db.replica.location}: replica listing took longer than {timeout_seconds:g}s"
-            except SupervisorError as e:
-                error = str(e)
+            if not self.credentials_valid():
+                error = (f"{db.replica.location}: not listed: the credentials expired and STS has not given new "
+                         "ones yet (see the credentials_* logs)")
+            else:
+                try:
+                    after = self._last_key.get(name) or self._seeded.get(name)
+                    found = await asyncio.wait_for(asyncio.to_thread(self._list_newer, db, after), timeout_seconds)
+                    if found is None and after is not None and after == self._seeded.get(name):
+                        # nothing from the seed on (the newest file deleted meanwhile): list the level whole
+                        found = await asyncio.wait_for(asyncio.to_thread(self._list_newer, db, None), timeout_seconds)
+                    self._seeded.pop(name, None)
+                    if found is not None:
+                        self._last_key[name] = found.key
+                        remote_txid, last_upload = max(found.txid, remote_txid), found.last_modified
+                except TimeoutError:
+                    error = f"{db.replica.location}: replica listing took longer than {timeout_seconds:g}s"
+                except SupervisorError as e:
+                    error = str(e)
             local = replicas.local_position(db, remote_txid)
         except OSError as e:  # the meta dir unreadable (permissions): a reason, not a crash
             local_unknown = True

@@ -80,6 +80,9 @@ def test_sts_down_past_credential_expiry_then_recovers(pod: Pod) -> None:
         assert sup.get(probe)[0] == 200
         sup.wait_for(lambda: lag(sup, pod) > 2, 30, "lag grows without credentials")
         assert sup.count("credentials_expired") >= 1
+        # the probe sends the store no listing it can only refuse (before: one every 0.5-1 s)
+        (failed,) = [e for e in sup.events() if e.get("event") == "replica_probe_failed"]
+        assert "not listed: the credentials expired" in failed["error"], failed
         sts.restore()
         sup.wait_for(lambda: sup.metric("litestream_supervisor_credentials_valid") == 1, 60, "credentials back")
         sup.wait_for(lambda: lag(sup, pod) < 2, 60, "caught up (a steady writer keeps a change in flight)")

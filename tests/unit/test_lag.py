@@ -245,3 +245,46 @@ def test_fifty_probes_that_saw_the_store_return_together_do_not_stay_in_step(
     waits = busy_waits_after_a_return(tmp_path / "one", monkeypatch, 400)
     assert 2.5 <= waits[0] <= 7.5  # the first wait after the return: anywhere in an interval
     assert all(4.0 <= w <= 6.0 for w in waits[1:]) and 4.9 < statistics.mean(waits[1:]) < 5.1
+
+
+def test_expired_credentials_send_no_listing_and_the_lag_still_grows(tmp_path: Path) -> None:
+    """Before: with the credentials expired (STS away past their expiry) every round still listed
+    the replica, which can only refuse them: fifty sidecars sent the store 47-63 listings a second
+    through the herd's STS outage. Now no listing goes out until new credentials come; the round
+    still reads the local side, so the lag of a waiting commit grows and the return is noticed."""
+    client = Listing([])
+    probe, db, state = probe_for(tmp_path, client)
+    valid = [True]
+    probe.credentials_valid = lambda: valid[0]
+    recovered: list[float] = []
+
+    async def on_recovered(_db: Database, down: float) -> None:
+        recovered.append(down)
+
+    probe.on_recovered = on_recovered
+    con = sqlite3.connect(db.path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE t(x)")
+
+    async def scenario() -> None:
+        await probe.probe(db, force=True)
+        listed = client.requests
+        assert listed >= 1 and state.databases[db.name].probe_error is None
+        valid[0] = False
+        con.execute("INSERT INTO t VALUES (1)")
+        (db.meta_dir / "ltx" / "0" / f"{1:016x}-{1:016x}.ltx").write_bytes(b"")  # staged, not uploaded
+        for _ in range(4):
+            await probe.probe(db)
+            await asyncio.sleep(0.05)
+        expired = state.databases[db.name]
+        assert client.requests == listed, "listed with expired credentials"
+        assert expired.probe_error is not None and "credentials expired" in expired.probe_error
+        assert expired.lag_seconds >= 0.1 and expired.local_txid == 1 and expired.remote_txid == 0
+        valid[0] = True
+        await probe.probe(db)
+        await asyncio.sleep(0)  # the recovery's catch-up task runs
+        assert client.requests == listed + 1 and state.databases[db.name].probe_error is None
+        assert len(recovered) == 1
+
+    asyncio.run(scenario())
+    con.close()
