@@ -140,7 +140,8 @@ def bench_requests(bed: Bed, work: Path, seconds: float) -> dict[str, Any]:
                                                           / max(steady["its_litestream_per_hour"], 1), 3)
     out["note"] = (f"one database per pod, each phase {seconds:g} s (the padded one at most 120 s), per-hour "
                    "rates scaled from the counts; the supervisor with its defaults (--lag-interval 5, the lease "
-                   "renewed after 80-100% of TTL/3 = 8-10 s, credentials of RGW's default hour refreshed 900 s before expiry) and "
+                   "renewed after 80-100% of TTL/3 = 8-10 s, credentials of RGW's default hour refreshed 900 s "
+                   "before expiry) and "
                    "--verify-interval 0 (a drill's requests are in the drills rows: one an hour by default); the "
                    "steady writer commits twice a second; STS and S3 each behind their own counting proxy, the "
                    "requests told apart by User-Agent (the supervisor's botocore, Litestream's Go SDK). Padded: "
