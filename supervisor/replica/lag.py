@@ -8,17 +8,14 @@ database's WAL index and remembers when it first saw each change that no LTX fil
 Lag is the age of the oldest change, staged or not, that the replica does not hold: 0 when
 caught up, growing while anything stalls.
 
-The probe gets what it needs handed in (an S3 client per database, "are there credentials");
+The probe gets what it needs handed in (an S3 client per database, "are there credentials",
+"are they still valid": with expired ones no listing is sent, since the store could only refuse);
 a listing that times out is abandoned and its late answer never applied. When a listing works
 again after failures, `on_recovered` asks Litestream to upload now instead of waiting out its
 backoff.
 
-Its pace adapts: every `--lag-interval` (80-120% of it, drawn each time: sidecars on one store
-do not stay in step) while anything is pending; every half second to a second
-while the replica cannot be listed, less often as an outage lasts (failing_wait); and, while
-nothing changes and nothing waits, twice as long after each quiet round up to
-IDLE_MAX_INTERVAL_SECONDS. A change to a database file (the kernel tells: supervisor/core/inotify.py)
-ends the wait at once, so an idle sidecar sleeps and a busy one is probed as before.
+How often it looks (drawn waits; faster in an outage, slower while idle, at once on a change to
+the database) is supervisor/replica/pace.py.
 """
 
 from __future__ import annotations
@@ -40,29 +37,12 @@ from supervisor.litestream.config import Database, LitestreamConfig
 from supervisor.replica import layout as replicas
 from supervisor.replica import positions
 from supervisor.replica.outcome import FinalPosition, has_data
+from supervisor.replica.pace import PACE_SPREAD, RECOVERED_SPREAD, failing_wait, next_wait
 
 log = get_logger("lag")
 # With nothing new locally the replica cannot fall behind: list it only this often then.
 IDLE_RELIST_SECONDS = 60.0
 LISTING_TIMEOUT_SECONDS = 30.0
-# While the replica cannot be listed, look again every half second to a second (jittered: a hundred
-# sidecars do not come back in step): its return is noticed within a second. From
-# FAILING_FAST_SECONDS of outage on, the wait grows with it, up to FAILING_SLOWEST times that: a
-# store that is away for long is not asked ~1.3 times a second by every sidecar, and its return
-# is seen spread over up to a tenth of the outage.
-FAILING_INTERVAL_SECONDS = (0.5, 1.0)
-FAILING_FAST_SECONDS = 10.0
-FAILING_SLOWEST = 5.0
-# Nothing changed, nothing waits: the wait doubles after each quiet round, up to this (a change to
-# the database ends it at once; the replica is listed at least every IDLE_RELIST_SECONDS anyway).
-IDLE_MAX_INTERVAL_SECONDS = 60.0
-# Each wait outside an outage is drawn from this share of its length: a probe that kept an exact
-# period kept its phase, so sidecars that saw a store return in the same seconds listed it in the
-# same seconds every --lag-interval for good (a 5 s comb of 20-25 requests/s, then 0-4, measured in
-# the herd). The first wait after a recovery is drawn from RECOVERED_SPREAD of the interval: the
-# phase is spread over a whole interval at once rather than drifting apart over minutes.
-PACE_SPREAD = (0.8, 1.2)
-RECOVERED_SPREAD = (0.5, 1.5)
 Seen = tuple[int, int, int, float]  # (salt-1, salt-2, WAL end, first seen): a database position
 
 
@@ -303,23 +283,6 @@ def lag_since(unstaged_since: float | None, unsent_since: float | None, now: flo
     uploaded (a pure function)."""
     oldest = min((t for t in (unstaged_since, unsent_since) if t is not None), default=None)
     return 0.0 if oldest is None else max(0.0, now - oldest)
-
-
-def failing_wait(down_seconds: float, rand: Callable[[float, float], float] = random.uniform) -> float:
-    """Seconds until the next listing while the replica has failed for `down_seconds` (pure)."""
-    stretch = min(max(1.0, down_seconds / FAILING_FAST_SECONDS), FAILING_SLOWEST)
-    return rand(*FAILING_INTERVAL_SECONDS) * stretch
-
-
-def next_wait(interval: float, quiet_rounds: int, failing: bool, failing_wait: float) -> float:
-    """Seconds until the next round (a pure function): at once-ish while the replica fails, every
-    `interval` while anything changes or waits, doubling after each quiet round up to
-    IDLE_MAX_INTERVAL_SECONDS (never below `interval`)."""
-    if failing:
-        return min(interval, failing_wait)
-    if quiet_rounds <= 0:
-        return interval
-    return min(interval * 2 ** min(quiet_rounds, 30), max(interval, IDLE_MAX_INTERVAL_SECONDS))
 
 
 def watched(config: LitestreamConfig) -> dict[Any, frozenset[str]]:

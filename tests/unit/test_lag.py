@@ -18,8 +18,9 @@ import pytest
 from supervisor.core.inotify import Inotify
 from supervisor.core.state import DatabaseState, State
 from supervisor.litestream.config import Database, LitestreamConfig, Replica
-from supervisor.replica import lag
-from supervisor.replica.lag import LagProbe, next_wait
+from supervisor.replica import lag, pace
+from supervisor.replica.lag import LagProbe
+from supervisor.replica.pace import next_wait
 
 
 class Listing:
@@ -101,14 +102,14 @@ def test_the_wait_doubles_while_quiet_and_never_drops_below_the_interval() -> No
     assert [next_wait(5, n, False, 0.7) for n in range(1, 6)] == [10, 20, 40, 60, 60]
     assert next_wait(5, 3, True, 0.7) == 0.7  # failing: every half second to a second
     assert next_wait(90, 4, False, 0.7) == 90  # an interval above the cap stays as given
-    assert next_wait(0.5, 1000, False, 0.7) == lag.IDLE_MAX_INTERVAL_SECONDS
+    assert next_wait(0.5, 1000, False, 0.7) == pace.IDLE_MAX_INTERVAL_SECONDS
 
 
 def test_an_idle_probe_slows_down_and_a_commit_wakes_it_at_once(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Before issue 29 the probe ran every --lag-interval forever, idle or not (0.5 s in the
     bench: 120 rounds a minute of file reads for nothing)."""
-    monkeypatch.setattr(lag, "IDLE_MAX_INTERVAL_SECONDS", 5.0)
+    monkeypatch.setattr(pace, "IDLE_MAX_INTERVAL_SECONDS", 5.0)
     client = Listing([])
     inotify = Inotify.open()
     assert inotify is not None
@@ -188,7 +189,7 @@ def test_a_long_outage_is_probed_less_often_and_its_return_seen_spread() -> None
     supervisor requests in it). Short outages are still seen within a second (issue 26: caught
     up within 3 s of a 10 s outage); from 10 s on, the wait grows with the outage (jittered), up
     to 2.5-5 s."""
-    from supervisor.replica.lag import failing_wait
+    from supervisor.replica.pace import failing_wait
 
     lo, hi = (lambda a, b: a), (lambda a, b: b)
     assert failing_wait(3, lo) == 0.5 and failing_wait(10, hi) == 1.0
