@@ -98,7 +98,7 @@ LEASE = [
             help="One writer per replica: a lease object beside the replica, taken with conditional writes. "
             "off is unsafe: two overlapping pods fork the replica and one pod's rows are lost."),
     option("--lease-ttl", envvar=env("LEASE_TTL"), type=click.FloatRange(min=3), default=30, show_default=True,
-            help="Seconds a lease lasts without renewal (renewed every third): how long a crashed pod's "
+            help="Seconds a lease lasts without renewal (renewed after 80-100% of a third): how long a crashed pod's "
             "successor waits; shorter means faster takeover, and a sidecar that stops uploading sooner when "
             "S3 is unreachable."),
 ]

@@ -58,7 +58,8 @@ hold the final position and, restored, the database's content.
          show_default=True, help="Refresh credentials when this many seconds are left (or at half-life).")
 @option("--lag-interval", envvar=env("LAG_INTERVAL"), type=click.FloatRange(min=0.1), default=5,
          show_default=True, help="Seconds between replica position probes while anything changes or waits; "
-         "idle, the probe waits twice as long after each quiet round (up to 60 s) and wakes at once when a "
+         "idle, the probe waits twice as long after each quiet round (up to 60 s, each wait drawn from "
+         "80-120%) and wakes at once when a "
          "database changes.")
 @option("--exec", "exec_command", envvar=env("EXEC"),
          help="Single-container mode: restore, replicate, run this command; exit with its code.")

@@ -7,7 +7,7 @@ comparing two pods' clocks.
 
 - acquire: GET; absent -> PUT If-None-Match: *; mine (same pod UID: the replicate sidecar adopting
   its own pod's restore), released or expired -> PUT If-Match: <etag>; otherwise wait and re-GET.
-- renew: PUT If-Match every TTL/3; 412 means another pod took it: lost.
+- renew: PUT If-Match after 80-100% of TTL/3; 412 means another pod took it: lost.
 - fence: with no renewal confirmed for TTL minus a safety margin, this pod can no longer prove it
   holds the lease: the caller stops uploading until a renewal succeeds again.
 - release: PUT If-Match with `released: true`, only after the final position is confirmed.

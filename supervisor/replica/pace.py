@@ -5,7 +5,8 @@ Every `--lag-interval` while anything is pending, each wait drawn from PACE_SPRE
 on one store do not stay in step); the first after a recovery drawn from RECOVERED_SPREAD; every
 half second to a second while the replica cannot be listed, less often as an outage lasts
 (failing_wait); and, while nothing changes and nothing waits, twice as long after each quiet round
-up to IDLE_MAX_INTERVAL_SECONDS. A change to a database file (the kernel tells:
+up to IDLE_MAX_INTERVAL_SECONDS (each of those waits drawn from PACE_SPREAD too). A change to a
+database file (the kernel tells:
 supervisor/core/inotify.py) ends an idle wait at once, so an idle sidecar sleeps and a busy one is
 probed as before.
 """

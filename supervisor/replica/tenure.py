@@ -223,7 +223,7 @@ class Tenancy:
                                 "this pod stopped uploading")
 
     async def keep(self, fence: Callback = nothing, unfence: Callback = nothing) -> None:
-        """Renew every TTL/3 from acquisition until cancelled; fence at the deadline; LeaseLost ends it."""
+        """Renew after 80-100% of TTL/3 from acquisition until cancelled; fence at the deadline; LeaseLost ends it."""
         assert self.tenure is not None, "acquire() first"
         self._fence, self._unfence = fence, unfence
         due = self.tenure.confirmed_at + renewal_period(self.ttl)
